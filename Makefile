@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:
+#   make run   — create .venv, install the pinned set, run SDT on the embedded synthetic dataset
+#   make test  — create .venv, install the pinned set, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU wheel on disk is only chosen for an exact version.
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt torch
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/merc-bench run sdt
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+benchmark: $(STAMP)
+	$(VENV)/bin/python benchmarks/sdt_epoch.py
+
+clean:
+	rm -rf $(VENV) runs mlruns .pytest_cache

@@ -1,0 +1,201 @@
+"""The ``merc-bench`` command line.
+
+User mistakes (:class:`~merc_bench.errors.UserError`) print one paragraph on stderr and exit with
+code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+# MLflow looks up a telemetry host at import; switch that off before anything imports it.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import typer
+from rich.console import Console
+
+from merc_bench.errors import UserError
+
+app = typer.Typer(
+    name="merc-bench",
+    help="Multimodal emotion recognition in conversations: run, validate and inspect recipes built from "
+    "registered components (encoders, mixers, fusers, distillers, datasets).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+KIND_ALIASES = {"encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
+                "datasets": "dataset", "recipes": "recipe"}
+
+
+def _registry():
+    from merc_bench.plugins import get_registry
+
+    return get_registry()
+
+
+def _modalities(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@app.command("list")
+def list_components(
+    kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset or recipe")] = None,
+) -> None:
+    """List registered components, all kinds or one."""
+    from rich.table import Table
+
+    from merc_bench.errors import unknown_name_message
+    from merc_bench.registry import KINDS
+
+    registry = _registry()
+    if kind is not None:
+        kind = KIND_ALIASES.get(kind, kind)
+        if kind not in KINDS:
+            raise UserError(unknown_name_message("kind", kind, KINDS))
+    table = Table(show_lines=False)
+    for column in ("kind", "name", "plugin", "search space", "description"):
+        table.add_column(column)
+    for entry in registry.entries(kind):
+        table.add_row(entry.kind, entry.name, entry.plugin, "yes" if entry.search_space else "",
+                      entry.description)
+    console.print(table)
+
+
+@app.command()
+def plugins() -> None:
+    """List installed plugins: entry point, distribution, version and what each registered."""
+    from rich.table import Table
+
+    from merc_bench.plugins import plugin_distributions, plugin_manager
+
+    registry = _registry()
+    owners = plugin_distributions()
+    table = Table()
+    for column in ("plugin", "distribution", "version", "registered"):
+        table.add_column(column)
+    for name, plugin in plugin_manager().list_name_plugin():
+        if plugin is None:
+            continue
+        distribution, version = owners.get(plugin, ("(registered in process)", ""))
+        registered = [f"{e.kind}:{e.name}" for e in registry.entries() if e.source == name]
+        table.add_row(name, distribution, version, ", ".join(registered))
+    console.print(table)
+
+
+@app.command()
+def validate(
+    recipe: Annotated[str, typer.Argument(help="recipe name, see `merc-bench list recipe`")],
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
+) -> None:
+    """Build the model without training; print the component tree and parameter counts."""
+    from merc_bench.runner import parameter_counts, prepare
+
+    registry = _registry()
+    prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [],
+                       flags={"modalities": _modalities(modalities)}, data_dir=data_dir)
+    from merc_bench.model import build_model
+
+    model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
+    config = prepared.config
+    console.print(f"recipe {config.recipe} on {prepared.corpus.info.name} (family {prepared.corpus.info.family}); "
+                  f"modalities {', '.join(model.modalities)}")
+    for kind in ("encoder", "mixer", "fuser", "distiller"):
+        choice = getattr(config, kind)
+        console.print(f"  {kind:9} {choice.name} {choice.config}")
+    console.print(model, distiller, markup=False, highlight=False)
+    total, trainable = parameter_counts(registry, prepared)
+    console.print(f"parameters: {total:,} (trainable {trainable:,})")
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="recipe name, see `merc-bench list recipe`")],
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="number of seeds (mean ± std over them)", min=1)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="override the recipe's epochs", min=1)] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev) or paper (best test epoch)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/<recipe>-<dataset>-...)")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default ./mlruns sqlite)")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+) -> None:
+    """Train and evaluate a recipe; write results.json, per-class CSV and a confusion matrix."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from merc_bench.plugins import plugin_manager
+    from merc_bench.report import results_table
+    from merc_bench.runner import check_writable, default_out_dir, execute, prepare
+    from merc_bench.tracking import MLflowTracker, NullTracker
+
+    if protocol is not None and protocol not in ("clean", "paper"):
+        raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
+    if device is not None and device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {device!r} is not known; use auto, cpu or cuda.")
+    if out is not None:
+        check_writable(out)
+    registry = _registry()
+    flags = {"modalities": _modalities(modalities), "seeds": seeds, "training.epochs": epochs,
+             "protocol": protocol, "device": device}
+    prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [], flags=flags, data_dir=data_dir)
+    out_dir = out or default_out_dir(prepared.config)
+    check_writable(out_dir)
+    tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
+    config, corpus = prepared.config, prepared.corpus
+    console.rule(f"merc-bench run {config.recipe}")
+    console.print(f"dataset    {corpus.info.name} (family {corpus.info.family}): {corpus.summary()}")
+    if config.protocol == "clean":
+        console.print("protocol   clean: train on train, select the epoch on dev, evaluate test once")
+    else:
+        console.print("protocol   paper: train on train + dev, report the best test epoch (not a clean estimate)")
+    modality_list = prepared.config.modalities or list(corpus.info.modalities)
+    console.print(f"modalities {', '.join(modality_list)} · seeds {config.seeds} from {config.training.seed} · "
+                  f"epochs {config.training.epochs} · batch {config.training.batch_size} · lr {config.training.lr:g}")
+    console.print(f"tracking   {tracker.location} · output {out_dir}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        result = execute(registry, prepared, out_dir=out_dir, tracker=tracker, console=console, progress=progress,
+                         hook=plugin_manager().hook)
+    # Wide enough for one row per metric even when the output is piped (rich then assumes 80 columns).
+    Console(width=max(console.width, 150)).print(results_table(result))
+    console.print(f"parameters {result['parameters']['total']:,} (trainable {result['parameters']['trainable']:,})")
+    console.print(f"results    {out_dir / 'results.json'}")
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    store: Annotated[Path, typer.Option(help="folder of the local MLflow store")] = Path("mlruns"),
+) -> None:
+    """Serve the MLflow UI for the local store on 127.0.0.1 (Ctrl-C stops it)."""
+    from merc_bench.tracking import serve_ui
+
+    serve_ui(store=store, port=port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; ``argv`` defaults to the process arguments."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as error:
+        error_console.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

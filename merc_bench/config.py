@@ -1,0 +1,147 @@
+"""Typed run configuration and ``--set key=value`` overrides.
+
+A run is described by one :class:`RunConfig`: which dataset and components (each a
+:class:`ComponentChoice` of a registered name plus that component's own options), the model-wide
+sizes, and the training settings. A recipe supplies the defaults for a dataset family; ``--set``
+changes them; the registry's pydantic configs validate every component's options, so a typo is an
+error instead of a silently ignored key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from merc_bench.errors import UserError, unknown_name_message
+
+__all__ = [
+    "ComponentChoice",
+    "ModelConfig",
+    "TrainingConfig",
+    "RunConfig",
+    "COMPONENT_SLOTS",
+    "parse_override",
+    "apply_overrides",
+    "deep_merge",
+]
+
+#: The component slots of a run, in data-flow order.
+COMPONENT_SLOTS = ("dataset", "encoder", "mixer", "fuser", "distiller")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentChoice(_Strict):
+    """A registered component's name and its options (validated by that component's config)."""
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    """Model-wide settings every component shares."""
+
+    hidden_size: int = Field(1024, gt=0, description="H: size of every encoder, mixer and fuser output")
+    head_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before each per-modality head")
+    modality_heads: bool = Field(True, description="add one classifier per modality (SDT's unimodal heads)")
+
+
+class TrainingConfig(_Strict):
+    """Optimiser, schedule and selection settings."""
+
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0, description="Adam's coupled L2 weight decay, as in SDT")
+    batch_size: int = Field(16, gt=0, description="dialogues per batch")
+    epochs: int = Field(10, gt=0)
+    class_weights: Literal["none", "inverse_frequency"] | list[float] = Field(
+        "none", description="weights of the cross-entropy terms: none, 1/train class frequency, or explicit"
+    )
+    seed: int = Field(0, ge=0, description="first seed; --seeds N uses seed, seed+1, ...")
+    selection_metric: Literal["weighted_f1", "accuracy", "macro_f1"] = "weighted_f1"
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA only)")
+    save_checkpoint: bool = Field(True, description="write the selected epoch's weights to the output folder")
+
+
+class RunConfig(_Strict):
+    """Everything that determines a run's result (plus where it runs)."""
+
+    recipe: str
+    dataset: ComponentChoice
+    modalities: list[str] | None = None  # None: all of the dataset's modalities
+    encoder: ComponentChoice
+    mixer: ComponentChoice
+    fuser: ComponentChoice
+    distiller: ComponentChoice
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    protocol: Literal["clean", "paper"] = "clean"
+    seeds: int = Field(1, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``update`` merged in recursively (dicts merge, other values replace)."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.path=value``; the value is read as JSON when it parses (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r} is not of the form key=value (for example --set training.lr=1e-4).")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise UserError(f"--set {text!r} has an empty key.")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a run-config dict.
+
+    ``mixer=bigru`` swaps a component (its options reset to the new component's defaults);
+    ``mixer.heads=4`` sets one option; ``training.lr=1e-4`` and ``model.hidden_size=256`` set typed
+    fields (validated when the :class:`RunConfig` is built).
+    """
+    config = copy.deepcopy(config)
+    for text in overrides:
+        path, value = parse_override(text)
+        head = path[0]
+        if head not in RunConfig.model_fields:
+            raise UserError(f"--set {text!r}: " + unknown_name_message("setting", head, RunConfig.model_fields))
+        if head in COMPONENT_SLOTS:
+            choice = config.setdefault(head, {"name": "", "config": {}})
+            if len(path) == 1:
+                if not isinstance(value, str):
+                    raise UserError(f"--set {text!r}: a component is chosen by name, got {value!r}.")
+                if value != choice.get("name"):
+                    config[head] = {"name": value, "config": {}}
+                continue
+            target = choice.setdefault("config", {})
+            for part in path[1:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+            continue
+        if head == "modalities" and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        target = config
+        for part in path[:-1]:
+            if not isinstance(target.setdefault(part, {}), dict):
+                raise UserError(f"--set {text!r}: {part!r} is a value, not a group of settings.")
+            target = target[part]
+        target[path[-1]] = value
+    return config

@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+A :class:`UserError` is a mistake the person running merc-bench can fix (an unknown name, a typo in
+``--set``, a missing modality, an unwritable folder). The CLI prints its message as one paragraph
+and exits with code 2, without a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["UserError", "unknown_name_message"]
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported as one clear paragraph (exit code 2)."""
+
+
+def unknown_name_message(what: str, name: str, known: Iterable[str]) -> str:
+    """Say that ``name`` is not a known ``what``, listing the known names and close matches."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    message = f"unknown {what} {name!r}."
+    if close:
+        message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+    message += f" Known {what}s: {', '.join(known) if known else '(none registered)'}."
+    return message

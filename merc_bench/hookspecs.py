@@ -1,0 +1,52 @@
+"""Hook specifications: the only ways a plugin talks to merc-bench.
+
+A plugin is a module (or object) with functions decorated by :data:`merc_bench.hookimpl`, exposed
+through the ``merc_bench`` entry-point group of its distribution::
+
+    [project.entry-points.merc_bench]
+    my_plugin = "my_package.plugin"
+
+The built-in components (SDT, the synthetic dataset, the basic mixers and fusers) are plugins of
+exactly this kind, registered by merc-bench's own ``pyproject.toml``. Hooks are always called with
+keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from merc_bench.registry import ScopedRegistry
+
+PROJECT = "merc_bench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def merc_bench_register(registry: "ScopedRegistry") -> None:
+    """Register this plugin's components.
+
+    Called once per plugin when the registry is first built (lazily, on the first command that
+    needs components). ``registry.register(kind, name, cls, config=..., search_space=...,
+    description=..., paper=...)`` adds one entry; ``kind`` is one of encoder, mixer, fuser,
+    distiller, dataset, recipe. Raising here reports the plugin by name.
+    """
+
+
+@hookspec
+def merc_bench_after_epoch(epoch: int, metrics: dict[str, float], run: dict[str, Any]) -> dict[str, float] | None:
+    """Called by the trainer after every epoch's evaluation.
+
+    ``epoch`` counts from 1; ``metrics`` holds that epoch's metrics (``train_loss``,
+    ``dev_weighted_f1``, ...); ``run`` describes the run (``recipe``, ``dataset``, ``seed``,
+    ``protocol``). Return a dict of extra metrics to log for this epoch, or None.
+    """
+
+
+@hookspec
+def merc_bench_after_run(result: dict[str, Any]) -> None:
+    """Called once after a whole run (all seeds) with the content of ``results.json``."""

@@ -1,0 +1,166 @@
+"""Model assembly: encoder → mixer (one per modality) → fuser → classifier heads.
+
+The component outputs are small dataclasses so a new component can add auxiliary losses or
+metrics without changing the core:
+
+* a mixer returns a tensor (B, L, H) or a :class:`MixerOutput` with ``aux_losses``/``metrics``;
+* a fuser returns a :class:`FuserOutput` (fused (B, L, H) and per-modality (B, L, H));
+* :class:`MERCModel` returns a :class:`ModelOutput`.
+
+The heads follow SDT (reference-models.md §2, item 7): a linear head on the fused representation
+(its argmax is the prediction) and, when ``model.modality_heads`` is on, one
+``ReLU → Dropout → Linear`` head per modality for distillers that supervise each modality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from merc_bench.config import RunConfig
+from merc_bench.data import Batch, DatasetInfo
+from merc_bench.errors import UserError
+from merc_bench.registry import Registry
+
+__all__ = ["MixerOutput", "FuserOutput", "ModelOutput", "MERCModel", "build_model", "build_context", "select_modalities"]
+
+
+@dataclass
+class MixerOutput:
+    hidden: torch.Tensor  # (B, L, H)
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class FuserOutput:
+    fused: torch.Tensor  # (B, L, H)
+    per_modality: dict[str, torch.Tensor]  # modality -> (B, L, H)
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, L, C) from the fused representation: the prediction
+    modality_logits: dict[str, torch.Tensor]  # modality -> (B, L, C); empty without modality heads
+    hidden: torch.Tensor  # (B, L, H) fused representation (for t-SNE, distillation)
+    modality_hidden: dict[str, torch.Tensor]  # modality -> (B, L, H)
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class MERCModel(nn.Module):
+    """encoder → per-modality mixers → fuser → heads, for one dataset's modalities."""
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        mixers: dict[str, nn.Module],
+        fuser: nn.Module,
+        hidden_size: int,
+        num_classes: int,
+        head_dropout: float,
+        modality_heads: bool,
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(mixers)
+        self.encoder = encoder
+        self.mixers = nn.ModuleDict(mixers)
+        self.fuser = fuser
+        self.head = nn.Linear(hidden_size, num_classes)
+        self.modality_heads = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.ReLU(), nn.Dropout(head_dropout), nn.Linear(hidden_size, num_classes))
+                for m in self.modalities
+            }
+            if modality_heads
+            else {}
+        )
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        mask = batch.mask  # (B, L)
+        encoded = self.encoder(
+            features={m: batch.features[m] for m in self.modalities}, speakers=batch.speakers, mask=mask
+        )  # modality -> (B, L, H)
+        aux_losses: dict[str, torch.Tensor] = {}
+        metrics: dict[str, torch.Tensor] = {}
+        mixed = {}
+        for modality, mixer in self.mixers.items():
+            out = mixer(encoded[modality], mask)
+            if isinstance(out, MixerOutput):
+                aux_losses.update({f"{modality}.{k}": v for k, v in out.aux_losses.items()})
+                metrics.update({f"{modality}.{k}": v for k, v in out.metrics.items()})
+                out = out.hidden
+            mixed[modality] = out  # (B, L, H)
+        fused = self.fuser(mixed=mixed, encoded=encoded, mask=mask)
+        aux_losses.update(fused.aux_losses)
+        metrics.update(fused.metrics)
+        return ModelOutput(
+            logits=self.head(fused.fused),  # (B, L, C)
+            modality_logits={m: head(fused.per_modality[m]) for m, head in self.modality_heads.items()},
+            hidden=fused.fused,
+            modality_hidden=fused.per_modality,
+            aux_losses=aux_losses,
+            metrics=metrics,
+        )
+
+
+def select_modalities(info: DatasetInfo, requested: list[str] | None) -> tuple[str, ...]:
+    """The run's modalities: all of the dataset's, or a validated non-empty subset in dataset order."""
+    if requested is None:
+        return info.modalities
+    if not requested:
+        raise UserError("--modalities is empty: name at least one of " + ", ".join(info.modalities) + ".")
+    missing = [m for m in requested if m not in info.feature_dims]
+    if missing:
+        raise UserError(
+            f"modality {missing[0]!r} is not in dataset {info.name!r}, which has: {', '.join(info.modalities)}."
+        )
+    return tuple(m for m in info.modalities if m in requested)
+
+
+def build_context(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
+    """The build-context values constructors may ask for by name (see merc_bench.registry)."""
+    modalities = select_modalities(info, config.modalities)
+    return {
+        "hidden_size": config.model.hidden_size,
+        "modalities": modalities,
+        "feature_dims": {m: info.feature_dims[m] for m in modalities},
+        "num_speakers": info.num_speakers,
+        "num_classes": info.num_classes,
+        "family": info.family,
+        "data_dir": None,
+    }
+
+
+def build_component(registry: Registry, kind: str, choice: Any, context: dict[str, Any]) -> Any:
+    entry = registry.get(kind, choice.name)
+    return entry.build(entry.make_config(choice.config, where=kind), context)
+
+
+def build_model(config: RunConfig, info: DatasetInfo, registry: Registry) -> tuple[MERCModel, nn.Module]:
+    """Build the model and the distiller for ``config`` on a dataset described by ``info``."""
+    context = build_context(config, info)
+    mixers = {m: build_component(registry, "mixer", config.mixer, context) for m in context["modalities"]}
+    model = MERCModel(
+        encoder=build_component(registry, "encoder", config.encoder, context),
+        mixers=mixers,
+        fuser=build_component(registry, "fuser", config.fuser, context),
+        hidden_size=config.model.hidden_size,
+        num_classes=info.num_classes,
+        head_dropout=config.model.head_dropout,
+        modality_heads=config.model.modality_heads,
+    )
+    distiller = build_component(registry, "distiller", config.distiller, context)
+    return model, distiller
+
+
+def count_parameters(*modules: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    params = [p for module in modules for p in module.parameters()]
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)

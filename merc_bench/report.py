@@ -1,0 +1,153 @@
+"""Run outputs: ``results.json``, the per-class CSV, the confusion-matrix PNG and the console table.
+
+Every file is written to a temporary name and renamed into place, so an interrupted run never
+leaves a half-written result behind. Spread over seeds is the sample standard deviation
+(ddof = 1; 0 for a single seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["summarise", "write_outputs", "results_table", "atomic_write_text"]
+
+SPLIT_METRICS = ("accuracy", "weighted_f1", "macro_f1")
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+        "per_seed": [float(v) for v in array],
+    }
+
+
+def summarise(per_seed: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[str, Any]:
+    """Mean, std and per-seed values of each metric of one split over seeds."""
+    if not per_seed or not per_seed[0]:
+        return {}
+    summary: dict[str, Any] = {metric: _spread([run[metric] for run in per_seed]) for metric in SPLIT_METRICS}
+    summary["per_class"] = {
+        name: {
+            "accuracy": _spread([run["per_class"][name]["accuracy"] for run in per_seed]),
+            "f1": _spread([run["per_class"][name]["f1"] for run in per_seed]),
+            "support": per_seed[0]["per_class"][name]["support"],
+        }
+        for name in classes
+    }
+    summary["confusion"] = np.sum([run["confusion"] for run in per_seed], axis=0).tolist()
+    return summary
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _per_class_csv(result: dict[str, Any]) -> str:
+    import pandas as pd
+
+    rows = []
+    for split in ("dev", "test"):
+        for name, values in result.get(split, {}).get("per_class", {}).items():
+            rows.append(
+                {
+                    "split": split,
+                    "class": name,
+                    "support": values["support"],
+                    "accuracy_mean": values["accuracy"]["mean"],
+                    "accuracy_std": values["accuracy"]["std"],
+                    "f1_mean": values["f1"]["mean"],
+                    "f1_std": values["f1"]["std"],
+                }
+            )
+    return pd.DataFrame(rows).to_csv(index=False, float_format="%.6f")
+
+
+def _confusion_png(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = result["classes"]
+    confusion = np.asarray(result["test"]["confusion"])
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.7 * len(classes)))
+    image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            axes.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                      color="white" if rates[i, j] > 0.5 else "black")
+    seeds = len(result["seeds"])
+    axes.set_title(f"{result['recipe']} on {result['dataset']} — test ({result['protocol']}, {seeds} seed(s) summed)",
+                   fontsize=9)
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write results.json, per_class.csv and confusion_test.png into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "results.json", out_dir / "per_class.csv", out_dir / "confusion_test.png"]
+    atomic_write_text(paths[0], json.dumps(result, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(paths[1], _per_class_csv(result))
+    _confusion_png(result, paths[2])
+    return paths
+
+
+def _cell(values: dict[str, Any]) -> str:
+    return f"{100 * values['mean']:.2f}±{100 * values['std']:.2f}"
+
+
+def results_table(result: dict[str, Any]):
+    """A rich table in the paper's layout: per-class ACC and F1, then w-ACC, w-F1 and macro-F1 (×100)."""
+    from rich.table import Table
+
+    seeds = len(result["seeds"])
+    table = Table(
+        title=f"{result['recipe']} on {result['dataset']} · protocol {result['protocol']} · "
+        f"{seeds} seed(s), mean ± std (×100)",
+        title_justify="left",
+    )
+    table.add_column("split", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    for name in result["classes"]:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("w-avg", justify="right", no_wrap=True)
+    table.add_column("macro-F1", justify="right", no_wrap=True)
+    for split in ("dev", "test"):
+        summary = result.get(split)
+        if not summary:
+            continue
+        label = split if not (split == "dev" and result["protocol"] == "paper") else "dev (trained on)"
+        table.add_row(
+            label, "ACC", *(_cell(summary["per_class"][c]["accuracy"]) for c in result["classes"]),
+            _cell(summary["accuracy"]), "",
+        )
+        table.add_row(
+            "", "F1", *(_cell(summary["per_class"][c]["f1"]) for c in result["classes"]),
+            _cell(summary["weighted_f1"]), _cell(summary["macro_f1"]),
+        )
+    return table

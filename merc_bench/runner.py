@@ -1,0 +1,215 @@
+"""From a recipe name, a dataset name and overrides to a trained, reported run.
+
+:func:`prepare` resolves the configuration in a fixed order — recipe defaults for the dataset's
+family, then ``--set`` overrides, then explicit command-line flags — and validates every
+component's options before any training starts. :func:`execute` trains every seed, tracks it and
+writes the outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from merc_bench import __version__
+from merc_bench.config import RunConfig, apply_overrides
+from merc_bench.data import Corpus
+from merc_bench.errors import UserError
+from merc_bench.model import build_context, count_parameters, build_model
+from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.report import atomic_write_text, summarise, write_outputs
+from merc_bench.tracking import Tracker, environment_tags, flatten
+from merc_bench.trainer import SeedResult, Trainer, resolve_device
+
+__all__ = ["Prepared", "prepare", "execute", "check_writable", "load_corpus"]
+
+
+@dataclass
+class Prepared:
+    config: RunConfig
+    corpus: Corpus
+
+
+def load_corpus(registry: Registry, choice: dict[str, Any], data_dir: Path | None) -> Corpus:
+    entry = registry.get("dataset", choice["name"])
+    config = entry.make_config(choice.get("config", {}), where="dataset")
+    context = {"data_dir": data_dir}
+    return entry.build(config, context).load()
+
+
+def prepare(
+    registry: Registry,
+    *,
+    recipe: str,
+    dataset: str,
+    overrides: list[str] = (),
+    flags: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+) -> Prepared:
+    """Resolve and validate a run's configuration and load its dataset."""
+    recipe_entry = registry.get("recipe", recipe)
+    dataset_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "dataset"]
+    other_overrides = [o for o in overrides if o not in dataset_overrides]
+    dataset_choice = apply_overrides({"dataset": {"name": dataset, "config": {}}}, dataset_overrides)["dataset"]
+    corpus = load_corpus(registry, dataset_choice, data_dir)
+    values = recipe_entry.obj.resolve(corpus.info.family)
+    values["dataset"] = dataset_choice
+    values = apply_overrides(values, other_overrides)
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        section, _, field = key.rpartition(".")
+        (values.setdefault(section, {}) if section else values)[field] = value
+    try:
+        config = RunConfig.model_validate(values)
+    except pydantic.ValidationError as error:
+        raise UserError(describe_validation_error(error, f"recipe {recipe!r}")) from None
+    # Fail on a typo in any component's options now, not after the dataset loads and training starts.
+    for kind in ("encoder", "mixer", "fuser", "distiller"):
+        choice = getattr(config, kind)
+        registry.get(kind, choice.name).make_config(choice.config, where=kind)
+    build_context(config, corpus.info)  # validates --modalities against the dataset
+    return Prepared(config, corpus)
+
+
+def check_writable(out_dir: Path) -> None:
+    """Fail early, with a clear message, if results could not be written to ``out_dir``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".merc-bench-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"cannot write results to --out {str(out_dir)!r}: {error.strerror or error}. "
+            "Choose a folder you can write to."
+        ) from None
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.recipe}-{config.dataset.name}-{config.protocol}-{stamp}"
+
+
+def parameter_counts(registry: Registry, prepared: Prepared) -> tuple[int, int]:
+    model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
+    return count_parameters(model, distiller)
+
+
+def execute(
+    registry: Registry,
+    prepared: Prepared,
+    *,
+    out_dir: Path,
+    tracker: Tracker,
+    console: Any = None,
+    progress: Any = None,
+    hook: Any = None,
+) -> dict[str, Any]:
+    """Train every seed, evaluate, track and write the outputs; return the results dict."""
+    config, corpus = prepared.config, prepared.corpus
+    device = resolve_device(config.device)
+    seeds = [config.training.seed + i for i in range(config.seeds)]
+    run_description = {"recipe": config.recipe, "dataset": corpus.info.name, "protocol": config.protocol}
+    total, trainable = parameter_counts(registry, prepared)
+    params = flatten(config.model_dump(mode="json"))
+    tags = environment_tags(device) | {
+        "recipe": config.recipe,
+        "dataset": corpus.info.name,
+        "protocol": config.protocol,
+        "dataset_fingerprint": corpus.fingerprint(),
+    }
+    results: list[SeedResult] = []
+    with tracker.run(f"{config.recipe}-{corpus.info.name}-{config.protocol}", params=params, tags=tags):
+        for seed in seeds:
+            def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> dict[str, float]:
+                extra: dict[str, float] = {}
+                if hook is not None:
+                    for returned in hook.merc_bench_after_epoch(
+                        epoch=epoch, metrics=metrics, run=run_description | {"seed": seed}
+                    ):
+                        extra.update(returned or {})
+                tracker.log_metrics({k: v for k, v in (metrics | extra).items() if k != "epoch"}, step=epoch)
+                return extra
+
+            with tracker.run(f"seed-{seed}", params=params | {"seed": str(seed)}, tags=tags | {"seed": str(seed)},
+                             nested=True) as child:
+                trainer = Trainer(config=config, corpus=corpus, registry=registry, device=device,
+                                  on_epoch=on_epoch, progress=progress)
+                result = trainer.fit(seed, checkpoint_dir=out_dir)
+                child.log_metrics(_final_metrics(result))
+                child.set_tags({"selected_epoch": str(result.selected_epoch)} | _gpu_tags(device))
+            results.append(result)
+            if console is not None:
+                console.print(
+                    f"seed {seed}: selected epoch {result.selected_epoch}, test w-F1 "
+                    f"{100 * result.test['weighted_f1']:.2f}, {result.seconds:.1f} s"
+                )
+        summary = _result_dict(config, corpus, seeds, results, (total, trainable), device)
+        paths = write_outputs(summary, out_dir)
+        atomic_config = out_dir / "config.json"
+        atomic_write_text(atomic_config, json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+        tracker.log_metrics(
+            {f"{split}_{metric}": summary[split][metric]["mean"]
+             for split in ("dev", "test") if summary.get(split) for metric in ("accuracy", "weighted_f1", "macro_f1")}
+        )
+        tracker.log_artifacts(paths + [atomic_config])
+    if hook is not None:
+        hook.merc_bench_after_run(result=summary)
+    return summary
+
+
+def _final_metrics(result: SeedResult) -> dict[str, float]:
+    metrics = {"selected_epoch": float(result.selected_epoch), "seconds": result.seconds}
+    for split, values in (("dev", result.dev), ("test", result.test)):
+        for key in ("accuracy", "weighted_f1", "macro_f1"):
+            if values:
+                metrics[f"final_{split}_{key}"] = values[key]
+    return metrics
+
+
+def _gpu_tags(device: Any) -> dict[str, str]:
+    if getattr(device, "type", "") != "cuda":
+        return {}
+    import torch
+
+    return {"peak_gpu_memory_mb": f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}"}
+
+
+def _result_dict(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[SeedResult],
+                 counts: tuple[int, int], device: Any) -> dict[str, Any]:
+    classes = corpus.info.classes
+    notes = []
+    if config.protocol == "paper":
+        notes.append("paper protocol: trained on train + dev, epoch chosen on test (first epoch reaching the "
+                     "best test score); dev metrics are on training data. Not an unbiased estimate.")
+    else:
+        notes.append("clean protocol: epoch chosen on dev, test evaluated once per seed.")
+    return {
+        "recipe": config.recipe,
+        "dataset": corpus.info.name,
+        "dataset_family": corpus.info.family,
+        "dataset_fingerprint": corpus.fingerprint(),
+        "protocol": config.protocol,
+        "seeds": seeds,
+        "modalities": list(build_context(config, corpus.info)["modalities"]),
+        "classes": list(classes),
+        "parameters": {"total": counts[0], "trainable": counts[1]},
+        "device": str(device),
+        "dev": summarise([r.dev for r in results], classes),
+        "test": summarise([r.test for r in results], classes),
+        "runs": [
+            {"seed": r.seed, "selected_epoch": r.selected_epoch, "seconds": round(r.seconds, 3),
+             "checkpoint": str(r.checkpoint) if r.checkpoint else None, "history": r.history}
+            for r in results
+        ],
+        "config": config.model_dump(mode="json"),
+        "notes": notes,
+        "merc_bench_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,235 @@
+"""The contract-test kit: checks every component of a kind must pass.
+
+Plugin authors use it in their own test suites::
+
+    import pytest
+    from merc_bench.testing import check_component, component_entries
+
+    @pytest.mark.parametrize("entry", component_entries(), ids=lambda e: f"{e.kind}:{e.name}")
+    def test_contract(entry):
+        check_component(entry)
+
+Each check builds the component small (hidden size 16, three modalities with small feature sizes)
+from its default config and asserts: output shapes, a gradient reaching every trainable parameter,
+no NaN, padded positions not changing real outputs, the same seed giving the same output, and the
+config round-tripping while unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pydantic
+import torch
+
+from merc_bench.data import Batch, Dialogue, collate
+from merc_bench.model import FuserOutput, MixerOutput, ModelOutput
+from merc_bench.registry import Entry, Registry
+
+__all__ = ["SMALL_CONTEXT", "component_entries", "check_component", "make_batch"]
+
+#: The build context every contract check uses.
+SMALL_CONTEXT: dict[str, Any] = {
+    "hidden_size": 16,
+    "modalities": ("text", "audio", "visual"),
+    "feature_dims": {"text": 12, "audio": 10, "visual": 8},
+    "num_speakers": 3,
+    "num_classes": 4,
+    "family": "meld",
+    "data_dir": None,
+}
+
+_MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
+
+
+def component_entries(registry: Registry | None = None, kinds: tuple[str, ...] = _MODEL_KINDS) -> list[Entry]:
+    """Every registered model component (the default registry unless one is given)."""
+    if registry is None:
+        from merc_bench.plugins import get_registry
+
+        registry = get_registry()
+    return [entry for kind in kinds for entry in registry.entries(kind)]
+
+
+def make_batch(lengths: tuple[int, ...] = (5, 3, 1), seed: int = 0, context: dict[str, Any] = SMALL_CONTEXT) -> Batch:
+    """A padded batch of random dialogues with the given lengths."""
+    rng = np.random.default_rng(seed)
+    dialogues = [
+        Dialogue(
+            id=f"d{i}",
+            features={m: rng.standard_normal((n, d)).astype(np.float32) for m, d in context["feature_dims"].items()},
+            speakers=rng.integers(0, context["num_speakers"], n),
+            labels=rng.integers(0, context["num_classes"], n),
+        )
+        for i, n in enumerate(lengths)
+    ]
+    return collate(dialogues, modalities=context["modalities"], num_speakers=context["num_speakers"])
+
+
+def _build(entry: Entry, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return entry.build(entry.make_config({}), SMALL_CONTEXT)
+
+
+def _with_noisy_padding(batch: Batch, seed: int = 1) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    padded = ~batch.mask  # (B, L)
+    features = {}
+    for modality, x in batch.features.items():
+        noise = torch.randn(x.shape, generator=generator) * 10
+        features[modality] = torch.where(padded[..., None], noise, x)
+    speakers = torch.where(padded, torch.randint(0, SMALL_CONTEXT["num_speakers"], batch.speakers.shape,
+                                                 generator=generator), batch.speakers)
+    return Batch(features=features, speakers=speakers, labels=batch.labels, mask=batch.mask, ids=batch.ids)
+
+
+def _hidden(batch: Batch, seed: int = 2) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    size = (*batch.mask.shape, SMALL_CONTEXT["hidden_size"])
+    return {m: torch.randn(size, generator=generator) for m in SMALL_CONTEXT["modalities"]}
+
+
+def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Call the component; return its tensor outputs by name."""
+    if entry.kind == "encoder":
+        out = module(features=batch.features, speakers=batch.speakers, mask=batch.mask)
+        return dict(out)
+    if entry.kind == "mixer":
+        out = module(hidden["text"], batch.mask)
+        if isinstance(out, MixerOutput):
+            return {"hidden": out.hidden, **{f"aux.{k}": v for k, v in out.aux_losses.items()}}
+        return {"hidden": out}
+    if entry.kind == "fuser":
+        out = module(mixed=hidden, encoded={m: h.flip(-1) for m, h in hidden.items()}, mask=batch.mask)
+        assert isinstance(out, FuserOutput), f"fuser {entry.name!r} must return a FuserOutput"
+        return {"fused": out.fused, **{f"per_modality.{m}": h for m, h in out.per_modality.items()}}
+    if entry.kind == "distiller":
+        classes = SMALL_CONTEXT["num_classes"]
+        shape = (*batch.mask.shape, classes)
+        generator = torch.Generator().manual_seed(3)
+        output = ModelOutput(
+            logits=torch.randn(shape, generator=generator),
+            modality_logits={m: torch.randn(shape, generator=generator) for m in SMALL_CONTEXT["modalities"]},
+            hidden=hidden["text"],
+            modality_hidden=hidden,
+        )
+        terms = module(output=output, batch=batch, class_weights=None)
+        return dict(terms)
+    raise ValueError(entry.kind)
+
+
+def check_component(entry: Entry) -> None:
+    """Run every contract check on one registered component; raises AssertionError on a failure."""
+    check_config(entry)
+    batch = make_batch()
+    hidden = _hidden(batch)
+    module = _build(entry).eval()
+    outputs = _run(entry, module, batch, hidden)
+    mask = batch.mask
+    size = SMALL_CONTEXT["hidden_size"]
+    for name, tensor in outputs.items():
+        assert torch.isfinite(tensor).all(), f"{entry.kind} {entry.name!r}: {name} has NaN or inf"
+        if entry.kind == "distiller" or name.startswith("aux."):
+            assert tensor.dim() == 0, f"{entry.kind} {entry.name!r}: loss term {name} must be a scalar"
+        else:
+            assert tuple(tensor.shape) == (*mask.shape, size), (
+                f"{entry.kind} {entry.name!r}: {name} has shape {tuple(tensor.shape)}, expected {(*mask.shape, size)}"
+            )
+    if entry.kind == "encoder":
+        assert set(outputs) == set(SMALL_CONTEXT["modalities"]), f"encoder {entry.name!r} must return every modality"
+    check_gradients(entry, module, batch, hidden)
+    check_mask_invariance(entry, module, batch, hidden, outputs)
+    again = _run(entry, _build(entry).eval(), batch, hidden)
+    for name in outputs:
+        assert torch.equal(outputs[name], again[name]), f"{entry.kind} {entry.name!r}: same seed, different {name}"
+
+
+def check_config(entry: Entry) -> None:
+    """Defaults validate, the config round-trips through a dict, and unknown keys are rejected."""
+    config = entry.make_config({})
+    assert entry.config is not None
+    assert entry.config.model_validate(config.model_dump()) == config, f"{entry.name!r}: config does not round-trip"
+    try:
+        entry.config.model_validate({"surely_not_an_option": 1})
+    except pydantic.ValidationError:
+        pass
+    else:
+        raise AssertionError(f"{entry.kind} {entry.name!r}: config accepts unknown keys (use extra='forbid')")
+
+
+def check_gradients(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, torch.Tensor]) -> None:
+    """Every trainable parameter (and, for distillers, the model outputs) receives a non-zero gradient."""
+    module.zero_grad(set_to_none=True)
+    if entry.kind == "distiller":
+        _check_distiller_gradients(entry, module, batch, hidden)
+    else:
+        hidden = {m: h.clone().requires_grad_(True) for m, h in hidden.items()}
+        outputs = _run(entry, module, batch, hidden)
+        total = sum((t[batch.mask].sum() if t.dim() > 0 else t) for t in outputs.values())
+        total.backward()
+    for name, parameter in module.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, (
+                f"{entry.kind} {entry.name!r}: parameter {name} receives no gradient"
+            )
+            assert torch.isfinite(parameter.grad).all(), f"{entry.kind} {entry.name!r}: NaN gradient in {name}"
+
+
+def _check_distiller_gradients(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict) -> None:
+    shape = (*batch.mask.shape, SMALL_CONTEXT["num_classes"])
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(shape, generator=generator, requires_grad=True)
+    modality_logits = {m: torch.randn(shape, generator=generator, requires_grad=True) for m in SMALL_CONTEXT["modalities"]}
+    output = ModelOutput(logits=logits, modality_logits=modality_logits, hidden=hidden["text"], modality_hidden=hidden)
+    terms = module(output=output, batch=batch, class_weights=None)
+    if not terms:
+        return
+    sum(terms.values()).backward()
+    reached = [t for t in [logits, *modality_logits.values()] if t.grad is not None and t.grad.abs().sum() > 0]
+    assert reached, f"distiller {entry.name!r}: its loss terms send no gradient to the model's outputs"
+    for t in reached:
+        assert torch.isfinite(t.grad).all(), f"distiller {entry.name!r}: NaN gradient"
+        assert torch.all(t.grad[~batch.mask] == 0), f"distiller {entry.name!r}: gradient reaches padded positions"
+
+
+def check_mask_invariance(
+    entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, torch.Tensor], outputs: dict
+) -> None:
+    """Changing what sits in padded positions changes no real output."""
+    noisy = _with_noisy_padding(batch)
+    padded = ~batch.mask
+    noisy_hidden = {m: torch.where(padded[..., None], torch.randn_like(h) * 10, h) for m, h in hidden.items()}
+    if entry.kind == "distiller":
+        return _check_distiller_mask_invariance(entry, module, batch)
+    changed = _run(entry, module, noisy, noisy_hidden)
+    for name, tensor in outputs.items():
+        if tensor.dim() == 0:
+            continue
+        assert torch.allclose(tensor[batch.mask], changed[name][batch.mask], atol=1e-5), (
+            f"{entry.kind} {entry.name!r}: padded positions change the real outputs of {name}"
+        )
+
+
+def _check_distiller_mask_invariance(entry: Entry, module: torch.nn.Module, batch: Batch) -> None:
+    shape = (*batch.mask.shape, SMALL_CONTEXT["num_classes"])
+    generator = torch.Generator().manual_seed(4)
+    logits = torch.randn(shape, generator=generator)
+    modality_logits = {m: torch.randn(shape, generator=generator) for m in SMALL_CONTEXT["modalities"]}
+    hidden = _hidden(batch)
+
+    def terms(scale_padding: float) -> dict[str, torch.Tensor]:
+        pad = (~batch.mask)[..., None].float() * scale_padding
+        output = ModelOutput(
+            logits=logits + pad * 50,
+            modality_logits={m: x - pad * 50 for m, x in modality_logits.items()},
+            hidden=hidden["text"],
+            modality_hidden=hidden,
+        )
+        return module(output=output, batch=batch, class_weights=None)
+
+    clean, noisy = terms(0.0), terms(1.0)
+    for name in clean:
+        assert torch.allclose(clean[name], noisy[name], atol=1e-5), (
+            f"distiller {entry.name!r}: padded positions change loss term {name}"
+        )

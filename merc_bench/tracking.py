@@ -1,0 +1,219 @@
+"""MLflow tracking: one parent run per ``merc-bench run`` invocation, one nested run per seed.
+
+Default store: sqlite at ``./mlruns/mlflow.db`` with artifacts in ``./mlruns/artifacts`` (the old
+file store is deprecated in MLflow 3). Telemetry is switched off before mlflow is imported.
+Per-epoch metrics are buffered and written with one ``log_batch`` call per seed, because every
+``log_metric`` call costs a database round trip (~5 ms on sqlite, ~56 ms over HTTP).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Tracker", "NullTracker", "MLflowTracker", "default_tracking_uri", "flatten", "environment_tags"]
+
+EXPERIMENT = "merc-bench"
+
+
+def disable_telemetry() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def default_store(root: Path | None = None) -> Path:
+    return (root or Path.cwd()) / "mlruns"
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    return f"sqlite:///{(default_store(root) / 'mlflow.db').resolve()}"
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"training": {"lr": 1e-4}} → {"training.lr": "0.0001"} (MLflow params are strings)."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def _git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags(device: Any) -> dict[str, str]:
+    """git commit, plugin versions, device name (and on CUDA the GPU's name)."""
+    import torch
+
+    from merc_bench.plugins import plugin_distributions
+
+    tags = {
+        "git_commit": _git_commit(),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "host_cpu": platform.processor() or platform.machine(),
+    }
+    for name, version in sorted(set(plugin_distributions().values())):
+        tags[f"plugin.{name}"] = version
+    if getattr(device, "type", "") == "cuda":
+        tags["gpu_name"] = torch.cuda.get_device_name(device)
+    return tags
+
+
+class Tracker:
+    """The tracking interface the runner uses. The base class records nothing."""
+
+    @contextmanager
+    def run(self, name: str, *, params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+            nested: bool = False) -> Iterator["Tracker"]:
+        yield self
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Buffered; written by :meth:`flush` or at the end of the run."""
+
+    def flush(self) -> None:
+        pass
+
+    def log_artifacts(self, paths: list[Path]) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    @property
+    def location(self) -> str:
+        return "(not tracked)"
+
+
+class NullTracker(Tracker):
+    """--no-track."""
+
+
+class MLflowTracker(Tracker):
+    """MLflow-backed tracker; ``uri`` None means the local sqlite store."""
+
+    def __init__(self, uri: str | None = None, *, experiment: str = EXPERIMENT) -> None:
+        disable_telemetry()
+        import mlflow
+
+        self._mlflow = mlflow
+        self.uri = uri or default_tracking_uri()
+        if uri is None:
+            default_store().mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        artifact_location = None
+        if self.uri.startswith("sqlite:///"):
+            artifact_location = (Path(self.uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+        client = mlflow.MlflowClient()
+        existing = client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            existing.experiment_id
+            if existing is not None
+            else client.create_experiment(experiment, artifact_location=artifact_location)
+        )
+        self._client = client
+        self._pending: list[Any] = []
+        self._run_ids: list[str] = []
+
+    @contextmanager
+    def run(self, name: str, *, params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
+            nested: bool = False) -> Iterator["Tracker"]:
+        from mlflow.entities import Param
+
+        run_tags = dict(tags or {})
+        if self._run_ids:
+            run_tags["mlflow.parentRunId"] = self._run_ids[-1]
+        run = self._client.create_run(self.experiment_id, run_name=name, tags=run_tags)
+        self._run_ids.append(run.info.run_id)
+        status = "FAILED"
+        try:
+            if params:
+                items = [Param(k, v) for k, v in params.items()]
+                for start in range(0, len(items), 100):  # MLflow accepts 100 params per batch
+                    self._client.log_batch(run.info.run_id, params=items[start : start + 100])
+            yield self
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.flush()
+            self._client.set_terminated(run.info.run_id, status=status)
+            self._run_ids.pop()
+
+    @property
+    def run_id(self) -> str:
+        return self._run_ids[-1]
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._pending.append(Metric(key, float(value), timestamp, step or 0))
+
+    def flush(self) -> None:
+        if not self._pending or not self._run_ids:
+            return
+        for start in range(0, len(self._pending), 1000):  # MLflow's batch limit
+            self._client.log_batch(self.run_id, metrics=self._pending[start : start + 1000])
+        self._pending = []
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, paths: list[Path]) -> None:
+        for path in paths:
+            if path.is_file():
+                self._client.log_artifact(self.run_id, str(path))
+
+    @property
+    def location(self) -> str:
+        return self.uri
+
+
+def serve_ui(*, store: Path, port: int, host: str = "127.0.0.1") -> None:
+    """Run ``mlflow server`` for the local store in the foreground until interrupted.
+
+    One worker and no job execution: on 2 cores that starts in seconds instead of ~20 s.
+    """
+    import sys
+
+    from merc_bench.errors import UserError
+
+    database = store / "mlflow.db"
+    if not database.exists():
+        raise UserError(f"no MLflow store at {str(database)!r}: run `merc-bench run ...` first, or pass --store.")
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{database.resolve()}",
+        "--default-artifact-root", (store / "artifacts").resolve().as_uri(),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]
+    environment = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    disable_telemetry()
+    print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    try:
+        subprocess.run(command, env=environment, check=False)
+    except KeyboardInterrupt:
+        pass

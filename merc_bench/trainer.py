@@ -1,0 +1,236 @@
+"""One training loop for every recipe.
+
+Loss = task loss (class-weighted cross-entropy of the fused prediction) + every term the distiller
+returns + every auxiliary loss the mixers and fuser return. Adam with coupled weight decay (SDT's
+``optim.Adam(weight_decay=...)``), no scheduler, no clipping.
+
+Protocols (design.md, "Protocols and results"):
+
+* ``clean`` — train on train, evaluate dev after every epoch, keep the first epoch reaching the
+  best dev ``selection_metric``, evaluate test once with it.
+* ``paper`` — train on train + dev (all labelled non-test data, as the SDT/MMGCN files do), evaluate
+  test after every epoch and report the first epoch reaching the best test score (SDT's tie rule).
+  Dev metrics are then computed on data the model trained on; results say so.
+
+A fixed seed gives the same numbers on CPU: parameters, dropout and batch order all draw from
+generators seeded with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from merc_bench.config import RunConfig
+from merc_bench.data import Batch, Corpus, Dialogue, batches
+from merc_bench.errors import UserError
+from merc_bench.losses import masked_cross_entropy
+from merc_bench.metrics import classification_metrics
+from merc_bench.model import MERCModel, build_model, count_parameters, select_modalities
+from merc_bench.registry import Registry
+
+__all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
+
+
+@dataclass
+class SeedResult:
+    """What one seed's training produced."""
+
+    seed: int
+    selected_epoch: int
+    dev: dict[str, Any]
+    test: dict[str, Any]
+    history: list[dict[str, float]]
+    seconds: float
+    checkpoint: Path | None = None
+    test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    test_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weight_tensor(config: RunConfig, corpus: Corpus, device: torch.device) -> torch.Tensor | None:
+    setting = config.training.class_weights
+    classes = corpus.info.num_classes
+    if setting == "none":
+        return None
+    if setting == "inverse_frequency":
+        counts = corpus.class_counts("train").astype(np.float64)
+        weights = counts.sum() / np.maximum(counts, 1.0)
+    else:
+        if len(setting) != classes:
+            raise UserError(
+                f"training.class_weights has {len(setting)} values, but dataset {corpus.info.name!r} has "
+                f"{classes} classes ({', '.join(corpus.info.classes)})."
+            )
+        weights = np.asarray(setting, dtype=np.float64)
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+EpochCallback = Callable[[int, dict[str, float]], dict[str, float] | None]
+
+
+class Trainer:
+    """Trains one configuration on one corpus, one seed at a time."""
+
+    def __init__(
+        self,
+        *,
+        config: RunConfig,
+        corpus: Corpus,
+        registry: Registry,
+        device: torch.device | None = None,
+        on_epoch: EpochCallback | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.config = config
+        self.corpus = corpus
+        self.registry = registry
+        self.device = device or resolve_device(config.device)
+        self.modalities = select_modalities(corpus.info, config.modalities)
+        self.on_epoch = on_epoch
+        self.progress = progress
+        if config.training.precision == "bf16" and self.device.type != "cuda":
+            raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
+        self.class_weights = class_weight_tensor(config, corpus, self.device)
+        if config.protocol == "paper":
+            self.train_split = corpus.train + corpus.dev
+            self.select_split = "test"
+        else:
+            self.train_split = corpus.train
+            self.select_split = "dev"
+        if not corpus.dev and config.protocol == "clean":
+            raise UserError(f"dataset {corpus.info.name!r} has no dev split, which the clean protocol selects on.")
+        self._eval_batches: dict[str, list[Batch]] = {}
+
+    # -- building blocks --------------------------------------------------------------------------
+    def build(self) -> tuple[MERCModel, torch.nn.Module]:
+        model, distiller = build_model(self.config, self.corpus.info, self.registry)
+        return model.to(self.device), distiller.to(self.device)
+
+    def _batches(self, dialogues: list[Dialogue], generator: np.random.Generator | None) -> list[Batch]:
+        return batches(
+            dialogues,
+            batch_size=self.config.training.batch_size,
+            modalities=self.modalities,
+            num_speakers=self.corpus.info.num_speakers,
+            generator=generator,
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.training.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def loss(self, model: MERCModel, distiller: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, Any]:
+        with self._autocast():
+            output = model(batch)
+            terms = {"task": masked_cross_entropy(output.logits, batch.labels, batch.mask, self.class_weights)}
+            terms.update(distiller(output=output, batch=batch, class_weights=self.class_weights))
+            terms.update(output.aux_losses)
+        total = sum(terms.values())
+        return total, terms, output
+
+    def evaluate(self, model: MERCModel, split: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """Metrics on a split, plus its flat labels and predictions (real utterances only)."""
+        if split not in self._eval_batches:
+            self._eval_batches[split] = [b.to(self.device) for b in self._batches(self.corpus.split(split), None)]
+        model.eval()
+        labels, predictions = [], []
+        with torch.inference_mode(), self._autocast():
+            for batch in self._eval_batches[split]:
+                logits = model(batch).logits[batch.mask]  # (N, C)
+                predictions.append(logits.argmax(dim=-1))
+                labels.append(batch.real_labels())
+        labels_np = torch.cat(labels).cpu().numpy()
+        predictions_np = torch.cat(predictions).cpu().numpy()
+        return classification_metrics(labels_np, predictions_np, self.corpus.info.classes), labels_np, predictions_np
+
+    # -- one seed ---------------------------------------------------------------------------------
+    def fit(self, seed: int, *, checkpoint_dir: Path | None = None) -> SeedResult:
+        started = time.perf_counter()
+        seed_everything(seed)
+        model, distiller = self.build()
+        parameters = [p for p in list(model.parameters()) + list(distiller.parameters()) if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=self.config.training.lr, weight_decay=self.config.training.weight_decay)
+        shuffle = np.random.default_rng(seed)
+        metric = self.config.training.selection_metric
+        best_score, best_epoch, best_state = -1.0, 0, None
+        history: list[dict[str, float]] = []
+        epochs = self.config.training.epochs
+        task = self.progress.add_task(f"seed {seed}", total=epochs) if self.progress is not None else None
+        for epoch in range(1, epochs + 1):
+            model.train()
+            distiller.train()
+            loss_sum, utterances = 0.0, 0
+            for batch in self._batches(self.train_split, shuffle):
+                batch = batch.to(self.device)
+                optimizer.zero_grad(set_to_none=True)
+                total, _, _ = self.loss(model, distiller, batch)
+                if not torch.isfinite(total):
+                    raise FloatingPointError(f"loss became {total.item()} at epoch {epoch} (seed {seed})")
+                total.backward()
+                optimizer.step()
+                count = int(batch.mask.sum())
+                loss_sum += float(total.detach()) * count
+                utterances += count
+            selected, _, _ = self.evaluate(model, self.select_split)
+            row = {"epoch": epoch, "train_loss": loss_sum / max(utterances, 1)}
+            row.update({f"{self.select_split}_{k}": selected[k] for k in ("accuracy", "weighted_f1", "macro_f1")})
+            if self.on_epoch is not None:
+                row.update(self.on_epoch(epoch, dict(row)) or {})
+            history.append(row)
+            if selected[metric] > best_score:  # strict: the first epoch reaching the maximum wins
+                best_score, best_epoch = selected[metric], epoch
+                best_state = copy.deepcopy(model.state_dict())
+            if task is not None:
+                self.progress.update(
+                    task,
+                    advance=1,
+                    description=f"seed {seed} epoch {epoch}/{epochs} loss {row['train_loss']:.3f} "
+                    f"{self.select_split} w-F1 {selected['weighted_f1']:.3f} (best {best_score:.3f} @ {best_epoch})",
+                )
+        assert best_state is not None
+        model.load_state_dict(best_state)
+        checkpoint = None
+        if checkpoint_dir is not None and self.config.training.save_checkpoint:
+            checkpoint = checkpoint_dir / f"checkpoint-seed{seed}.pt"
+            torch.save(best_state, checkpoint)
+        dev, _, _ = self.evaluate(model, "dev") if self.corpus.dev else ({}, None, None)
+        test, test_labels, test_predictions = self.evaluate(model, "test")  # the one evaluation of test (clean)
+        return SeedResult(
+            seed=seed,
+            selected_epoch=best_epoch,
+            dev=dev,
+            test=test,
+            history=history,
+            seconds=time.perf_counter() - started,
+            checkpoint=checkpoint,
+            test_labels=test_labels,
+            test_predictions=test_predictions,
+        )
+
+    def parameter_counts(self) -> tuple[int, int]:
+        model, distiller = build_model(self.config, self.corpus.info, self.registry)
+        return count_parameters(model, distiller)

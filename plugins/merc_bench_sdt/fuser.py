@@ -1,0 +1,112 @@
+"""SDT's cross-modal fuser (Ma et al. 2023, §III-C to §III-D; reference-models.md §2, items 3–6).
+
+For every ordered pair of distinct modalities (source → target) one SDT transformer block lets the
+target's utterances attend over the source's (SDT's ``a→t, v→t, t→a, v→a, t→v, a→v``; both inputs
+are the encoder outputs, as in SDT, where every transformer reads the projected features). Then:
+
+1. a unimodal gate ``x · sigmoid(W x)`` on each intra (from the mixer) and cross output; SDT learns
+   W on IEMOCAP and freezes it to the identity on MELD (``unimodal_gate``), where it is SiLU;
+2. per target modality, ``Linear(M·H → H)`` over [intra, cross from each other modality] — M is
+   the number of modalities in the run, so any non-empty subset works (M = 3 gives SDT's 3H → H);
+3. multimodal gated fusion: one shared bias-free ``Linear(H, H)`` scores every modality per
+   feature, a softmax across modalities weighs them, fused = Σ_m weight_m ⊙ h_m.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from merc_bench.model import FuserOutput
+from merc_bench_sdt.transformer import SDTTransformerBlock
+
+
+class CrossModalFuserConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    heads: int = Field(8, gt=0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    unimodal_gate: Literal["learned", "frozen_identity"] = Field(
+        "learned", description="SDT: learned on IEMOCAP, identity and frozen on MELD"
+    )
+
+
+class UnimodalGate(nn.Module):
+    """x (B, L, H) → x ⊙ sigmoid(W x)."""
+
+    def __init__(self, hidden_size: int, frozen_identity: bool) -> None:
+        super().__init__()
+        self.weight = nn.Linear(hidden_size, hidden_size, bias=False)
+        if frozen_identity:
+            with torch.no_grad():
+                self.weight.weight.copy_(torch.eye(hidden_size))
+            self.weight.weight.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.weight(x))
+
+
+class MultimodalGatedFusion(nn.Module):
+    """per-modality (B, L, H) × M → fused (B, L, H), softmax over modalities per feature."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(states, dim=-2)  # (B, L, M, H)
+        weights = torch.softmax(self.score(stacked), dim=-2)  # (B, L, M, H)
+        return (weights * stacked).sum(dim=-2)
+
+
+class CrossModalFuser(nn.Module):
+    """mixed[m], encoded[m] (B, L, H), mask (B, L) → fused (B, L, H) and per-modality (B, L, H)."""
+
+    def __init__(
+        self,
+        *,
+        modalities: tuple[str, ...],
+        hidden_size: int,
+        heads: int = 8,
+        dropout: float = 0.5,
+        unimodal_gate: str = "learned",
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        frozen = unimodal_gate == "frozen_identity"
+        pairs = [(source, target) for target in self.modalities for source in self.modalities]
+        self.cross = nn.ModuleDict(
+            {
+                f"{source}_to_{target}": SDTTransformerBlock(hidden_size=hidden_size, heads=heads, dropout=dropout)
+                for source, target in pairs
+                if source != target
+            }
+        )
+        self.gates = nn.ModuleDict({f"{source}_to_{target}": UnimodalGate(hidden_size, frozen) for source, target in pairs})
+        self.reduce = nn.ModuleDict({m: nn.Linear(len(self.modalities) * hidden_size, hidden_size) for m in self.modalities})
+        self.fusion = MultimodalGatedFusion(hidden_size)
+
+    def forward(
+        self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> FuserOutput:
+        per_modality = {}
+        for target in self.modalities:
+            parts = [self.gates[f"{target}_to_{target}"](mixed[target])]  # intra first, as in SDT
+            for source in self.modalities:
+                if source != target:
+                    key = f"{source}_to_{target}"
+                    parts.append(self.gates[key](self.cross[key](encoded[target], encoded[source], mask)))
+            per_modality[target] = self.reduce[target](torch.cat(parts, dim=-1))  # (B, L, M·H) → (B, L, H)
+        fused = self.fusion([per_modality[m] for m in self.modalities])
+        return FuserOutput(fused=fused, per_modality=per_modality)
+
+
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
+    }

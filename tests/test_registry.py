@@ -1,0 +1,134 @@
+"""Registry rules and plugin discovery."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from merc_bench import hookimpl
+from merc_bench.errors import UserError
+from merc_bench.plugins import get_registry, plugin_manager, reset
+from merc_bench.registry import RegistrationError, Registry
+
+
+class GoodConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = 2
+
+
+class GoodMixer(torch.nn.Module):
+    def __init__(self, *, hidden_size: int, width: int = 2):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x, mask):
+        return x
+
+
+def test_builtins_arrive_through_entry_points():
+    registry = get_registry()
+    assert {"sdt", "bigru-concat"} <= set(registry.names("recipe"))
+    assert "synthetic" in registry.names("dataset")
+    assert registry.get("mixer", "transformer").plugin == "merc-bench"
+    assert registry.get("mixer", "transformer").source == "sdt"
+
+
+def test_unknown_name_lists_known_names_and_close_matches():
+    with pytest.raises(UserError) as error:
+        get_registry().get("mixer", "transfomer")
+    message = str(error.value)
+    assert "Did you mean 'transformer'" in message
+    assert "bigru" in message and "identity" in message
+
+
+def test_registration_checks_interface_and_config():
+    registry = Registry()
+    registry.register("mixer", "good", GoodMixer, config=GoodConfig)
+    with pytest.raises(RegistrationError, match="registered twice"):
+        registry.register("mixer", "good", GoodMixer, config=GoodConfig, plugin="other")
+
+    class LooseConfig(BaseModel):
+        width: int = 2
+
+    with pytest.raises(RegistrationError, match="extra='forbid'"):
+        registry.register("mixer", "loose", GoodMixer, config=LooseConfig)
+
+    class WrongConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        depth: int = 1
+
+    with pytest.raises(RegistrationError, match="not constructor parameters"):
+        registry.register("mixer", "wrong", GoodMixer, config=WrongConfig)
+
+    class Positional(torch.nn.Module):
+        def __init__(self, hidden_size, width=2):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match="keyword-only"):
+        registry.register("mixer", "positional", Positional, config=GoodConfig)
+
+    class NotAModule:
+        def __init__(self, *, width=2):
+            pass
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match="torch.nn.Module"):
+        registry.register("mixer", "plain", NotAModule, config=GoodConfig)
+    with pytest.raises(RegistrationError, match="unknown kind"):
+        registry.register("mixxer", "x", GoodMixer, config=GoodConfig)
+
+
+def test_config_rejects_typos_with_a_clear_message():
+    entry = get_registry().get("mixer", "transformer")
+    with pytest.raises(UserError, match="'head' is not an option"):
+        entry.make_config({"head": 4})
+    with pytest.raises(UserError, match="'heads' = 'four'"):
+        entry.make_config({"heads": "four"})
+
+
+def test_throwaway_plugin_registers_through_the_hook():
+    class ThrowawayPlugin:
+        @hookimpl
+        def merc_bench_register(self, registry):
+            registry.register("mixer", "throwaway", GoodMixer, config=GoodConfig)
+
+    manager = plugin_manager()
+    plugin = ThrowawayPlugin()
+    manager.register(plugin, name="throwaway")
+    try:
+        get_registry.cache_clear()
+        entry = get_registry().get("mixer", "throwaway")
+        assert entry.source == "throwaway"
+        assert entry.plugin == "(registered in process)"
+    finally:
+        manager.unregister(plugin)
+        get_registry.cache_clear()
+    with pytest.raises(UserError):
+        get_registry().get("mixer", "throwaway")
+
+
+def _names_in_subprocess(environment: dict) -> str:
+    code = "from merc_bench.plugins import get_registry; print(sorted(get_registry().names('recipe')))"
+    env = dict(os.environ, **environment)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_disable_autoload_and_block_variables():
+    assert "sdt" in _names_in_subprocess({})
+    assert _names_in_subprocess({"MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}).strip() == "[]"
+    blocked = _names_in_subprocess({"MERC_BENCH_BLOCK_PLUGINS": "sdt"})
+    assert "sdt" not in blocked and "bigru-concat" in blocked
+
+
+def test_reset_rebuilds():
+    first = get_registry()
+    reset()
+    assert get_registry() is not first
