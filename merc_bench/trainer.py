@@ -173,7 +173,10 @@ class Trainer:
         seed_everything(seed)
         model, distiller = self.build()
         parameters = [p for p in list(model.parameters()) + list(distiller.parameters()) if p.requires_grad]
-        optimizer = torch.optim.Adam(parameters, lr=self.config.training.lr, weight_decay=self.config.training.weight_decay)
+        # fused=True: one kernel for all parameters instead of a Python loop over 100+ tensors; same update.
+        optimizer = torch.optim.Adam(
+            parameters, lr=self.config.training.lr, weight_decay=self.config.training.weight_decay, fused=True
+        )
         shuffle = np.random.default_rng(seed)
         metric = self.config.training.selection_metric
         best_score, best_epoch, best_state = -1.0, 0, None

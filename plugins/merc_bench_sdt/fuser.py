@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -39,6 +40,7 @@ class UnimodalGate(nn.Module):
 
     def __init__(self, hidden_size: int, frozen_identity: bool) -> None:
         super().__init__()
+        self.frozen_identity = frozen_identity
         self.weight = nn.Linear(hidden_size, hidden_size, bias=False)
         if frozen_identity:
             with torch.no_grad():
@@ -46,6 +48,9 @@ class UnimodalGate(nn.Module):
             self.weight.weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen_identity:
+            # x·I is exactly x, so the gate is x·sigmoid(x): skip the H×H identity product.
+            return F.silu(x)
         return x * torch.sigmoid(self.weight(x))
 
 

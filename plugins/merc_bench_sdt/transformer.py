@@ -19,7 +19,13 @@ from torch import nn
 
 
 class SDTTransformerBlock(nn.Module):
-    """query (B, L, H) attends over source (B, L, H) → (B, L, H)."""
+    """query (B, L, H) attends over source (B, L, H) → (B, L, H); padded rows of the output are 0.
+
+    Every per-utterance layer (projections, feed-forward, LayerNorm) runs on the N real
+    utterances only, gathered from the padded batch; only the attention itself sees the padded
+    (B, L) layout. The math for real utterances is the original's; MELD batches of 8 dialogues are
+    about half padding, which the original computed through every layer.
+    """
 
     def __init__(self, *, hidden_size: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -34,19 +40,33 @@ class SDTTransformerBlock(nn.Module):
         self.feed_forward_in = nn.Linear(hidden_size, hidden_size)
         self.feed_forward_out = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, target: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """``source=None`` is self-attention (SDT's intra-modal transformer: one shared input dropout)."""
         batch, length, hidden = target.shape
+        real = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat indices of real utterances
         # Each transformer in SDT drops out its own inputs (after speaker/position embeddings).
-        target = F.dropout(target, self.dropout, self.training)
-        source = target if source is None else F.dropout(source, self.dropout, self.training)
-        query = self.query(target).view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
-        key, value = self.key_value(source).view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        target_tokens = F.dropout(target.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
+        source_tokens = (
+            target_tokens
+            if source is None
+            else F.dropout(source.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
+        )  # (N, H)
+        query = _scatter(self.query(target_tokens), real, batch * length)  # (B·L, H)
+        key_value = _scatter(self.key_value(source_tokens), real, batch * length)  # (B·L, 2H)
+        query = query.view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
+        key, value = key_value.view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         key_mask = mask[:, None, None, :]  # (B, 1, 1, L): True where the key is a real utterance
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (B, heads, L, H/heads)
-        attended = self.output(attended.transpose(1, 2).reshape(batch, length, hidden))  # (B, L, H)
-        hidden_states = target + F.dropout(attended, self.dropout, self.training)
+        attended = attended.transpose(1, 2).reshape(batch * length, hidden).index_select(0, real)  # (N, H)
+        hidden_states = target_tokens + F.dropout(self.output(attended), self.dropout, self.training)
         inner = F.gelu(self.feed_forward_in(self.norm(hidden_states)), approximate="tanh")
         inner = self.feed_forward_out(F.dropout(inner, self.dropout, self.training))
-        return hidden_states + F.dropout(inner, self.dropout, self.training)
+        out = hidden_states + F.dropout(inner, self.dropout, self.training)  # (N, H)
+        return _scatter(out, real, batch * length).view(batch, length, hidden)
+
+
+def _scatter(tokens: torch.Tensor, real: torch.Tensor, rows: int) -> torch.Tensor:
+    """(N, F) real-utterance rows → (rows, F) with zeros at padded rows."""
+    return tokens.new_zeros(rows, tokens.shape[1]).index_copy(0, real, tokens)

@@ -85,6 +85,7 @@ LATENT_DIMS = {"text": 16, "audio": 8, "visual": 8}
 
 # Base scales of the latent parts; the config's ``noise`` multiplies every *_NOISE value.
 TEXT_PROTOTYPE_SCALE = 1.0  # norm of each class's text prototype is about sqrt(16) times this
+TEXT_FILLER_SCALE = 0.5  # the content-free utterances' shared text latent is smaller than a prototype
 TEXT_NOISE = 1.8  # per latent dimension
 AUDIO_AROUSAL_SCALE = 2.4  # arousal coordinate (in [-1, 1]) times this, along one direction
 AUDIO_VALENCE_SCALE = 0.5  # the weak valence trace in audio
@@ -217,7 +218,7 @@ def _build_world(shape: Shape, seed: int, config: SyntheticConfig) -> _World:
     valence, arousal = valence_arousal[:, 0], valence_arousal[:, 1]
 
     text_prototypes = TEXT_PROTOTYPE_SCALE * rng.standard_normal((num_classes, LATENT_DIMS["text"]))
-    text_filler = TEXT_PROTOTYPE_SCALE * rng.standard_normal(LATENT_DIMS["text"]) * 0.5
+    text_filler = TEXT_FILLER_SCALE * rng.standard_normal(LATENT_DIMS["text"])
 
     audio_arousal_direction = _unit(rng.standard_normal(LATENT_DIMS["audio"]))
     audio_valence_direction = _unit(rng.standard_normal(LATENT_DIMS["audio"]))
