@@ -32,9 +32,11 @@ Generative process (per dialogue)
    (if they have spoken before); otherwise, with probability ``emotion_contagion``, they take the
    emotion of the previous utterance (contagion from whoever just spoke); otherwise they draw a
    fresh emotion from the target class frequencies. Each branch returns an emotion whose marginal
-   distribution is the target, so by induction every utterance's label follows the target class
-   frequencies exactly, while neighbouring labels are strongly dependent: a model that reads
-   dialogue context can beat one that classifies utterances in isolation.
+   distribution is the target, so by induction every utterance's label has exactly the target
+   class distribution, while neighbouring labels are strongly dependent: a model that reads
+   dialogue context can beat one that classifies utterances in isolation. The defaults (0.7 and
+   0.4) make context matter more than in real MELD, where a speaker's next utterance carries the
+   same emotion 44% of the time (29% would be chance), so that context models separate clearly.
 3. **Low-dimensional signals per modality** (the "latent" of each utterance):
    * text (16 dims): the class's random prototype plus Gaussian noise, so text carries the class
      identity, noisily. A fraction ``uninformative_text_fraction`` of utterances are

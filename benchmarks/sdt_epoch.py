@@ -1,0 +1,167 @@
+"""Time SDT training epochs on MELD- and IEMOCAP-shaped synthetic data (CPU), paper sizes.
+
+Measures, in one process and on the same batches:
+
+* ``merc-bench``: SDT as shipped (per-utterance layers on real utterances only, fused attention,
+  SiLU for MELD's frozen identity gates, fused Adam);
+* ``padded``: the same model computed the way the public reference code does it — every layer
+  over the padded batch, attention as explicit softmax(QKᵀ/√d) with a −1e10 fill, the identity gate
+  as a matrix product, and Adam's per-tensor loop. Same parameters, same math, same batches.
+
+The ratio padded / merc-bench is the speed-up measured here; the reference implementation's own
+figures on this machine (about 120 s per MELD epoch, batch 8; 52 s per IEMOCAP epoch, batch 16)
+come from the issue that set the target. Reports seconds per epoch, utterances per second and peak
+RSS, and appends a Markdown row block to benchmarks/RESULTS.md with the machine facts.
+
+    python benchmarks/sdt_epoch.py                   # both shapes, full epochs
+    python benchmarks/sdt_epoch.py --batches 20      # quicker estimate from the first 20 batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from merc_bench.plugins import get_registry
+from merc_bench.runner import prepare
+from merc_bench.trainer import Trainer, seed_everything
+from merc_bench_sdt import fuser as sdt_fuser
+from merc_bench_sdt import transformer as sdt_transformer
+
+SHAPES = {
+    "meld": {"train_dialogues": 1152, "batch": 8, "reference_seconds": 120.0},
+    "iemocap": {"train_dialogues": 120, "batch": 16, "reference_seconds": 52.0},
+}
+
+
+def padded_block_forward(self, target, source, mask):
+    """The reference's computation pattern: every layer over all B·L positions, explicit attention."""
+    batch, length, hidden = target.shape
+    target = F.dropout(target, self.dropout, self.training)
+    source = target if source is None else F.dropout(source, self.dropout, self.training)
+    heads, size = self.heads, hidden // self.heads
+    query = self.query(target).view(batch, length, heads, size).transpose(1, 2) / math.sqrt(size)
+    key, value = self.key_value(source).view(batch, length, 2, heads, size).permute(2, 0, 3, 1, 4)
+    scores = torch.matmul(query, key.transpose(2, 3)).masked_fill(~mask[:, None, None, :], -1e10)
+    attention = F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
+    attended = torch.matmul(attention, value).transpose(1, 2).reshape(batch, length, hidden)
+    hidden_states = target + F.dropout(self.output(attended), self.dropout, self.training)
+    inner = F.gelu(self.feed_forward_in(self.norm(hidden_states)), approximate="tanh")
+    inner = self.feed_forward_out(F.dropout(inner, self.dropout, self.training))
+    return hidden_states + F.dropout(inner, self.dropout, self.training)
+
+
+def matrix_gate_forward(self, x):
+    return x * torch.sigmoid(self.weight(x))
+
+
+def time_epoch(trainer: Trainer, batches, *, padded: bool) -> tuple[float, int]:
+    block_forward = sdt_transformer.SDTTransformerBlock.forward
+    gate_forward = sdt_fuser.UnimodalGate.forward
+    if padded:
+        sdt_transformer.SDTTransformerBlock.forward = padded_block_forward
+        sdt_fuser.UnimodalGate.forward = matrix_gate_forward
+    try:
+        seed_everything(0)
+        model, distiller = trainer.build()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(parameters, lr=trainer.config.training.lr,
+                                     weight_decay=trainer.config.training.weight_decay,
+                                     **({"foreach": False} if padded else {"fused": True}))
+        model.train()
+        started = time.perf_counter()
+        utterances = 0
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            total, _, _ = trainer.loss(model, distiller, batch)
+            total.backward()
+            optimizer.step()
+            utterances += int(batch.mask.sum())
+        return time.perf_counter() - started, utterances
+    finally:
+        sdt_transformer.SDTTransformerBlock.forward = block_forward
+        sdt_fuser.UnimodalGate.forward = gate_forward
+
+
+def machine_facts() -> str:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="meld,iemocap")
+    parser.add_argument("--batches", type=int, default=0, help="time only the first N batches (0: whole epoch)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    registry = get_registry()
+    lines = []
+    for shape in args.shapes.split(","):
+        facts = SHAPES[shape]
+        prepared = prepare(registry, recipe="sdt", dataset="synthetic",
+                           overrides=[f"dataset.shape={shape}", f"dataset.train_dialogues={facts['train_dialogues']}",
+                                      "dataset.dev_dialogues=1", "dataset.test_dialogues=1",
+                                      f"training.batch_size={facts['batch']}"])
+        trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry,
+                          device=torch.device("cpu"))
+        batches = trainer._batches(prepared.corpus.train, np.random.default_rng(0))
+        full = len(batches)
+        if args.batches:
+            batches = batches[: args.batches]
+        scale = full / len(batches)
+        results = {}
+        for variant, padded in (("merc-bench", False), ("padded", True)):
+            seconds, utterances = time_epoch(trainer, batches, padded=padded)
+            results[variant] = (seconds * scale, utterances / seconds)
+            print(f"{shape:8} {variant:11} {seconds * scale:7.1f} s/epoch  {utterances / seconds:7.1f} utt/s", flush=True)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ours, padded = results["merc-bench"], results["padded"]
+        lines.append(
+            f"| {shape} | {facts['train_dialogues']} dialogues, batch {facts['batch']} | "
+            f"{ours[0]:.1f} | {ours[1]:.0f} | {padded[0]:.1f} | {padded[0] / ours[0]:.2f}× | "
+            f"{facts['reference_seconds']:.0f} | {facts['reference_seconds'] / ours[0]:.2f}× | {peak_rss:.0f} |"
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    block = "\n".join(
+        [
+            f"\n### SDT train epoch, CPU — {dt.date.today().isoformat()}, commit {commit or 'unknown'}",
+            f"Machine: {machine_facts()}. Command: `python benchmarks/sdt_epoch.py {' '.join(sys.argv[1:])}`"
+            + (f" (first {args.batches} batches, scaled to an epoch)" if args.batches else ""),
+            "",
+            "| shape | data | merc-bench s/epoch | utt/s | padded (reference pattern) s/epoch | speed-up, same run |"
+            " reference code s/epoch (issue) | speed-up vs reference | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *lines,
+        ]
+    )
+    print(block)
+    if not args.no_record:
+        path = Path(__file__).with_name("RESULTS.md")
+        if not path.exists():
+            path.write_text("# Benchmark results\n\nEach block: what was measured, on which machine, by which command.\n")
+        with path.open("a") as stream:
+            stream.write(block + "\n")
+
+
+if __name__ == "__main__":
+    main()

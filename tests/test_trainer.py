@@ -1,0 +1,75 @@
+"""The trainer: determinism, protocols, class weights, configuration precedence."""
+
+import numpy as np
+import pytest
+import torch
+
+from merc_bench.errors import UserError
+from merc_bench.plugins import get_registry
+from merc_bench.runner import prepare
+from merc_bench.trainer import Trainer, class_weight_tensor
+
+TINY = ["dataset.train_dialogues=16", "dataset.dev_dialogues=6", "dataset.test_dialogues=6",
+        "model.hidden_size=32", "training.epochs=3"]
+
+
+def make_trainer(*overrides, recipe="bigru-concat", **flags):
+    registry = get_registry()
+    prepared = prepare(registry, recipe=recipe, dataset="synthetic", overrides=[*TINY, *overrides],
+                       flags={"device": "cpu", **flags})
+    return Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry)
+
+
+def test_same_seed_same_numbers_on_cpu():
+    first = make_trainer().fit(7)
+    second = make_trainer().fit(7)
+    assert first.history == second.history
+    assert np.array_equal(first.test_predictions, second.test_predictions)
+    other = make_trainer().fit(8)
+    assert other.history != first.history
+
+
+def test_clean_protocol_selects_on_dev_and_never_reads_test_during_training():
+    trainer = make_trainer()
+    seen = []
+    original = trainer.evaluate
+
+    def spy(model, split):
+        seen.append(split)
+        return original(model, split)
+
+    trainer.evaluate = spy
+    result = trainer.fit(0)
+    assert seen == ["dev"] * 3 + ["dev", "test"]  # one dev pass per epoch, then dev and test once
+    scores = [row["dev_weighted_f1"] for row in result.history]
+    assert result.selected_epoch == scores.index(max(scores)) + 1
+    assert all("test_weighted_f1" not in row for row in result.history)
+
+
+def test_paper_protocol_trains_on_train_and_dev():
+    trainer = make_trainer(protocol="paper")
+    assert len(trainer.train_split) == 16 + 6
+    assert trainer.select_split == "test"
+
+
+def test_class_weights():
+    trainer = make_trainer("training.class_weights=inverse_frequency")
+    counts = trainer.corpus.class_counts("train")
+    weights = class_weight_tensor(trainer.config, trainer.corpus, torch.device("cpu"))
+    assert torch.allclose(weights, torch.tensor(counts.sum() / np.maximum(counts, 1), dtype=torch.float32))
+    with pytest.raises(UserError, match="has 2 values, but dataset 'synthetic' has 7 classes"):
+        make_trainer("training.class_weights=[1, 2]")
+
+
+def test_precedence_recipe_then_set_then_flags():
+    trainer = make_trainer("training.epochs=5", epochs=None)
+    assert trainer.config.training.epochs == 5
+    registry = get_registry()
+    prepared = prepare(registry, recipe="bigru-concat", dataset="synthetic",
+                       overrides=["training.epochs=5"], flags={"training.epochs": 2})
+    assert prepared.config.training.epochs == 2
+
+
+def test_bf16_needs_cuda():
+    with pytest.raises(UserError, match="bf16 needs a CUDA device"):
+        make_trainer("training.precision=bf16")
