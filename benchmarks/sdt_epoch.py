@@ -113,34 +113,55 @@ def main() -> None:
     parser.add_argument("--shapes", default="meld,iemocap")
     parser.add_argument("--batches", type=int, default=0, help="time only the first N batches (0: whole epoch)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    shapes = args.shapes.split(",")
+    if len(shapes) > 1:
+        # One process per shape, so each peak RSS belongs to that shape alone.
+        lines = []
+        for shape in shapes:
+            command = [sys.executable, __file__, "--shapes", shape, "--batches", str(args.batches), "--row-only"]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            print(done.stdout.rsplit("ROW ", 1)[0], end="", flush=True)
+            lines.append(done.stdout.rsplit("ROW ", 1)[1].strip())
+    else:
+        lines = [measure(shapes[0], args.batches)]
+    if args.row_only:
+        print("ROW " + lines[0])
+        return
+    record(lines, args)
+
+
+def measure(shape: str, batch_limit: int) -> str:
+    """Time one shape's epoch in both variants; return its Markdown table row."""
     registry = get_registry()
-    lines = []
-    for shape in args.shapes.split(","):
-        facts = SHAPES[shape]
-        prepared = prepare(registry, recipe="sdt", dataset="synthetic",
-                           overrides=[f"dataset.shape={shape}", f"dataset.train_dialogues={facts['train_dialogues']}",
-                                      "dataset.dev_dialogues=1", "dataset.test_dialogues=1",
-                                      f"training.batch_size={facts['batch']}"])
-        trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry,
-                          device=torch.device("cpu"))
-        batches = trainer._batches(prepared.corpus.train, np.random.default_rng(0))
-        full = len(batches)
-        if args.batches:
-            batches = batches[: args.batches]
-        scale = full / len(batches)
-        results = {}
-        for variant, padded in (("merc-bench", False), ("padded", True)):
-            seconds, utterances = time_epoch(trainer, batches, padded=padded)
-            results[variant] = (seconds * scale, utterances / seconds)
-            print(f"{shape:8} {variant:11} {seconds * scale:7.1f} s/epoch  {utterances / seconds:7.1f} utt/s", flush=True)
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        ours, padded = results["merc-bench"], results["padded"]
-        lines.append(
-            f"| {shape} | {facts['train_dialogues']} dialogues, batch {facts['batch']} | "
-            f"{ours[0]:.1f} | {ours[1]:.0f} | {padded[0]:.1f} | {padded[0] / ours[0]:.2f}× | "
-            f"{facts['reference_seconds']:.0f} | {facts['reference_seconds'] / ours[0]:.2f}× | {peak_rss:.0f} |"
-        )
+    facts = SHAPES[shape]
+    prepared = prepare(registry, recipe="sdt", dataset="synthetic",
+                       overrides=[f"dataset.shape={shape}", f"dataset.train_dialogues={facts['train_dialogues']}",
+                                  "dataset.dev_dialogues=1", "dataset.test_dialogues=1",
+                                  f"training.batch_size={facts['batch']}"])
+    trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry,
+                      device=torch.device("cpu"))
+    batches = trainer._batches(prepared.corpus.train, np.random.default_rng(0))
+    full = len(batches)
+    if batch_limit:
+        batches = batches[:batch_limit]
+    scale = full / len(batches)
+    results = {}
+    for variant, padded in (("merc-bench", False), ("padded", True)):
+        seconds, utterances = time_epoch(trainer, batches, padded=padded)
+        results[variant] = (seconds * scale, utterances / seconds)
+        print(f"{shape:8} {variant:11} {seconds * scale:7.1f} s/epoch  {utterances / seconds:7.1f} utt/s", flush=True)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ours, padded = results["merc-bench"], results["padded"]
+    return (
+        f"| {shape} | {facts['train_dialogues']} dialogues, batch {facts['batch']} | "
+        f"{ours[0]:.1f} | {ours[1]:.0f} | {padded[0]:.1f} | {padded[0] / ours[0]:.2f}× | "
+        f"{facts['reference_seconds']:.0f} | {facts['reference_seconds'] / ours[0]:.2f}× | {peak_rss:.0f} |"
+    )
+
+
+def record(lines: list[str], args: argparse.Namespace) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     block = "\n".join(
         [

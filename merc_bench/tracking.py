@@ -112,7 +112,13 @@ class MLflowTracker(Tracker):
 
     def __init__(self, uri: str | None = None, *, experiment: str = EXPERIMENT) -> None:
         disable_telemetry()
+        import logging
+
         import mlflow
+
+        # MLflow announces its database migrations at INFO; a run's console is for the run.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self._mlflow = mlflow
         self.uri = uri or default_tracking_uri()

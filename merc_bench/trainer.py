@@ -19,7 +19,6 @@ generators seeded with it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import random
 import time
 from collections.abc import Callable
@@ -86,6 +85,16 @@ def class_weight_tensor(config: RunConfig, corpus: Corpus, device: torch.device)
             )
         weights = np.asarray(setting, dtype=np.float64)
     return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _snapshot(model: torch.nn.Module, buffers: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Copy the model's state into ``buffers`` (allocated on first use) instead of a fresh deepcopy."""
+    state = model.state_dict()
+    if buffers is None:
+        return {name: tensor.detach().clone() for name, tensor in state.items()}
+    for name, tensor in state.items():
+        buffers[name].copy_(tensor)
+    return buffers
 
 
 EpochCallback = Callable[[int, dict[str, float]], dict[str, float] | None]
@@ -206,7 +215,7 @@ class Trainer:
             history.append(row)
             if selected[metric] > best_score:  # strict: the first epoch reaching the maximum wins
                 best_score, best_epoch = selected[metric], epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = _snapshot(model, best_state)
             if task is not None:
                 self.progress.update(
                     task,

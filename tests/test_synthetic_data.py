@@ -62,7 +62,7 @@ def test_config_rejects_unknown_options_and_shapes():
         SyntheticConfig(train_dialogues=0)
 
 
-@pytest.mark.parametrize(("shape", "sizes"), [("meld", (64, 16, 24)), ("iemocap", (24, 6, 8))])
+@pytest.mark.parametrize(("shape", "sizes"), [("meld", (40, 12, 24)), ("iemocap", (24, 6, 8))])
 def test_default_split_sizes_follow_the_shape(shape, sizes):
     corpus = load(shape=shape)
     assert (len(corpus.train), len(corpus.dev), len(corpus.test)) == sizes

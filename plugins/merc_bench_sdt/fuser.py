@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from merc_bench.model import FuserOutput
-from merc_bench_sdt.transformer import SDTTransformerBlock
+from merc_bench_sdt.transformer import SDTTransformerBlock, real_positions, scatter_rows
 
 
 class CrossModalFuserConfig(BaseModel):
@@ -36,7 +36,7 @@ class CrossModalFuserConfig(BaseModel):
 
 
 class UnimodalGate(nn.Module):
-    """x (B, L, H) → x ⊙ sigmoid(W x)."""
+    """x (..., H) → x ⊙ sigmoid(W x)."""
 
     def __init__(self, hidden_size: int, frozen_identity: bool) -> None:
         super().__init__()
@@ -55,15 +55,15 @@ class UnimodalGate(nn.Module):
 
 
 class MultimodalGatedFusion(nn.Module):
-    """per-modality (B, L, H) × M → fused (B, L, H), softmax over modalities per feature."""
+    """per-modality (..., H) × M → fused (..., H), softmax over modalities per feature."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.score = nn.Linear(hidden_size, hidden_size, bias=False)
 
     def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(states, dim=-2)  # (B, L, M, H)
-        weights = torch.softmax(self.score(stacked), dim=-2)  # (B, L, M, H)
+        stacked = torch.stack(states, dim=-2)  # (..., M, H)
+        weights = torch.softmax(self.score(stacked), dim=-2)  # (..., M, H)
         return (weights * stacked).sum(dim=-2)
 
 
@@ -97,16 +97,24 @@ class CrossModalFuser(nn.Module):
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
     ) -> FuserOutput:
+        batch, length, hidden = mask.shape[0], mask.shape[1], next(iter(mixed.values())).shape[-1]
+        real = real_positions(mask)  # gates, reductions and fusion are per utterance: real rows only
         per_modality = {}
         for target in self.modalities:
-            parts = [self.gates[f"{target}_to_{target}"](mixed[target])]  # intra first, as in SDT
+            intra = mixed[target].reshape(-1, hidden).index_select(0, real)  # (N, H)
+            parts = [self.gates[f"{target}_to_{target}"](intra)]  # intra first, as in SDT
             for source in self.modalities:
                 if source != target:
                     key = f"{source}_to_{target}"
-                    parts.append(self.gates[key](self.cross[key](encoded[target], encoded[source], mask)))
-            per_modality[target] = self.reduce[target](torch.cat(parts, dim=-1))  # (B, L, M·H) → (B, L, H)
-        fused = self.fusion([per_modality[m] for m in self.modalities])
-        return FuserOutput(fused=fused, per_modality=per_modality)
+                    cross = self.cross[key].forward_tokens(encoded[target], encoded[source], mask, real)  # (N, H)
+                    parts.append(self.gates[key](cross))
+            per_modality[target] = self.reduce[target](torch.cat(parts, dim=-1))  # (N, M·H) → (N, H)
+        fused = self.fusion([per_modality[m] for m in self.modalities])  # (N, H)
+
+        def padded(rows: torch.Tensor) -> torch.Tensor:
+            return scatter_rows(rows, real, batch * length).view(batch, length, hidden)
+
+        return FuserOutput(fused=padded(fused), per_modality={m: padded(h) for m, h in per_modality.items()})
 
 
 def search_space(trial, prefix: str) -> dict:

@@ -43,7 +43,16 @@ class SDTTransformerBlock(nn.Module):
     def forward(self, target: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
         """``source=None`` is self-attention (SDT's intra-modal transformer: one shared input dropout)."""
         batch, length, hidden = target.shape
-        real = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat indices of real utterances
+        real = real_positions(mask)
+        return scatter_rows(self.forward_tokens(target, source, mask, real), real, batch * length).view(
+            batch, length, hidden
+        )
+
+    def forward_tokens(
+        self, target: torch.Tensor, source: torch.Tensor | None, mask: torch.Tensor, real: torch.Tensor
+    ) -> torch.Tensor:
+        """Like :meth:`forward`, but returns only the N real utterances' rows: (N, H)."""
+        batch, length, hidden = target.shape
         # Each transformer in SDT drops out its own inputs (after speaker/position embeddings).
         target_tokens = F.dropout(target.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
         source_tokens = (
@@ -51,8 +60,8 @@ class SDTTransformerBlock(nn.Module):
             if source is None
             else F.dropout(source.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
         )  # (N, H)
-        query = _scatter(self.query(target_tokens), real, batch * length)  # (B·L, H)
-        key_value = _scatter(self.key_value(source_tokens), real, batch * length)  # (B·L, 2H)
+        query = scatter_rows(self.query(target_tokens), real, batch * length)  # (B·L, H)
+        key_value = scatter_rows(self.key_value(source_tokens), real, batch * length)  # (B·L, 2H)
         query = query.view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
         key, value = key_value.view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         key_mask = mask[:, None, None, :]  # (B, 1, 1, L): True where the key is a real utterance
@@ -63,10 +72,14 @@ class SDTTransformerBlock(nn.Module):
         hidden_states = target_tokens + F.dropout(self.output(attended), self.dropout, self.training)
         inner = F.gelu(self.feed_forward_in(self.norm(hidden_states)), approximate="tanh")
         inner = self.feed_forward_out(F.dropout(inner, self.dropout, self.training))
-        out = hidden_states + F.dropout(inner, self.dropout, self.training)  # (N, H)
-        return _scatter(out, real, batch * length).view(batch, length, hidden)
+        return hidden_states + F.dropout(inner, self.dropout, self.training)  # (N, H)
 
 
-def _scatter(tokens: torch.Tensor, real: torch.Tensor, rows: int) -> torch.Tensor:
+def real_positions(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) mask → (N,) flat indices of the real utterances, in (B, L) order."""
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def scatter_rows(tokens: torch.Tensor, real: torch.Tensor, rows: int) -> torch.Tensor:
     """(N, F) real-utterance rows → (rows, F) with zeros at padded rows."""
     return tokens.new_zeros(rows, tokens.shape[1]).index_copy(0, real, tokens)

@@ -95,7 +95,7 @@ VISUAL_VALENCE_SCALE = 2.4
 VISUAL_AROUSAL_SCALE = 0.5
 IDENTITY_SCALE = 0.3  # speaker voice / face offsets, per latent dimension
 AUDIO_VISUAL_NOISE = 1.0  # per latent dimension
-AMBIENT_NOISE = 1.0  # isotropic noise in the full feature space, relative to unit signal
+AMBIENT_NOISE = 0.3  # isotropic noise in the full feature space, relative to unit signal
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ SHAPES: dict[str, Shape] = {
         ),
         feature_dims={"text": 1024, "audio": 300, "visual": 342},
         num_speakers=9,
-        default_dialogues=(64, 16, 24),
+        default_dialogues=(40, 12, 24),
     ),
     "iemocap": Shape(
         family="iemocap",
@@ -165,10 +165,10 @@ class SyntheticConfig(BaseModel):
     )
     seed: int = Field(0, ge=0, description="seed of every random draw; same seed, same corpus")
     train_dialogues: int | None = Field(
-        None, ge=1, description="train split size in dialogues (default: 64 for meld, 24 for iemocap)"
+        None, ge=1, description="train split size in dialogues (default: 40 for meld, 24 for iemocap)"
     )
     dev_dialogues: int | None = Field(
-        None, ge=1, description="dev split size in dialogues (default: 16 for meld, 6 for iemocap)"
+        None, ge=1, description="dev split size in dialogues (default: 12 for meld, 6 for iemocap)"
     )
     test_dialogues: int | None = Field(
         None, ge=1, description="test split size in dialogues (default: 24 for meld, 8 for iemocap)"
