@@ -1,6 +1,7 @@
 """Time SDT training epochs on MELD- and IEMOCAP-shaped synthetic data (CPU), paper sizes.
 
-Measures, in one process and on the same batches:
+Measures, in one process, on the same batches, alternating the two variants step by step so that
+noise from other tenants of the machine hits both alike:
 
 * ``merc-bench``: SDT as shipped (per-utterance layers on real utterances only, fused attention,
   SiLU for MELD's frozen identity gates, fused Adam);
@@ -28,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,7 @@ import torch.nn.functional as F
 from merc_bench.plugins import get_registry
 from merc_bench.runner import prepare
 from merc_bench.trainer import Trainer, seed_everything
-from merc_bench_sdt import fuser as sdt_fuser
-from merc_bench_sdt import transformer as sdt_transformer
+from merc_bench.model import FuserOutput
 
 SHAPES = {
     "meld": {"train_dialogues": 1152, "batch": 8, "reference_seconds": 120.0},
@@ -63,36 +64,56 @@ def padded_block_forward(self, target, source, mask):
     return hidden_states + F.dropout(inner, self.dropout, self.training)
 
 
-def matrix_gate_forward(self, x):
-    return x * torch.sigmoid(self.weight(x))
+def padded_fuser_forward(self, *, mixed, encoded, mask):
+    """SDT's fuser over the padded batch, with the identity gates as matrix products."""
+
+    def gate(name, x):
+        return x * torch.sigmoid(self.gates[name].weight(x))
+
+    per_modality = {}
+    for target in self.modalities:
+        parts = [gate(f"{target}_to_{target}", mixed[target])]
+        for source in self.modalities:
+            if source != target:
+                key = f"{source}_to_{target}"
+                parts.append(gate(key, padded_block_forward(self.cross[key], encoded[target], encoded[source], mask)))
+        per_modality[target] = self.reduce[target](torch.cat(parts, dim=-1))
+    fused = self.fusion([per_modality[m] for m in self.modalities])
+    return FuserOutput(fused=fused, per_modality=per_modality)
 
 
-def time_epoch(trainer: Trainer, batches, *, padded: bool) -> tuple[float, int]:
-    block_forward = sdt_transformer.SDTTransformerBlock.forward
-    gate_forward = sdt_fuser.UnimodalGate.forward
-    if padded:
-        sdt_transformer.SDTTransformerBlock.forward = padded_block_forward
-        sdt_fuser.UnimodalGate.forward = matrix_gate_forward
-    try:
+def make_padded(model) -> None:
+    """Switch one model instance to the reference's computation pattern (same parameters)."""
+    for mixer in model.mixers.values():
+        mixer.block.forward = types.MethodType(padded_block_forward, mixer.block)
+    model.fuser.forward = types.MethodType(padded_fuser_forward, model.fuser)
+
+
+def time_interleaved(trainer: Trainer, batches) -> dict[str, tuple[float, int]]:
+    """Train both variants on the same batches, alternating step by step so machine noise hits both."""
+    variants = {}
+    for name in ("merc-bench", "padded"):
         seed_everything(0)
         model, distiller = trainer.build()
+        if name == "padded":
+            make_padded(model)
         parameters = [p for p in model.parameters() if p.requires_grad]
+        options = {"foreach": False} if name == "padded" else {"fused": True}
         optimizer = torch.optim.Adam(parameters, lr=trainer.config.training.lr,
-                                     weight_decay=trainer.config.training.weight_decay,
-                                     **({"foreach": False} if padded else {"fused": True}))
+                                     weight_decay=trainer.config.training.weight_decay, **options)
         model.train()
-        started = time.perf_counter()
-        utterances = 0
-        for batch in batches:
+        variants[name] = [model, distiller, optimizer, 0.0, 0]
+    for batch in batches:
+        for state in variants.values():
+            model, distiller, optimizer = state[:3]
+            started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             total, _, _ = trainer.loss(model, distiller, batch)
             total.backward()
             optimizer.step()
-            utterances += int(batch.mask.sum())
-        return time.perf_counter() - started, utterances
-    finally:
-        sdt_transformer.SDTTransformerBlock.forward = block_forward
-        sdt_fuser.UnimodalGate.forward = gate_forward
+            state[3] += time.perf_counter() - started
+            state[4] += int(batch.mask.sum())
+    return {name: (state[3], state[4]) for name, state in variants.items()}
 
 
 def machine_facts() -> str:
@@ -148,8 +169,7 @@ def measure(shape: str, batch_limit: int) -> str:
         batches = batches[:batch_limit]
     scale = full / len(batches)
     results = {}
-    for variant, padded in (("merc-bench", False), ("padded", True)):
-        seconds, utterances = time_epoch(trainer, batches, padded=padded)
+    for variant, (seconds, utterances) in time_interleaved(trainer, batches).items():
         results[variant] = (seconds * scale, utterances / seconds)
         print(f"{shape:8} {variant:11} {seconds * scale:7.1f} s/epoch  {utterances / seconds:7.1f} utt/s", flush=True)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

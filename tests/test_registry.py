@@ -132,3 +132,32 @@ def test_reset_rebuilds():
     first = get_registry()
     reset()
     assert get_registry() is not first
+
+
+def test_lifecycle_hooks_add_epoch_metrics_and_see_the_result(tmp_path, capsys):
+    from merc_bench.cli import main
+
+    seen = {}
+
+    class EpochLogger:
+        @hookimpl
+        def merc_bench_after_epoch(self, epoch, metrics, run):
+            return {"doubled_loss": 2 * metrics["train_loss"]}
+
+        @hookimpl
+        def merc_bench_after_run(self, result):
+            seen["result"] = result
+
+    manager = plugin_manager()
+    plugin = EpochLogger()
+    manager.register(plugin, name="epoch-logger")
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["run", "bigru-concat", "--epochs", "2", "--no-track", "--out", str(tmp_path),
+                  "--set", "dataset.train_dialogues=8", "--set", "dataset.dev_dialogues=3",
+                  "--set", "dataset.test_dialogues=3", "--set", "model.hidden_size=16"])
+        assert stop.value.code == 0
+    finally:
+        manager.unregister(plugin)
+    history = seen["result"]["runs"][0]["history"]
+    assert [row["doubled_loss"] for row in history] == [2 * row["train_loss"] for row in history]

@@ -54,11 +54,11 @@ class SDTTransformerBlock(nn.Module):
         """Like :meth:`forward`, but returns only the N real utterances' rows: (N, H)."""
         batch, length, hidden = target.shape
         # Each transformer in SDT drops out its own inputs (after speaker/position embeddings).
-        target_tokens = F.dropout(target.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
+        target_tokens = dropout(target.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
         source_tokens = (
             target_tokens
             if source is None
-            else F.dropout(source.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
+            else dropout(source.reshape(-1, hidden).index_select(0, real), self.dropout, self.training)
         )  # (N, H)
         query = scatter_rows(self.query(target_tokens), real, batch * length)  # (B·L, H)
         key_value = scatter_rows(self.key_value(source_tokens), real, batch * length)  # (B·L, 2H)
@@ -69,10 +69,23 @@ class SDTTransformerBlock(nn.Module):
             query, key, value, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (B, heads, L, H/heads)
         attended = attended.transpose(1, 2).reshape(batch * length, hidden).index_select(0, real)  # (N, H)
-        hidden_states = target_tokens + F.dropout(self.output(attended), self.dropout, self.training)
+        hidden_states = target_tokens + dropout(self.output(attended), self.dropout, self.training)
         inner = F.gelu(self.feed_forward_in(self.norm(hidden_states)), approximate="tanh")
-        inner = self.feed_forward_out(F.dropout(inner, self.dropout, self.training))
-        return hidden_states + F.dropout(inner, self.dropout, self.training)  # (N, H)
+        inner = self.feed_forward_out(dropout(inner, self.dropout, self.training))
+        return hidden_states + dropout(inner, self.dropout, self.training)  # (N, H)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout: keep each value with probability 1 − p and scale it by 1 / (1 − p).
+
+    The same distribution as ``F.dropout``; on the CPU the keep-mask comes from uniform draws,
+    about 3× faster there than ``F.dropout``'s Bernoulli sampler (SDT runs ~50 dropouts a step).
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
 
 
 def real_positions(mask: torch.Tensor) -> torch.Tensor:
