@@ -31,7 +31,10 @@ app = typer.Typer(
 console = Console()
 error_console = Console(stderr=True)
 
-KIND_ALIASES = {"encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
+data_app = typer.Typer(help="Prepare, convert and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder", "encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
                 "datasets": "dataset", "recipes": "recipe"}
 
 
@@ -186,6 +189,42 @@ def ui(
     from merc_bench.tracking import serve_ui
 
     serve_ui(store=store, port=port)
+
+
+@data_app.command("convert")
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="a community feature file (pickle) or a folder holding one")],
+    to: Annotated[Path, typer.Option("--to", help="folder to write the converted dataset into")],
+    nan_policy: Annotated[str, typer.Option(help="refuse (default) or zero: replace NaN/inf and report")] = "refuse",
+) -> None:
+    """Convert a feature file into merc-bench's safe format (.npz per split + manifest.json)."""
+    from merc_bench.convert import convert_command
+
+    convert_command(source=source, target=to, nan_policy=nan_policy, console=console)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Annotated[Path, typer.Argument(help="a feature file, a converted folder or a prepared folder")],
+) -> None:
+    """Print the manifest or a summary of any supported dataset file or folder."""
+    from merc_bench.convert import inspect_command
+
+    inspect_command(path=path, console=console)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations (meld)")],
+    to: Annotated[Path, typer.Option("--to", help="folder to write the prepared dataset into")],
+    from_: Annotated[Optional[Path], typer.Option("--from", help="local copy of the raw files (no download)")] = None,
+    url: Annotated[Optional[str], typer.Option(help="base URL to download the raw files from")] = None,
+    text_encoder: Annotated[str, typer.Option(help="registered text encoder for the text features")] = "minilm",
+) -> None:
+    """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
+    from merc_bench.prepare import prepare_command
+
+    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from merc_bench.errors import UserError, unknown_name_message
 
 __all__ = ["KINDS", "CONTEXT_NAMES", "Entry", "Registry", "RegistrationError"]
 
-KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "recipe")
+KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "text_encoder", "recipe")
 
 #: Values the model builder passes to constructors that name them as keyword-only parameters.
 CONTEXT_NAMES = frozenset(
@@ -39,7 +39,9 @@ _REQUIRED_METHODS = {
     "fuser": ("forward",),
     "distiller": ("forward",),
     "dataset": ("load",),
+    "text_encoder": ("encode",),  # encode(texts: list[str]) -> float32 array (len(texts), D)
 }
+_MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
 
 
 class RegistrationError(Exception):
@@ -179,7 +181,7 @@ def _check_interface(kind: str, name: str, obj: Any, config: type[pydantic.BaseM
     missing = [method for method in _REQUIRED_METHODS[kind] if not callable(getattr(obj, method, None))]
     if missing:
         raise RegistrationError(f"{kind} {name!r} ({obj.__qualname__}) lacks {', '.join(missing)}()")
-    if kind != "dataset":
+    if kind in _MODEL_KINDS:
         import torch
 
         if not issubclass(obj, torch.nn.Module):
