@@ -74,6 +74,9 @@ def prepare(
         choice = getattr(config, kind)
         registry.get(kind, choice.name).make_config(choice.config, where=kind)
     build_context(config, corpus.info)  # validates --modalities against the dataset
+    device = resolve_device(config.device)  # a missing GPU is reported before any output is created
+    if config.training.precision == "bf16" and device.type != "cuda":
+        raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
     return Prepared(config, corpus)
 
 

@@ -84,9 +84,14 @@ def test_list_and_plugins(capsys):
         (["run", "sdt", "--modalities", "text,smell"], "modality 'smell' is not in dataset 'synthetic'"),
         (["validate", "sdt", "--set", "dataset.shape=cartoon"], "'shape' = 'cartoon'"),
         (["list", "mixerz"], "unknown kind 'mixerz'"),
+        (["run", "sdt", "--protocol", "sneaky"], "--protocol 'sneaky' is not known"),
+        (["run", "sdt", "--device", "cuda"], "torch sees no CUDA GPU"),
+        (["run", "sdt", "--set", "training.precision=bf16", "--device", "cpu"], "bf16 needs a CUDA device"),
+        (["run", "sdt", "--set", "training.batch_size=0"], "'training.batch_size' = 0"),
     ],
 )
-def test_user_mistakes_exit_2_with_one_paragraph(argv, fragment, capsys):
+def test_user_mistakes_exit_2_with_one_paragraph(argv, fragment, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     code, stdout, stderr = run_cli(argv, capsys)
     assert code == 2
     assert fragment in stderr
