@@ -137,8 +137,10 @@ def results_table(result: dict[str, Any]):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("w-avg", justify="right", no_wrap=True)
     table.add_column("macro-F1", justify="right", no_wrap=True)
-    for split in ("dev", "test"):
-        summary = result.get(split)
+    rows = [(split, result.get(split)) for split in ("dev", "test")]
+    if result.get("teacher"):
+        rows.append(("teacher test", result["teacher"]["test"]))
+    for split, summary in rows:
         if not summary:
             continue
         label = split if not (split == "dev" and result["protocol"] == "paper") else "dev (trained on)"

@@ -148,6 +148,12 @@ def execute(
                 child.log_metrics(_final_metrics(result))
                 child.set_tags({"selected_epoch": str(result.selected_epoch)} | _gpu_tags(device))
             results.append(result)
+            if console is not None and result.teacher is not None:
+                teacher = result.teacher
+                console.print(
+                    f"teacher ({', '.join(teacher['modalities'])}) {teacher['status']}: test w-F1 "
+                    f"{100 * teacher['test']['weighted_f1']:.2f} · {teacher['path']}"
+                )
             if console is not None:
                 console.print(
                     f"seed {seed}: selected epoch {result.selected_epoch}, test w-F1 "
@@ -165,6 +171,20 @@ def execute(
     if hook is not None:
         hook.merc_bench_after_run(result=summary)
     return summary
+
+
+def _teacher_summary(results: list[SeedResult], classes: tuple[str, ...]) -> dict[str, Any] | None:
+    """The teacher's own metrics over seeds (the paper's "Teacher Model" row), if the run had one."""
+    teachers = [r.teacher for r in results if r.teacher is not None]
+    if not teachers:
+        return None
+    return {
+        "modalities": teachers[0]["modalities"],
+        "status": [t["status"] for t in teachers],
+        "checkpoints": [t["path"] for t in teachers],
+        "dev": summarise([t["dev"] for t in teachers], classes),
+        "test": summarise([t["test"] for t in teachers], classes),
+    }
 
 
 def _final_metrics(result: SeedResult) -> dict[str, float]:
@@ -206,6 +226,7 @@ def _result_dict(config: RunConfig, corpus: Corpus, seeds: list[int], results: l
         "device": str(device),
         "dev": summarise([r.dev for r in results], classes),
         "test": summarise([r.test for r in results], classes),
+        "teacher": _teacher_summary(results, classes),
         "runs": [
             {"seed": r.seed, "selected_epoch": r.selected_epoch, "seconds": round(r.seconds, 3),
              "checkpoint": str(r.checkpoint) if r.checkpoint else None, "history": r.history}

@@ -69,7 +69,35 @@ def make_batch(lengths: tuple[int, ...] = (5, 3, 1), seed: int = 0, context: dic
 
 def _build(entry: Entry, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return entry.build(entry.make_config({}), SMALL_CONTEXT)
+    module = entry.build(entry.make_config({}), SMALL_CONTEXT)
+    if callable(getattr(module, "attach_teacher", None)):
+        module.attach_teacher(small_teacher(), SMALL_CONTEXT["hidden_size"])
+    return module
+
+
+def small_teacher(seed: int = 11) -> torch.nn.Module:
+    """A tiny text-only model (linear encoder → identity mixer → mean fuser → head) for distillers
+    that learn from a teacher."""
+    from merc_bench.model import MERCModel
+    from merc_bench.plugins import get_registry
+
+    registry = get_registry()
+    torch.manual_seed(seed)
+    context = dict(SMALL_CONTEXT, modalities=("text",), feature_dims={"text": SMALL_CONTEXT["feature_dims"]["text"]})
+
+    def component(kind: str, name: str) -> torch.nn.Module:
+        entry = registry.get(kind, name)
+        return entry.build(entry.make_config({}), context)
+
+    return MERCModel(
+        encoder=component("encoder", "linear"),
+        mixers={"text": component("mixer", "identity")},
+        fuser=component("fuser", "mean"),
+        hidden_size=SMALL_CONTEXT["hidden_size"],
+        num_classes=SMALL_CONTEXT["num_classes"],
+        head_dropout=0.0,
+        modality_heads=False,
+    )
 
 
 def _with_noisy_padding(batch: Batch, seed: int = 1) -> Batch:

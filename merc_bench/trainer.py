@@ -19,6 +19,9 @@ generators seeded with it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from merc_bench.data import Batch, Corpus, Dialogue, batches
 from merc_bench.errors import UserError
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.metrics import classification_metrics
-from merc_bench.model import MERCModel, build_model, count_parameters, select_modalities
+from merc_bench.model import MERCModel, build_context, build_model, count_parameters, select_modalities
 from merc_bench.registry import Registry
 
 __all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
@@ -53,6 +56,8 @@ class SeedResult:
     checkpoint: Path | None = None
     test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     test_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    teacher: dict[str, Any] | None = None  # for distillers with a teacher: status, fingerprint, dev/test metrics
+    model: Any = None  # the selected model (kept in memory; not written to results)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -155,7 +160,9 @@ class Trainer:
     def loss(self, model: MERCModel, distiller: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, Any]:
         with self._autocast():
             output = model(batch)
-            terms = {"task": masked_cross_entropy(output.logits, batch.labels, batch.mask, self.class_weights)}
+            terms = {}
+            if not getattr(distiller, "replaces_task_loss", False):
+                terms["task"] = masked_cross_entropy(output.logits, batch.labels, batch.mask, self.class_weights)
             terms.update(distiller(output=output, batch=batch, class_weights=self.class_weights))
             terms.update(output.aux_losses)
         total = sum(terms.values())
@@ -179,8 +186,11 @@ class Trainer:
     # -- one seed ---------------------------------------------------------------------------------
     def fit(self, seed: int, *, checkpoint_dir: Path | None = None) -> SeedResult:
         started = time.perf_counter()
+        teacher = self._prepare_teacher(seed) if self._needs_teacher() else None
         seed_everything(seed)
         model, distiller = self.build()
+        if teacher is not None:
+            distiller.attach_teacher(teacher["model"], teacher["hidden_size"])
         parameters = [p for p in list(model.parameters()) + list(distiller.parameters()) if p.requires_grad]
         # fused=True: one kernel for all parameters instead of a Python loop over 100+ tensors; same update.
         optimizer = torch.optim.Adam(
@@ -195,11 +205,15 @@ class Trainer:
         for epoch in range(1, epochs + 1):
             model.train()
             distiller.train()
-            loss_sum, utterances = 0.0, 0
+            loss_sum, utterances, batch_count = 0.0, 0, 0
+            model_metrics: dict[str, float] = {}
             for batch in self._batches(self.train_split, shuffle):
                 batch = batch.to(self.device)
                 optimizer.zero_grad(set_to_none=True)
-                total, _, _ = self.loss(model, distiller, batch)
+                total, _, output = self.loss(model, distiller, batch)
+                for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
+                    model_metrics[name] = model_metrics.get(name, 0.0) + float(value)
+                batch_count += 1
                 if not torch.isfinite(total):
                     raise FloatingPointError(f"loss became {total.item()} at epoch {epoch} (seed {seed})")
                 total.backward()
@@ -209,6 +223,7 @@ class Trainer:
                 utterances += count
             selected, _, _ = self.evaluate(model, self.select_split)
             row = {"epoch": epoch, "train_loss": loss_sum / max(utterances, 1)}
+            row.update({f"train_{name}": value / max(batch_count, 1) for name, value in model_metrics.items()})
             row.update({f"{self.select_split}_{k}": selected[k] for k in ("accuracy", "weighted_f1", "macro_f1")})
             if self.on_epoch is not None:
                 row.update(self.on_epoch(epoch, dict(row)) or {})
@@ -241,8 +256,66 @@ class Trainer:
             checkpoint=checkpoint,
             test_labels=test_labels,
             test_predictions=test_predictions,
+            teacher=None if teacher is None else {k: v for k, v in teacher.items() if k != "model"},
+            model=model,
         )
+
+    # -- teachers (distillers that learn from a separately trained model, e.g. SUMMER's IKD) --------
+    def _needs_teacher(self) -> bool:
+        entry = self.registry.get("distiller", self.config.distiller.name)
+        return callable(getattr(entry.obj, "attach_teacher", None))
+
+    def teacher_config(self) -> RunConfig:
+        """The teacher's configuration: the student's, with the distiller's teacher overrides."""
+        entry = self.registry.get("distiller", self.config.distiller.name)
+        distiller = entry.build(entry.make_config(self.config.distiller.config), build_context(self.config, self.corpus.info))
+        values = self.config.model_dump(mode="json")
+        values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
+        values["seeds"] = 1
+        return RunConfig.model_validate(values)
+
+    def teacher_fingerprint(self, teacher: RunConfig, seed: int) -> str:
+        """Fingerprint of (teacher config, dataset content, split/protocol, seed)."""
+        described = teacher.model_dump(mode="json")
+        for volatile in ("device", "seeds"):
+            described.pop(volatile, None)
+        described["training"].pop("save_checkpoint", None)
+        key = json.dumps(
+            {"teacher": described, "dataset": self.corpus.fingerprint(), "protocol": self.config.protocol, "seed": seed},
+            sort_keys=True,
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _prepare_teacher(self, seed: int) -> dict[str, Any]:
+        """Train the teacher once (same split, trainer and seed) or reuse its cached checkpoint."""
+        config = self.teacher_config()
+        fingerprint = self.teacher_fingerprint(config, seed)
+        path = cache_dir() / "teachers" / f"{fingerprint}.pt"
+        info = self.corpus.info
+        if path.is_file():
+            saved = torch.load(path, map_location=self.device, weights_only=True)
+            model, _ = build_model(config, info, self.registry)
+            model.load_state_dict(saved["state"])
+            model.to(self.device)
+            status, dev, test = "reused", json.loads(saved["dev"]), json.loads(saved["test"])
+        else:
+            result = Trainer(config=config, corpus=self.corpus, registry=self.registry, device=self.device,
+                             progress=self.progress).fit(seed)
+            model, dev, test, status = result.model, result.dev, result.test, "trained"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.tmp")
+            torch.save({"state": model.state_dict(), "dev": json.dumps(dev), "test": json.dumps(test),
+                        "config": json.dumps(config.model_dump(mode="json"))}, temporary)
+            os.replace(temporary, path)
+        return {"model": model, "hidden_size": config.model.hidden_size, "status": status,
+                "fingerprint": fingerprint, "path": str(path), "modalities": config.modalities,
+                "dev": dev, "test": test}
 
     def parameter_counts(self) -> tuple[int, int]:
         model, distiller = build_model(self.config, self.corpus.info, self.registry)
         return count_parameters(model, distiller)
+
+
+def cache_dir() -> Path:
+    """Where trained teachers are cached: $MERC_BENCH_CACHE, else ~/.cache/merc-bench."""
+    return Path(os.environ.get("MERC_BENCH_CACHE") or Path.home() / ".cache" / "merc-bench")

@@ -1,10 +1,10 @@
 """Reference components every comparison needs: linear encoder, identity and BiGRU mixers,
-concatenation fuser, no distiller, and the ``bigru-concat`` recipe built from them."""
+concatenation and mean fusers, no distiller, and the ``bigru-concat`` recipe built from them."""
 
 from __future__ import annotations
 
 from merc_bench import Recipe, hookimpl
-from merc_bench_basic import bigru_mixer, concat_fuser, identity_mixer, linear_encoder, no_distiller
+from merc_bench_basic import bigru_mixer, concat_fuser, identity_mixer, linear_encoder, mean_fuser, no_distiller
 
 BIGRU_CONCAT = Recipe(
     name="bigru-concat",
@@ -29,5 +29,6 @@ def merc_bench_register(registry) -> None:
         "fuser", "concat", concat_fuser.ConcatFuser, config=concat_fuser.ConcatFuserConfig,
         search_space=concat_fuser.search_space,
     )
+    registry.register("fuser", "mean", mean_fuser.MeanFuser, config=mean_fuser.MeanFuserConfig)
     registry.register("distiller", "none", no_distiller.NoDistiller, config=no_distiller.NoDistillerConfig)
     registry.register("recipe", "bigru-concat", BIGRU_CONCAT, description=BIGRU_CONCAT.description)

@@ -1,0 +1,139 @@
+"""SUMMER's components: SDMoE routing and Gumbel gate, HCMF's φ and stage order, IKD's terms,
+the frozen teacher and its cache."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from merc_bench.plugins import get_registry
+from merc_bench.runner import prepare
+from merc_bench.testing import SMALL_CONTEXT, make_batch, small_teacher
+from merc_bench.trainer import Trainer
+from merc_bench_summer.hcmf import HCMFFuser
+from merc_bench_summer.ikd import InteractiveKnowledgeDistillation, label_smoothed_cross_entropy
+from merc_bench_summer.sdmoe import SDMoEMixer, routing_mask
+from merc_bench.model import ModelOutput
+
+
+@pytest.mark.parametrize("experts", [2, 3, 4, 6, 9])
+def test_alpha_above_sqrt_n_minus_1_never_deactivates(experts):
+    weights = torch.randn(4000, experts) * torch.rand(4000, 1) * 5
+    weights[:5, 0] = 10.0  # extreme outliers too
+    alpha = math.sqrt(experts - 1) + 1e-3
+    assert routing_mask(weights, alpha).all()
+    z = (weights - weights.mean(-1, keepdim=True)).abs() / weights.std(-1, keepdim=True, correction=0)
+    assert z.max() <= math.sqrt(experts - 1) * (1 + 1e-3)  # the bound the docstring states
+
+
+def test_routing_keeps_weights_inside_the_interval():
+    weights = torch.tensor([[0.0, 0.1, -0.1, 0.05, -0.05, 3.0]])  # one outlier among six
+    keep = routing_mask(weights, alpha=2.0)
+    assert keep.tolist() == [[True, True, True, True, True, False]]
+    assert routing_mask(torch.zeros(1, 4), alpha=0.5).all()  # σ = 0: keep everyone
+    lonely = routing_mask(torch.tensor([[1.0, -1.0]]), alpha=0.5)  # both outside: keep the best
+    assert lonely.tolist() == [[True, False]]
+
+
+def test_gumbel_noise_only_while_training():
+    torch.manual_seed(0)
+    mixer = SDMoEMixer(hidden_size=16, experts=3)
+    batch = make_batch()
+    x = torch.randn(*batch.mask.shape, 16)
+    mixer.eval()
+    first, second = mixer(x, batch.mask), mixer(x, batch.mask)
+    assert torch.equal(first.hidden, second.hidden)
+    mixer.train()
+    mixer.dropout.p = 0.0
+    noisy_a, noisy_b = mixer(x, batch.mask), mixer(x, batch.mask)
+    assert not torch.allclose(noisy_a.hidden[batch.mask], noisy_b.hidden[batch.mask])
+    assert 1.0 <= float(first.metrics["active_experts"]) <= 3.0
+
+
+def test_sparse_routing_reports_fewer_active_experts():
+    torch.manual_seed(0)
+    mixer = SDMoEMixer(hidden_size=16, experts=8, alpha=0.8).eval()
+    batch = make_batch()
+    out = mixer(torch.randn(*batch.mask.shape, 16) * 3, batch.mask)
+    assert float(out.metrics["active_experts"]) < 8.0
+
+
+def test_hcmf_phi_is_learned_and_branches_follow_the_stage_order():
+    torch.manual_seed(0)
+    fuser = HCMFFuser(modalities=("text", "audio", "visual"), hidden_size=16, layers=2)
+    assert fuser.partners == {"text": ["audio", "visual"], "audio": ["text", "visual"], "visual": ["text", "audio"]}
+    batch = make_batch()
+    mixed = {m: torch.randn(*batch.mask.shape, 16) for m in fuser.modalities}
+    phi = fuser.branches["text"][0].forward_attention.phi
+    optimizer = torch.optim.Adam(fuser.parameters(), lr=0.1)
+    out = fuser(mixed=mixed, encoded=mixed, mask=batch.mask)
+    out.fused[batch.mask].pow(2).mean().backward()
+    assert phi.grad is not None and phi.grad.abs() > 0
+    optimizer.step()
+    assert phi.item() != 1.0
+    two = HCMFFuser(modalities=("text", "audio"), hidden_size=16, layers=1)
+    assert two.branches["text"][0].third_attention is None  # stage 2 needs a third modality
+
+
+def test_ikd_terms_match_hand_computed_values():
+    torch.manual_seed(0)
+    batch = make_batch(lengths=(3, 2))
+    teacher = small_teacher()
+    distiller = InteractiveKnowledgeDistillation(hidden_size=16)
+    distiller.attach_teacher(teacher, 16)
+    classes = SMALL_CONTEXT["num_classes"]
+    hidden = torch.randn(*batch.mask.shape, 16)
+    logits = torch.randn(*batch.mask.shape, classes)
+    output = ModelOutput(logits=logits, modality_logits={}, hidden=hidden, modality_hidden={})
+    terms = distiller(output=output, batch=batch, class_weights=None)
+    mask, labels = batch.mask, batch.labels[batch.mask]
+    p_tea = F.softmax(teacher(batch).logits[mask], -1)
+    st_logits = teacher.head(hidden)[mask]
+    log_p_st = F.log_softmax(st_logits, -1)
+    cross = (p_tea * (p_tea.log() - log_p_st)).sum(-1).mean()
+    align = F.nll_loss(log_p_st, labels)
+    eps = 0.1
+    soft = torch.full((labels.numel(), classes), eps / (classes - 1))
+    soft[torch.arange(labels.numel()), labels] = 1 - eps
+    smooth = -(soft * F.log_softmax(logits[mask], -1)).sum(-1).mean()
+    assert terms["cross"].item() == pytest.approx(0.3 * cross.item(), rel=1e-5)
+    assert terms["align"].item() == pytest.approx(0.3 * align.item(), rel=1e-5)
+    assert terms["smooth"].item() == pytest.approx(0.4 * smooth.item(), rel=1e-5)
+    assert label_smoothed_cross_entropy(logits, batch.labels, mask, eps).item() == pytest.approx(smooth.item())
+
+
+TINY = ["dataset.train_dialogues=10", "dataset.dev_dialogues=4", "dataset.test_dialogues=4",
+        "model.hidden_size=16", "training.epochs=2", "mixer.experts=2", "fuser.layers=1"]
+
+
+def test_teacher_is_trained_once_then_reused_and_stays_frozen(tmp_path, monkeypatch):
+    monkeypatch.setenv("MERC_BENCH_CACHE", str(tmp_path / "cache"))
+    registry = get_registry()
+    prepared = prepare(registry, recipe="summer-small", dataset="synthetic", overrides=TINY, flags={"device": "cpu"})
+    trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry)
+    first = trainer.fit(0)
+    assert first.teacher["status"] == "trained" and first.teacher["modalities"] == ["text"]
+    assert 0.0 <= first.teacher["test"]["weighted_f1"] <= 1.0
+    second = trainer.fit(0)
+    assert second.teacher["status"] == "reused"
+    assert second.teacher["fingerprint"] == first.teacher["fingerprint"]
+    assert second.history == first.history  # same seed, same teacher, same student
+    other_seed = trainer.fit(1)
+    assert other_seed.teacher["status"] == "trained"  # the fingerprint includes the seed
+
+    # A student step leaves the attached teacher untouched.
+    model, distiller = trainer.build()
+    teacher = trainer._prepare_teacher(0)
+    distiller.attach_teacher(teacher["model"], teacher["hidden_size"])
+    before = {k: v.clone() for k, v in teacher["model"].state_dict().items()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train(), distiller.train()
+    batch = trainer._batches(prepared.corpus.train, None)[0]
+    total, terms, _ = trainer.loss(model, distiller, batch)
+    assert set(terms) == {"smooth", "align", "cross"}  # IKD replaces the plain task loss
+    total.backward()
+    optimizer.step()
+    assert all(p.grad is None for p in teacher["model"].parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher["model"].state_dict().items())
+    assert not teacher["model"].training
