@@ -116,6 +116,7 @@ def execute(
 ) -> dict[str, Any]:
     """Train every seed, evaluate, track and write the outputs; return the results dict."""
     config, corpus = prepared.config, prepared.corpus
+    out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     seeds = [config.training.seed + i for i in range(config.seeds)]
     run_description = {"recipe": config.recipe, "dataset": corpus.info.name, "protocol": config.protocol}

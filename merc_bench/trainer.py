@@ -272,12 +272,15 @@ class Trainer:
         values = self.config.model_dump(mode="json")
         values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
         values["seeds"] = 1
+        for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
+            slot = values[kind]
+            slot["config"] = self.registry.get(kind, slot["name"]).make_config(slot["config"]).model_dump(mode="json")
         return RunConfig.model_validate(values)
 
     def teacher_fingerprint(self, teacher: RunConfig, seed: int) -> str:
         """Fingerprint of (teacher config, dataset content, split/protocol, seed)."""
         described = teacher.model_dump(mode="json")
-        for volatile in ("device", "seeds"):
+        for volatile in ("device", "seeds", "recipe"):  # labels and placement do not change the teacher
             described.pop(volatile, None)
         described["training"].pop("save_checkpoint", None)
         key = json.dumps(
