@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the CPU wheel on disk is only chosen for an exact version.
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt torch
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,text]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -71,11 +71,12 @@ class Entry:
             raise UserError(describe_validation_error(error, f"{where or self.kind} {self.name!r}")) from None
 
     def context_parameters(self) -> list[str]:
-        """The build-context names this entry's constructor asks for."""
+        """The build-context names this entry's constructor asks for (a config field of the same name wins)."""
         if not inspect.isclass(self.obj):
             return []
         parameters = inspect.signature(self.obj.__init__).parameters
-        return [name for name in parameters if name in CONTEXT_NAMES]
+        fields = self.config.model_fields if self.config is not None else {}
+        return [name for name in parameters if name in CONTEXT_NAMES and name not in fields]
 
     def build(self, config: pydantic.BaseModel, context: dict[str, Any]) -> Any:
         """Instantiate the class from a validated config plus the context values it asks for."""

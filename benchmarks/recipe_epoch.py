@@ -1,0 +1,104 @@
+"""Seconds per training epoch and peak memory of whole recipes at paper sizes (CPU).
+
+Each recipe runs in its own process (so its peak RSS is its own) on MELD-shaped synthetic data
+(1152 train dialogues with MELD's length distribution) with the recipe's MELD-family batch size.
+Only the first ``--batches`` batches are timed and the time is scaled to a full epoch: paper-size
+SUMMER (466 M parameters, batch 100) takes many minutes per epoch on 2 cores. A distiller with a
+teacher (SUMMER's IKD) gets an untrained teacher of the right shape attached, so each timed step
+includes the teacher's forward pass, as in real training; training the teacher is not timed.
+
+    python benchmarks/recipe_epoch.py                       # sdt and summer, 3 batches each
+    python benchmarks/recipe_epoch.py --recipes summer-small --batches 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sdt_epoch import machine_facts  # noqa: E402  (same folder)
+
+from merc_bench.model import build_model  # noqa: E402
+from merc_bench.plugins import get_registry  # noqa: E402
+from merc_bench.runner import prepare  # noqa: E402
+from merc_bench.trainer import Trainer, seed_everything  # noqa: E402
+
+
+def measure(recipe: str, batch_limit: int) -> str:
+    registry = get_registry()
+    prepared = prepare(registry, recipe=recipe, dataset="synthetic",
+                       overrides=["dataset.shape=meld", "dataset.train_dialogues=1152", "dataset.dev_dialogues=1",
+                                  "dataset.test_dialogues=1"], flags={"device": "cpu"})
+    trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry, device=torch.device("cpu"))
+    seed_everything(0)
+    model, distiller = trainer.build()
+    if callable(getattr(distiller, "attach_teacher", None)):
+        teacher_config = trainer.teacher_config()
+        teacher, _ = build_model(teacher_config, prepared.corpus.info, registry)
+        distiller.attach_teacher(teacher, teacher_config.model.hidden_size)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=prepared.config.training.lr,
+                                 weight_decay=prepared.config.training.weight_decay, fused=True)
+    batches = trainer._batches(prepared.corpus.train, np.random.default_rng(0))
+    timed = batches[:batch_limit]
+    model.train(), distiller.train()
+    seconds, utterances = 0.0, 0
+    for batch in timed:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        total, _, _ = trainer.loss(model, distiller, batch)
+        total.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - started
+        utterances += int(batch.mask.sum())
+    total_parameters = sum(p.numel() for p in model.parameters())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    epoch = seconds * len(batches) / len(timed)
+    print(f"{recipe:14} {epoch:8.1f} s/epoch  {utterances / seconds:6.1f} utt/s  peak RSS {peak:.0f} MiB", flush=True)
+    return (f"| {recipe} | {total_parameters / 1e6:.1f} M | {prepared.config.training.batch_size} | "
+            f"{len(timed)} of {len(batches)} | {epoch:.1f} | {utterances / seconds:.0f} | {peak:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="sdt,summer")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.row_only:
+        print("ROW " + measure(args.recipes, args.batches))
+        return
+    rows = []
+    for recipe in args.recipes.split(","):
+        command = [sys.executable, __file__, "--recipes", recipe, "--batches", str(args.batches), "--row-only"]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        print(done.stdout.rsplit("ROW ", 1)[0], end="", flush=True)
+        rows.append(done.stdout.rsplit("ROW ", 1)[1].strip())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    block = "\n".join([
+        f"\n### Recipe train epoch, CPU, MELD shape — {dt.date.today().isoformat()}, commit {commit or 'unknown'}",
+        f"Machine: {machine_facts()}. Command: `python benchmarks/recipe_epoch.py {' '.join(sys.argv[1:])}` "
+        "(timed batches scaled to an epoch; each recipe in its own process).",
+        "",
+        "| recipe | parameters | batch | batches timed | s/epoch | utt/s | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ])
+    print(block)
+    if not args.no_record:
+        with Path(__file__).with_name("RESULTS.md").open("a") as stream:
+            stream.write(block + "\n")
+
+
+if __name__ == "__main__":
+    main()

