@@ -65,6 +65,9 @@ class TrainingConfig(_Strict):
     selection_metric: Literal["weighted_f1", "accuracy", "macro_f1"] = "weighted_f1"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA only)")
     save_checkpoint: bool = Field(True, description="write the selected epoch's weights to the output folder")
+    standardize_features: bool = Field(
+        False, description="z-score every feature dimension with the train split's mean and std (all splits)"
+    )
 
 
 class RunConfig(_Strict):

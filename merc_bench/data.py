@@ -92,6 +92,32 @@ class Corpus:
                     digest.update(np.ascontiguousarray(dialogue.features[modality]).tobytes())
         return digest.hexdigest()[:16]
 
+    def standardized(self) -> "Corpus":
+        """A copy whose features are z-scored per dimension with the *train* split's mean and std.
+
+        Unit-norm sentence embeddings (MiniLM: each value ≈ 0.05) are otherwise drowned by the
+        speaker and position embeddings SDT-style encoders add. Statistics come from train only, so
+        nothing is learned from dev or test.
+        """
+        scales = {}
+        for modality in self.info.feature_dims:
+            stacked = np.concatenate([d.features[modality] for d in self.train]).astype(np.float64)
+            scales[modality] = (stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-6))
+
+        def transform(dialogues: list[Dialogue]) -> list[Dialogue]:
+            return [
+                Dialogue(
+                    id=d.id,
+                    features={m: ((x - scales[m][0]) / scales[m][1]).astype(np.float32) for m, x in d.features.items()},
+                    speakers=d.speakers,
+                    labels=d.labels,
+                )
+                for d in dialogues
+            ]
+
+        provenance = dict(self.provenance, standardized="per dimension, train mean and std")
+        return Corpus(self.info, transform(self.train), transform(self.dev), transform(self.test), provenance)
+
     def summary(self) -> str:
         sizes = ", ".join(
             f"{split} {len(self.split(split))} dialogues / {sum(len(d) for d in self.split(split))} utterances"

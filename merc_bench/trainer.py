@@ -119,7 +119,7 @@ class Trainer:
         progress: Any = None,
     ) -> None:
         self.config = config
-        self.corpus = corpus
+        self.corpus = corpus.standardized() if config.training.standardize_features else corpus
         self.registry = registry
         self.device = device or resolve_device(config.device)
         self.modalities = select_modalities(corpus.info, config.modalities)
@@ -302,8 +302,10 @@ class Trainer:
             model.to(self.device)
             status, dev, test = "reused", json.loads(saved["dev"]), json.loads(saved["test"])
         else:
-            result = Trainer(config=config, corpus=self.corpus, registry=self.registry, device=self.device,
-                             progress=self.progress).fit(seed)
+            teacher_trainer = Trainer(config=config.model_copy(update={"training": config.training.model_copy(
+                update={"standardize_features": False})}), corpus=self.corpus, registry=self.registry,
+                device=self.device, progress=self.progress)  # self.corpus is already standardized if asked
+            result = teacher_trainer.fit(seed)
             model, dev, test, status = result.model, result.dev, result.test, "trained"
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.tmp")

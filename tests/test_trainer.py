@@ -73,3 +73,13 @@ def test_precedence_recipe_then_set_then_flags():
 def test_bf16_needs_cuda():
     with pytest.raises(UserError, match="bf16 needs a CUDA device"):
         make_trainer("training.precision=bf16")
+
+
+def test_standardized_features_use_train_statistics_only():
+    trainer = make_trainer("training.standardize_features=true")
+    train = np.concatenate([d.features["text"] for d in trainer.corpus.train])
+    assert np.allclose(train.mean(axis=0), 0.0, atol=1e-4) and np.allclose(train.std(axis=0), 1.0, atol=1e-3)
+    test = np.concatenate([d.features["text"] for d in trainer.corpus.test])
+    assert not np.allclose(test.mean(axis=0), 0.0, atol=1e-4)  # dev/test are transformed, not re-fitted
+    assert trainer.corpus.provenance["standardized"].startswith("per dimension")
+    assert trainer.fit(0).test["weighted_f1"] >= 0.0
