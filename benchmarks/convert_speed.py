@@ -28,9 +28,7 @@ import argparse
 import datetime as dt
 import gc
 import io
-import os
 import pickle
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,6 +41,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from machine import machine_facts  # benchmarks/machine.py, beside this script
 from merc_bench.convert import convert_command
 from merc_bench.feature_store import read_corpus
 from merc_bench.safe_pickle import load_pickle
@@ -96,19 +95,6 @@ def timed(function, repeats: int) -> tuple[float, object]:
         result = function()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
-
-
-def machine_facts() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, numpy {np.__version__}, torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
 
 
 def measure(pkl: Path, folder: Path, repeats: int) -> dict[str, float]:

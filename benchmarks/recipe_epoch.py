@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sdt_epoch import machine_facts  # noqa: E402  (same folder)
+from machine import machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
 
 from merc_bench.model import build_model  # noqa: E402
 from merc_bench.plugins import get_registry  # noqa: E402

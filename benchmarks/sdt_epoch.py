@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 from merc_bench.plugins import get_registry
 from merc_bench.runner import prepare
 from merc_bench.trainer import Trainer, seed_everything
+from machine import machine_facts  # benchmarks/machine.py (this script's folder is on sys.path)
 from merc_bench.model import FuserOutput
 
 SHAPES = {
@@ -114,19 +113,6 @@ def time_interleaved(trainer: Trainer, batches) -> dict[str, tuple[float, int]]:
             state[3] += time.perf_counter() - started
             state[4] += int(batch.mask.sum())
     return {name: (state[3], state[4]) for name, state in variants.items()}
-
-
-def machine_facts() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pydantic
 
-from merc_bench.config import RunConfig, apply_overrides
+from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
 from merc_bench.registry import Registry, describe_validation_error
@@ -89,11 +89,7 @@ def run_grid(
     """Train every row as an ordinary run under one parent run; return one summary dict per row."""
     configs = []
     for labels, values in rows:
-        values = apply_overrides(dict(values, dataset=dataset), overrides)
-        for key, value in flags.items():
-            if value is not None:
-                section, _, field = key.rpartition(".")
-                (values.setdefault(section, {}) if section else values)[field] = value
+        values = apply_flags(apply_overrides(dict(values, dataset=dataset), overrides), flags)
         try:
             configs.append((labels, RunConfig.model_validate(values)))
         except pydantic.ValidationError as error:

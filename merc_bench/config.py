@@ -25,6 +25,7 @@ __all__ = [
     "COMPONENT_SLOTS",
     "parse_override",
     "apply_overrides",
+    "apply_flags",
     "deep_merge",
 ]
 
@@ -111,6 +112,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except json.JSONDecodeError:
         value = raw
     return path, value
+
+
+def apply_flags(config: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """Set explicit command-line flags (``{"training.epochs": 3, "seeds": None, ...}``); None means unset."""
+    config = copy.deepcopy(config)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        section, _, field = key.rpartition(".")
+        (config.setdefault(section, {}) if section else config)[field] = value
+    return config
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

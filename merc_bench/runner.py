@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 
 from merc_bench import __version__
-from merc_bench.config import RunConfig, apply_overrides
+from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
 from merc_bench.model import build_context, count_parameters, build_model
@@ -59,12 +59,7 @@ def prepare(
     corpus = load_corpus(registry, dataset_choice, data_dir)
     values = recipe_entry.obj.resolve(corpus.info.family)
     values["dataset"] = dataset_choice
-    values = apply_overrides(values, other_overrides)
-    for key, value in (flags or {}).items():
-        if value is None:
-            continue
-        section, _, field = key.rpartition(".")
-        (values.setdefault(section, {}) if section else values)[field] = value
+    values = apply_flags(apply_overrides(values, other_overrides), flags or {})
     try:
         config = RunConfig.model_validate(values)
     except pydantic.ValidationError as error:
