@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from rich.markup import escape
 
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
@@ -98,7 +99,7 @@ def run_grid(
     with tracker.run(name, tags={"grid": name}):
         for index, (labels, config) in enumerate(configs, start=1):
             if console is not None:
-                console.rule(f"row {index}/{len(configs)}: {config.recipe}")
+                console.rule(escape(f"row {index}/{len(configs)}: {config.recipe}"))  # names hold [brackets]
             result = execute(registry, Prepared(config, corpus), out_dir=out_dir / f"row{index}", tracker=tracker,
                              console=console, progress=progress, hook=hook)
             summaries.append({**labels, "recipe": config.recipe, "result": result})

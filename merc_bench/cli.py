@@ -17,6 +17,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from merc_bench.errors import UserError
 
@@ -160,7 +161,7 @@ def run(
     check_writable(out_dir)
     tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
     config, corpus = prepared.config, prepared.corpus
-    console.rule(f"merc-bench run {config.recipe}")
+    console.rule(escape(f"merc-bench run {config.recipe}"))
     console.print(f"dataset    {corpus.info.name} (family {corpus.info.family}): {corpus.summary()}")
     if config.protocol == "clean":
         console.print("protocol   clean: train on train, select the epoch on dev, evaluate test once")
