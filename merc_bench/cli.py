@@ -163,10 +163,19 @@ def run(
     config, corpus = prepared.config, prepared.corpus
     console.rule(escape(f"merc-bench run {config.recipe}"))
     console.print(f"dataset    {corpus.info.name} (family {corpus.info.family}): {corpus.summary()}")
+    provenance = corpus.provenance
+    source = provenance.get("layout") or provenance.get("prepared_by") or provenance.get("generator")
+    if source:
+        console.print(escape(f"source     {source}" + (f" · splits: {provenance['splits']}" if provenance.get("splits")
+                                                      else "")))
+    for warning in provenance.get("warnings", []):
+        console.print(escape(f"warning    {warning}"))
     if config.protocol == "clean":
-        console.print("protocol   clean: train on train, select the epoch on dev, evaluate test once")
+        console.print(f"protocol   clean: train on train ({len(corpus.train)} dialogues), select the epoch on dev "
+                      f"({len(corpus.dev)}), evaluate test once")
     else:
-        console.print("protocol   paper: train on train + dev, report the best test epoch (not a clean estimate)")
+        console.print(f"protocol   paper: train on train + dev ({len(corpus.train) + len(corpus.dev)} dialogues), "
+                      "report the best test epoch (not a clean estimate)")
     modality_list = prepared.config.modalities or list(corpus.info.modalities)
     console.print(f"modalities {', '.join(modality_list)} · seeds {config.seeds} from {config.training.seed} · "
                   f"epochs {config.training.epochs} · batch {config.training.batch_size} · lr {config.training.lr:g}")
