@@ -17,8 +17,6 @@ reported as a :class:`~merc_bench_datasets.checks.DatasetWarning`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from merc_bench_datasets.sources import FeatureFileConfig, FeatureFileDataset
 
 __all__ = ["IEMOCAPConfig", "IEMOCAPDataset"]
@@ -32,14 +30,3 @@ class IEMOCAPDataset(FeatureFileDataset):
     """IEMOCAP from a community feature file or a converted folder: 6 classes, 2 speakers."""
 
     family = "iemocap"
-
-    def __init__(
-        self,
-        *,
-        path: str | None = None,
-        nan_policy: str = "refuse",
-        roberta_layer: int | str = 1,
-        data_dir: Path | None = None,  # build context: the CLI's --data-dir
-    ) -> None:
-        self.config = IEMOCAPConfig(path=path, nan_policy=nan_policy, roberta_layer=roberta_layer)
-        self.data_dir = data_dir

@@ -165,8 +165,17 @@ class FeatureFileDataset:
     """Shared ``load()`` of the ``meld`` and ``iemocap`` datasets; subclasses set ``family``."""
 
     family: ClassVar[str]
-    config: FeatureFileConfig
-    data_dir: Path | None
+
+    def __init__(
+        self,
+        *,
+        path: str | None = None,
+        nan_policy: str = "refuse",
+        roberta_layer: int | str = 1,
+        data_dir: Path | None = None,  # build context: the CLI's --data-dir
+    ) -> None:
+        self.config = FeatureFileConfig(path=path, nan_policy=nan_policy, roberta_layer=roberta_layer)
+        self.data_dir = data_dir
 
     def load(self) -> Corpus:
         corpus = load_family(self.family, path=self.config.path, data_dir=self.data_dir,
