@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make run   — create .venv, install the pinned set, run SDT on the embedded synthetic dataset
+#   make run   — create .venv, install the pinned set, run SUMMER (summer-small) on the embedded synthetic dataset
 #   make test  — create .venv, install the pinned set, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/merc-bench run sdt
+	$(VENV)/bin/merc-bench run summer-small
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
