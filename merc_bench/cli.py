@@ -105,12 +105,12 @@ def validate(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
 ) -> None:
     """Build the model without training; print the component tree and parameter counts."""
-    from merc_bench.runner import parameter_counts, prepare
+    from merc_bench.runner import prepare
 
     registry = _registry()
     prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [],
                        flags={"modalities": _modalities(modalities)}, data_dir=data_dir)
-    from merc_bench.model import build_model
+    from merc_bench.model import build_model, count_parameters
 
     model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
     config = prepared.config
@@ -120,7 +120,7 @@ def validate(
         choice = getattr(config, kind)
         console.print(f"  {kind:9} {choice.name} {choice.config}")
     console.print(model, distiller, markup=False, highlight=False)
-    total, trainable = parameter_counts(registry, prepared)
+    total, trainable = count_parameters(model, distiller)
     console.print(f"parameters: {total:,} (trainable {trainable:,})")
 
 
@@ -213,17 +213,13 @@ def ablate(
 
     from merc_bench import ablation
     from merc_bench.plugins import plugin_manager
-    from merc_bench.runner import check_writable, load_corpus
+    from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
     from merc_bench.tracking import MLflowTracker, NullTracker
 
     if protocol is not None and protocol not in ("clean", "paper"):
         raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
     registry = _registry()
-    overrides = set_ or []
-    dataset_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "dataset"]
-    from merc_bench.config import apply_overrides
-
-    dataset_choice = apply_overrides({"dataset": {"name": dataset, "config": {}}}, dataset_overrides)["dataset"]
+    dataset_choice, other_overrides = split_dataset_overrides(dataset, set_ or [])
     corpus = load_corpus(registry, dataset_choice, data_dir)
     if modalities_grid:
         rows, labels, stem = ablation.modality_grid(registry, corpus.info.family, corpus.info.modalities), \
@@ -239,7 +235,7 @@ def ablate(
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
         summaries = ablation.run_grid(
             registry, rows, corpus=corpus, dataset=dataset_choice,
-            overrides=[o for o in overrides if o not in dataset_overrides], flags=flags, out_dir=out_dir,
+            overrides=other_overrides, flags=flags, out_dir=out_dir,
             tracker=tracker, name=f"{stem}-{recipe}-{corpus.info.name}", console=console, progress=progress,
             hook=plugin_manager().hook,
         )

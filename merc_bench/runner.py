@@ -20,7 +20,7 @@ from merc_bench import __version__
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
-from merc_bench.model import build_context, count_parameters, build_model
+from merc_bench.model import build_context, count_parameters
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text, summarise, write_outputs
 from merc_bench.tracking import Tracker, environment_tags, flatten
@@ -42,6 +42,17 @@ def load_corpus(registry: Registry, choice: dict[str, Any], data_dir: Path | Non
     return entry.build(config, context).load()
 
 
+def split_dataset_overrides(dataset: str, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The dataset choice with its ``--set dataset.*`` overrides applied, and the other overrides.
+
+    Dataset options are applied first because the dataset's family picks the recipe defaults that
+    the other overrides then change.
+    """
+    own = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "dataset"]
+    choice = apply_overrides({"dataset": {"name": dataset, "config": {}}}, own)["dataset"]
+    return choice, [o for o in overrides if o not in own]
+
+
 def prepare(
     registry: Registry,
     *,
@@ -53,9 +64,7 @@ def prepare(
 ) -> Prepared:
     """Resolve and validate a run's configuration and load its dataset."""
     recipe_entry = registry.get("recipe", recipe)
-    dataset_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "dataset"]
-    other_overrides = [o for o in overrides if o not in dataset_overrides]
-    dataset_choice = apply_overrides({"dataset": {"name": dataset, "config": {}}}, dataset_overrides)["dataset"]
+    dataset_choice, other_overrides = split_dataset_overrides(dataset, overrides)
     corpus = load_corpus(registry, dataset_choice, data_dir)
     values = recipe_entry.obj.resolve(corpus.info.family)
     values["dataset"] = dataset_choice
@@ -94,11 +103,6 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{config.recipe}-{config.dataset.name}-{config.protocol}-{stamp}"
 
 
-def parameter_counts(registry: Registry, prepared: Prepared) -> tuple[int, int]:
-    model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
-    return count_parameters(model, distiller)
-
-
 def execute(
     registry: Registry,
     prepared: Prepared,
@@ -115,7 +119,6 @@ def execute(
     device = resolve_device(config.device)
     seeds = [config.training.seed + i for i in range(config.seeds)]
     run_description = {"recipe": config.recipe, "dataset": corpus.info.name, "protocol": config.protocol}
-    total, trainable = parameter_counts(registry, prepared)
     params = flatten(config.model_dump(mode="json"))
     tags = environment_tags(device) | {
         "recipe": config.recipe,
@@ -143,6 +146,9 @@ def execute(
                 result = trainer.fit(seed, checkpoint_dir=out_dir)
                 child.log_metrics(_final_metrics(result))
                 child.set_tags({"selected_epoch": str(result.selected_epoch)} | _gpu_tags(device))
+            if not results:  # count once, on the trained model, instead of building it again
+                counts = count_parameters(result.model)
+            result.model = None  # results keep metrics, not every seed's weights
             results.append(result)
             if console is not None and result.teacher is not None:
                 teacher = result.teacher
@@ -155,7 +161,7 @@ def execute(
                     f"seed {seed}: selected epoch {result.selected_epoch}, test w-F1 "
                     f"{100 * result.test['weighted_f1']:.2f}, {result.seconds:.1f} s"
                 )
-        summary = _result_dict(config, corpus, seeds, results, (total, trainable), device)
+        summary = _result_dict(config, corpus, seeds, results, counts, device)
         paths = write_outputs(summary, out_dir)
         atomic_config = out_dir / "config.json"
         atomic_write_text(atomic_config, json.dumps(config.model_dump(mode="json"), indent=2) + "\n")

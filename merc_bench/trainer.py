@@ -316,10 +316,6 @@ class Trainer:
                 "fingerprint": fingerprint, "path": str(path), "modalities": config.modalities,
                 "dev": dev, "test": test}
 
-    def parameter_counts(self) -> tuple[int, int]:
-        model, distiller = build_model(self.config, self.corpus.info, self.registry)
-        return count_parameters(model, distiller)
-
 
 def cache_dir() -> Path:
     """Where trained teachers are cached: $MERC_BENCH_CACHE, else ~/.cache/merc-bench."""
