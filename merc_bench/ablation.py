@@ -86,8 +86,14 @@ def run_grid(
     console: Any = None,
     progress: Any = None,
     hook: Any = None,
+    cache: Any = None,
+    keep_embeddings: list[bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every row as an ordinary run under one parent run; return one summary dict per row."""
+    """Train every row as an ordinary run under one parent run; return one summary dict per row.
+
+    Each row writes into ``out_dir/<NN>-<recipe>``; ``cache`` (a :class:`~merc_bench.seed_cache.SeedCache`)
+    reuses seeds finished before; ``keep_embeddings[i]`` keeps row i's fused test representations.
+    """
     configs = []
     for labels, values in rows:
         values = apply_flags(apply_overrides(dict(values, dataset=dataset), overrides), flags)
@@ -100,10 +106,17 @@ def run_grid(
         for index, (labels, config) in enumerate(configs, start=1):
             if console is not None:
                 console.rule(escape(f"row {index}/{len(configs)}: {config.recipe}"))  # names hold [brackets]
-            result = execute(registry, Prepared(config, corpus), out_dir=out_dir / f"row{index}", tracker=tracker,
-                             console=console, progress=progress, hook=hook)
-            summaries.append({**labels, "recipe": config.recipe, "result": result})
+            row_dir = out_dir / f"{index:02d}-{_file_name(config.recipe)}"
+            result = execute(registry, Prepared(config, corpus), out_dir=row_dir, tracker=tracker,
+                             console=console, progress=progress, hook=hook, cache=cache,
+                             keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
+            summaries.append({**labels, "recipe": config.recipe, "result": result, "out_dir": row_dir})
     return summaries
+
+
+def _file_name(recipe: str) -> str:
+    """A recipe label as a folder name: ``summer[sdmoe+ikd]`` → ``summer-sdmoe+ikd``; ``dist:name`` → ``dist-name``."""
+    return "".join(c if c.isalnum() or c in "+-_." else "-" for c in recipe).strip("-")
 
 
 def grid_table(summaries: list[dict[str, Any]], label_columns: list[str]) -> "Any":

@@ -256,6 +256,115 @@ def ablate(
 
 
 @app.command()
+def compare(
+    recipes: Annotated[list[str], typer.Argument(help="recipes to compare, e.g. summer sdt dialoguernn")],
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds per recipe (the same seeds for every recipe)", min=1)] = 5,
+    epochs: Annotated[Optional[int], typer.Option(help="override every recipe's epochs", min=1)] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev) or paper (best test epoch)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="recipe the others are tested against (default: the first)")] = None,
+    significance: Annotated[str, typer.Option(help="bootstrap (paired, over test dialogues, seeds pooled) or "
+                                                   "wilcoxon (over seeds)")] = "bootstrap",
+    tsne: Annotated[Optional[str], typer.Option(help="recipes whose fused test representations get a t-SNE plot: "
+                                                     "comma-separated names, all or none (default: the first two)")] = None,
+    with_published: Annotated[bool, typer.Option("--with-published",
+                                                 help="add the SUMMER paper's reported rows, marked as published")] = False,
+    reuse: Annotated[bool, typer.Option(help="reuse seeds finished before with the same fingerprint (resume)")] = True,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override applied to every recipe")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/compare-...)")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+) -> None:
+    """Run recipes on identical data and seeds; write the paper-format table (Markdown, CSV, LaTeX) and plots."""
+    import datetime as dt
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from merc_bench import ablation
+    from merc_bench import compare as comparing
+    from merc_bench.plugins import plugin_manager
+    from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
+    from merc_bench.seed_cache import SeedCache
+    from merc_bench.significance import METHODS
+    from merc_bench.tracking import MLflowTracker, NullTracker
+
+    if protocol is not None and protocol not in ("clean", "paper"):
+        raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
+    if significance not in METHODS:
+        raise UserError(f"--significance {significance!r} is not known; use {' or '.join(METHODS)}.")
+    if len(set(recipes)) != len(recipes):
+        raise UserError(f"recipes {', '.join(recipes)}: each recipe may be named once.")
+    registry = _registry()
+    for recipe in recipes:
+        registry.get("recipe", recipe)  # unknown names fail before the dataset loads
+    reference = reference or recipes[0]
+    if reference not in recipes:
+        raise UserError(f"--reference {reference!r} is not one of the compared recipes: {', '.join(recipes)}.")
+    if tsne is None:
+        tsne_recipes = recipes[:2]
+    elif tsne.strip() == "all":
+        tsne_recipes = list(recipes)
+    elif tsne.strip() == "none":
+        tsne_recipes = []
+    else:
+        tsne_recipes = [r.strip() for r in tsne.split(",") if r.strip()]
+        unknown = [r for r in tsne_recipes if r not in recipes]
+        if unknown:
+            raise UserError(f"--tsne names {unknown[0]!r}, which is not compared; choose from {', '.join(recipes)}, "
+                            "all or none.")
+    dataset_choice, other_overrides = split_dataset_overrides(dataset, set_ or [])
+    corpus = load_corpus(registry, dataset_choice, data_dir)
+    published = None
+    if with_published:
+        from merc_bench.published import published_rows
+
+        published = published_rows(dataset=corpus.info.family)
+    rows = [({"recipe": recipe}, registry.get("recipe", recipe).obj.resolve(corpus.info.family)) for recipe in recipes]
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = out or Path("runs") / f"compare-{corpus.info.name}-{stamp}"
+    check_writable(out_dir)
+    tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
+    flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+        summaries = ablation.run_grid(
+            registry, rows, corpus=corpus, dataset=dataset_choice, overrides=other_overrides, flags=flags,
+            out_dir=out_dir, tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
+            progress=progress, hook=plugin_manager().hook, cache=SeedCache() if reuse else None,
+            keep_embeddings=[recipe in tsne_recipes for recipe in recipes],
+        )
+    measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in summaries]
+    table = comparing.comparison_table(measured, reference=reference, method=significance, published=published)
+    protocol_used = summaries[0]["result"]["protocol"]
+    method_note = (
+        "paired bootstrap over test dialogues (2000 resamples, every seed's predictions pooled, two-sided)"
+        if significance == "bootstrap" else "Wilcoxon signed-rank test over the per-seed w-F1 (two-sided)"
+    )
+    note = (f"Test results on {corpus.info.name} (×100, mean ± std over {seeds} seed(s): "
+            f"{', '.join(str(s) for s in summaries[0]['result']['seeds'])}), protocol {protocol_used}. "
+            f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
+            f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
+    if published is not None:
+        note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
+                 f"{corpus.info.family.upper()} features (their protocol), not measured here.")
+    paths = comparing.write_comparison(table, out_dir, note)
+    paths += comparing.plot_comparison(measured, out_dir, tsne=tsne_recipes)
+    from rich.table import Table
+
+    # The terminal gets the summary columns; the files hold the per-class ones too.
+    printed = Table(title=note, title_justify="left")
+    columns = comparing._display_columns(table)
+    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p")]
+    for index in shown:
+        printed.add_column(columns[index], justify="right" if columns[index] != "model" else "left")
+    for cells in comparing._cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):
+        printed.add_row(*(cells[i] if cells[i].startswith("[bold]") else escape(cells[i]) for i in shown))
+    console.print(printed)
+    console.print(f"written    {', '.join(str(p) for p in paths)}")
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
     store: Annotated[Path, typer.Option(help="folder of the local MLflow store")] = Path("mlruns"),

@@ -50,6 +50,11 @@ class ModelConfig(_Strict):
     hidden_size: int = Field(1024, gt=0, description="H: size of every encoder, mixer and fuser output")
     head_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before each per-modality head")
     modality_heads: bool = Field(True, description="add one classifier per modality (SDT's unimodal heads)")
+    prediction: Literal["fused", "modality_average"] = Field(
+        "fused",
+        description="predict from the fused representation's head, or average the modality heads' "
+        "probabilities (late fusion; needs modality_heads)",
+    )
 
 
 class TrainingConfig(_Strict):

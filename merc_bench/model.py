@@ -7,6 +7,11 @@ metrics without changing the core:
 * a fuser returns a :class:`FuserOutput` (fused (B, L, H) and per-modality (B, L, H));
 * :class:`MERCModel` returns a :class:`ModelOutput`.
 
+Mixers and fusers that model who speaks (DialogueRNN's party states, DialogueGCN's speaker
+relations) ask for it by giving ``forward`` a ``speakers`` keyword parameter; they then receive the
+batch's speaker indices (B, L). Components without that parameter never see it, so the common
+contract stays ``mixer(hidden, mask)`` and ``fuser(mixed=, encoded=, mask=)``.
+
 The heads follow SDT (reference-models.md §2, item 7): a linear head on the fused representation
 (its argmax is the prediction) and, when ``model.modality_heads`` is on, one
 ``ReLU → Dropout → Linear`` head per modality for distillers that supervise each modality.
@@ -14,6 +19,7 @@ The heads follow SDT (reference-models.md §2, item 7): a linear head on the fus
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +31,7 @@ from merc_bench.data import Batch, DatasetInfo
 from merc_bench.errors import UserError
 from merc_bench.registry import Registry
 
-__all__ = ["MixerOutput", "FuserOutput", "ModelOutput", "MERCModel", "build_model", "build_context", "select_modalities"]
+__all__ = ["MixerOutput", "FuserOutput", "ModelOutput", "MERCModel", "build_model", "build_context", "select_modalities", "wants_speakers"]
 
 
 @dataclass
@@ -66,13 +72,20 @@ class MERCModel(nn.Module):
         num_classes: int,
         head_dropout: float,
         modality_heads: bool,
+        prediction: str = "fused",
     ) -> None:
         super().__init__()
+        if prediction == "modality_average" and not modality_heads:
+            raise UserError("model.prediction = 'modality_average' needs model.modality_heads = true.")
         self.modalities = tuple(mixers)
         self.encoder = encoder
         self.mixers = nn.ModuleDict(mixers)
         self.fuser = fuser
-        self.head = nn.Linear(hidden_size, num_classes)
+        self.prediction = prediction
+        # Late fusion predicts from the modality heads alone, so it has no fused head to train.
+        self.head = nn.Linear(hidden_size, num_classes) if prediction == "fused" else None
+        self._mixer_wants_speakers = {m: wants_speakers(mixer) for m, mixer in mixers.items()}
+        self._fuser_wants_speakers = wants_speakers(fuser)
         self.modality_heads = nn.ModuleDict(
             {
                 m: nn.Sequential(nn.ReLU(), nn.Dropout(head_dropout), nn.Linear(hidden_size, num_classes))
@@ -91,23 +104,40 @@ class MERCModel(nn.Module):
         metrics: dict[str, torch.Tensor] = {}
         mixed = {}
         for modality, mixer in self.mixers.items():
-            out = mixer(encoded[modality], mask)
+            if self._mixer_wants_speakers[modality]:
+                out = mixer(encoded[modality], mask, speakers=batch.speakers)
+            else:
+                out = mixer(encoded[modality], mask)
             if isinstance(out, MixerOutput):
                 aux_losses.update({f"{modality}.{k}": v for k, v in out.aux_losses.items()})
                 metrics.update({f"{modality}.{k}": v for k, v in out.metrics.items()})
                 out = out.hidden
             mixed[modality] = out  # (B, L, H)
-        fused = self.fuser(mixed=mixed, encoded=encoded, mask=mask)
+        speakers = {"speakers": batch.speakers} if self._fuser_wants_speakers else {}
+        fused = self.fuser(mixed=mixed, encoded=encoded, mask=mask, **speakers)
         aux_losses.update(fused.aux_losses)
         metrics.update(fused.metrics)
+        modality_logits = {m: head(fused.per_modality[m]) for m, head in self.modality_heads.items()}
+        if self.head is not None:
+            logits = self.head(fused.fused)  # (B, L, C)
+        else:
+            # Late fusion: the average of the modalities' class probabilities, returned as log-probabilities
+            # so that argmax and cross-entropy keep their meaning.
+            probabilities = torch.stack([x.float().softmax(-1) for x in modality_logits.values()]).mean(0)
+            logits = probabilities.clamp_min(1e-12).log()  # (B, L, C)
         return ModelOutput(
-            logits=self.head(fused.fused),  # (B, L, C)
-            modality_logits={m: head(fused.per_modality[m]) for m, head in self.modality_heads.items()},
+            logits=logits,
+            modality_logits=modality_logits,
             hidden=fused.fused,
             modality_hidden=fused.per_modality,
             aux_losses=aux_losses,
             metrics=metrics,
         )
+
+
+def wants_speakers(module: nn.Module) -> bool:
+    """Whether a mixer's or fuser's ``forward`` takes the speaker indices (a ``speakers`` parameter)."""
+    return "speakers" in inspect.signature(module.forward).parameters
 
 
 def select_modalities(info: DatasetInfo, requested: list[str] | None) -> tuple[str, ...]:
@@ -155,6 +185,7 @@ def build_model(config: RunConfig, info: DatasetInfo, registry: Registry) -> tup
         num_classes=info.num_classes,
         head_dropout=config.model.head_dropout,
         modality_heads=config.model.modality_heads,
+        prediction=config.model.prediction,
     )
     distiller = build_component(registry, "distiller", config.distiller, context)
     return model, distiller

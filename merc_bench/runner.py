@@ -14,19 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydantic
 
 from merc_bench import __version__
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
-from merc_bench.model import build_context, count_parameters
+from merc_bench.model import build_context, build_model, count_parameters
 from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.seed_cache import SeedCache, seed_key
 from merc_bench.report import atomic_write_text, summarise, write_outputs
 from merc_bench.tracking import Tracker, environment_tags, flatten
 from merc_bench.trainer import SeedResult, Trainer, resolve_device
 
-__all__ = ["Prepared", "prepare", "execute", "check_writable", "load_corpus"]
+__all__ = ["Prepared", "prepare", "execute", "check_writable", "load_corpus", "load_predictions"]
 
 
 @dataclass
@@ -112,8 +114,17 @@ def execute(
     console: Any = None,
     progress: Any = None,
     hook: Any = None,
+    cache: SeedCache | None = None,
+    keep_embeddings: bool = False,
 ) -> dict[str, Any]:
-    """Train every seed, evaluate, track and write the outputs; return the results dict."""
+    """Train every seed, evaluate, track and write the outputs; return the results dict.
+
+    Besides results.json and the per-class table, ``predictions.npz`` holds every seed's test
+    predictions with the labels and each utterance's test dialogue (for paired significance tests);
+    with ``keep_embeddings`` ``test_embeddings.npz`` holds the first seed's fused test
+    representations (for t-SNE). With a ``cache``, a seed finished before (same fingerprint, see
+    :mod:`merc_bench.seed_cache`) is reused instead of trained, and a newly trained one is stored.
+    """
     config, corpus = prepared.config, prepared.corpus
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -127,6 +138,9 @@ def execute(
         "dataset_fingerprint": corpus.fingerprint(),
     }
     results: list[SeedResult] = []
+    reused: list[bool] = []
+    embeddings: np.ndarray | None = None
+    counts: tuple[int, int] | None = None
     with tracker.run(f"{config.recipe}-{corpus.info.name}-{config.protocol}", params=params, tags=tags):
         for seed in seeds:
             def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> dict[str, float]:
@@ -139,17 +153,32 @@ def execute(
                 tracker.log_metrics({k: v for k, v in (metrics | extra).items() if k != "epoch"}, step=epoch)
                 return extra
 
+            key = seed_key(config, corpus, seed, device.type) if cache is not None else ""
+            cached = cache.load(key) if cache is not None else None
             with tracker.run(f"seed-{seed}", params=params | {"seed": str(seed)}, tags=tags | {"seed": str(seed)},
                              nested=True) as child:
-                trainer = Trainer(config=config, corpus=corpus, registry=registry, device=device,
-                                  on_epoch=on_epoch, progress=progress)
-                result = trainer.fit(seed, checkpoint_dir=out_dir)
+                if cached is not None:
+                    result, seed_embeddings = cached
+                    for row in result.history:  # the reused run's curves, so the tracked run is complete
+                        child.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+                else:
+                    trainer = Trainer(config=config, corpus=corpus, registry=registry, device=device,
+                                      on_epoch=on_epoch, progress=progress)
+                    result = trainer.fit(seed, checkpoint_dir=out_dir)
+                    want = keep_embeddings and not results
+                    seed_embeddings = trainer.embed(result.model, "test") if want else None
+                    if counts is None:  # count once, on the trained model, instead of building it again
+                        counts = count_parameters(result.model)
+                    if cache is not None:
+                        cache.save(key, result, seed_embeddings)
                 child.log_metrics(_final_metrics(result))
-                child.set_tags({"selected_epoch": str(result.selected_epoch)} | _gpu_tags(device))
-            if not results:  # count once, on the trained model, instead of building it again
-                counts = count_parameters(result.model)
+                child.set_tags({"selected_epoch": str(result.selected_epoch), "reused": str(cached is not None)}
+                               | _gpu_tags(device))
+            if embeddings is None and keep_embeddings:
+                embeddings = seed_embeddings
             result.model = None  # results keep metrics, not every seed's weights
             results.append(result)
+            reused.append(cached is not None)
             if console is not None and result.teacher is not None:
                 teacher = result.teacher
                 console.print(
@@ -157,12 +186,23 @@ def execute(
                     f"{100 * teacher['test']['weighted_f1']:.2f} · {teacher['path']}"
                 )
             if console is not None:
+                how = "reused from the seed cache" if cached is not None else f"{result.seconds:.1f} s"
                 console.print(
                     f"seed {seed}: selected epoch {result.selected_epoch}, test w-F1 "
-                    f"{100 * result.test['weighted_f1']:.2f}, {result.seconds:.1f} s"
+                    f"{100 * result.test['weighted_f1']:.2f}, {how}"
                 )
+        if counts is None:  # every seed was reused: build the model once to count it
+            model, distiller = build_model(config, corpus.info, registry)
+            counts = count_parameters(model)
         summary = _result_dict(config, corpus, seeds, results, counts, device)
+        for run, was_reused in zip(summary["runs"], reused):
+            run["reused"] = was_reused
         paths = write_outputs(summary, out_dir)
+        paths.append(write_predictions(out_dir / "predictions.npz", corpus, results))
+        if embeddings is not None:
+            paths.append(out_dir / "test_embeddings.npz")
+            np.savez_compressed(paths[-1], embeddings=embeddings.astype(np.float16),
+                                labels=results[0].test_labels)
         atomic_config = out_dir / "config.json"
         atomic_write_text(atomic_config, json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
         tracker.log_metrics(
@@ -173,6 +213,23 @@ def execute(
     if hook is not None:
         hook.merc_bench_after_run(result=summary)
     return summary
+
+
+def write_predictions(path: Path, corpus: Corpus, results: list[SeedResult]) -> Path:
+    """Every seed's test predictions (S, N), the labels (N,) and each utterance's test dialogue index (N,)."""
+    dialogue = np.repeat(np.arange(len(corpus.test)), [len(d.labels) for d in corpus.test])
+    predictions = np.stack([r.test_predictions for r in results])
+    if predictions.shape[1] != len(dialogue):
+        raise RuntimeError(f"{predictions.shape[1]} test predictions for {len(dialogue)} test utterances")
+    np.savez_compressed(path, seeds=np.array([r.seed for r in results]), labels=results[0].test_labels,
+                        predictions=predictions, dialogue=dialogue)
+    return path
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """What :func:`write_predictions` wrote."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}
 
 
 def _teacher_summary(results: list[SeedResult], classes: tuple[str, ...]) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ import pydantic
 import torch
 
 from merc_bench.data import Batch, Dialogue, collate
-from merc_bench.model import FuserOutput, MixerOutput, ModelOutput
+from merc_bench.model import FuserOutput, MixerOutput, ModelOutput, wants_speakers
 from merc_bench.registry import Entry, Registry
 
 __all__ = ["SMALL_CONTEXT", "component_entries", "check_component", "make_batch"]
@@ -123,13 +123,14 @@ def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, 
     if entry.kind == "encoder":
         out = module(features=batch.features, speakers=batch.speakers, mask=batch.mask)
         return dict(out)
+    speakers = {"speakers": batch.speakers} if wants_speakers(module) else {}
     if entry.kind == "mixer":
-        out = module(hidden["text"], batch.mask)
+        out = module(hidden["text"], batch.mask, **speakers)
         if isinstance(out, MixerOutput):
             return {"hidden": out.hidden, **{f"aux.{k}": v for k, v in out.aux_losses.items()}}
         return {"hidden": out}
     if entry.kind == "fuser":
-        out = module(mixed=hidden, encoded={m: h.flip(-1) for m, h in hidden.items()}, mask=batch.mask)
+        out = module(mixed=hidden, encoded={m: h.flip(-1) for m, h in hidden.items()}, mask=batch.mask, **speakers)
         assert isinstance(out, FuserOutput), f"fuser {entry.name!r} must return a FuserOutput"
         return {"fused": out.fused, **{f"per_modality.{m}": h for m, h in out.per_modality.items()}}
     if entry.kind == "distiller":

@@ -183,6 +183,15 @@ class Trainer:
         predictions_np = torch.cat(predictions).cpu().numpy()
         return classification_metrics(labels_np, predictions_np, self.corpus.info.classes), labels_np, predictions_np
 
+    def embed(self, model: MERCModel, split: str) -> np.ndarray:
+        """The fused representation (N, H) of every real utterance of a split, in corpus order."""
+        if split not in self._eval_batches:
+            self._eval_batches[split] = [b.to(self.device) for b in self._batches(self.corpus.split(split), None)]
+        model.eval()
+        with torch.inference_mode(), self._autocast():
+            hidden = [model(batch).hidden[batch.mask].float() for batch in self._eval_batches[split]]  # (N_b, H)
+        return torch.cat(hidden).cpu().numpy()
+
     # -- one seed ---------------------------------------------------------------------------------
     def fit(self, seed: int, *, checkpoint_dir: Path | None = None) -> SeedResult:
         started = time.perf_counter()

@@ -95,7 +95,7 @@ class InteractiveKnowledgeDistillation(nn.Module):
             "mixer": {"name": self.teacher_mixer, "config": mixer_config},
             "fuser": {"name": "mean", "config": {}},
             "distiller": {"name": "none", "config": {}},
-            "model": {**student["model"], "modality_heads": False},
+            "model": {**student["model"], "modality_heads": False, "prediction": "fused"},
             "training": training,
         }
 
