@@ -39,10 +39,38 @@ KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder",
                 "datasets": "dataset", "recipes": "recipe"}
 
 
-def _registry():
-    from merc_bench.plugins import get_registry
+_warned = False
 
-    return get_registry()
+
+def _registry():
+    """The registry; the first call warns (stderr) about plugins that failed to load."""
+    global _warned
+    from merc_bench.plugins import get_registry, plugin_problems
+
+    registry = get_registry()
+    if not _warned:
+        _warned = True
+        for problem in plugin_problems():
+            error_console.print(f"warning: {problem.message()}", markup=False, highlight=False)
+    return registry
+
+
+@app.callback()
+def _global_options(
+    trace: Annotated[bool, typer.Option("--trace", help="log every plugin hook call (name, arguments, "
+                                                        "results) to stderr")] = False,
+    strict_plugins: Annotated[bool, typer.Option("--strict-plugins", help="stop when a plugin fails to load "
+                                                                         "instead of warning and going on")] = False,
+) -> None:
+    """Options for every command; they must come before the command name."""
+    from merc_bench.plugins import STRICT_VARIABLE, TRACE_VARIABLE, reset
+
+    if trace or strict_plugins:
+        if trace:
+            os.environ[TRACE_VARIABLE] = "1"
+        if strict_plugins:
+            os.environ[STRICT_VARIABLE] = "1"
+        reset()  # the plugin manager reads both when it is (re)built
 
 
 def _modalities(value: Optional[str]) -> Optional[list[str]]:
@@ -80,19 +108,23 @@ def plugins() -> None:
     """List installed plugins: entry point, distribution, version and what each registered."""
     from rich.table import Table
 
-    from merc_bench.plugins import plugin_distributions, plugin_manager
+    from merc_bench.plugins import IN_PROCESS, plugin_distributions, plugin_manager, plugin_problems
 
     registry = _registry()
     owners = plugin_distributions()
     table = Table()
-    for column in ("plugin", "distribution", "version", "registered"):
+    for column in ("plugin", "distribution", "version", "registered (kind name)"):
         table.add_column(column)
+    failed = {problem.plugin: problem for problem in plugin_problems()}
     for name, plugin in plugin_manager().list_name_plugin():
-        if plugin is None:
+        if plugin is None or name in failed:
             continue
-        distribution, version = owners.get(plugin, ("(registered in process)", ""))
-        registered = [f"{e.kind}:{e.name}" for e in registry.entries() if e.source == name]
-        table.add_row(name, distribution, version, ", ".join(registered))
+        distribution, version = owners.get(plugin, (IN_PROCESS, ""))
+        registered = [f"{e.kind} {e.name}" for e in registry.entries() if e.source == name]
+        table.add_row(name, distribution, version, ", ".join(registered) or "(nothing)")
+    for name, problem in sorted(failed.items()):
+        table.add_row(name, problem.distribution, problem.version, f"[red]FAILED ({problem.stage}): "
+                      f"{escape(problem.error)}[/red]")
     console.print(table)
 
 
@@ -260,6 +292,7 @@ def compare(
     recipes: Annotated[list[str], typer.Argument(help="recipes to compare, e.g. summer sdt dialoguernn")],
     dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset for every recipe, e.g. text")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per recipe (the same seeds for every recipe)", min=1)] = 5,
     epochs: Annotated[Optional[int], typer.Option(help="override every recipe's epochs", min=1)] = None,
     protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev) or paper (best test epoch)")] = None,
@@ -316,6 +349,9 @@ def compare(
                             "all or none.")
     dataset_choice, other_overrides = split_dataset_overrides(dataset, set_ or [])
     corpus = load_corpus(registry, dataset_choice, data_dir)
+    from merc_bench.model import select_modalities
+
+    select_modalities(corpus.info, _modalities(modalities))  # a bad subset fails before any recipe trains
     published = None
     if with_published:
         from merc_bench.published import published_rows
@@ -326,7 +362,8 @@ def compare(
     out_dir = out or Path("runs") / f"compare-{corpus.info.name}-{stamp}"
     check_writable(out_dir)
     tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
-    flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
+    flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
+             "modalities": _modalities(modalities)}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
         summaries = ablation.run_grid(
             registry, rows, corpus=corpus, dataset=dataset_choice, overrides=other_overrides, flags=flags,

@@ -112,9 +112,12 @@ def _published_rows(published: pd.DataFrame | None, classes: list[str]) -> list[
     if published is None or published.empty:
         return []
     names = {"acc": "w-ACC", "weighted_acc": "w-ACC", "weighted_f1": "w-F1", "macro_f1": "macro-F1"}
+    models = {"Student Model": "SUMMER", "Teacher Model": "SUMMER teacher"}
     rows: dict[str, dict[str, float]] = {}
     for record in published.itertuples(index=False):
-        label = f"{record.model} (published, {record.table})"
+        if record.table not in ("II", "III"):  # the comparison tables; I and IV are ablations
+            continue
+        label = f"{models.get(record.model, record.model)} (published)"
         metric = str(record.metric)
         if metric.startswith("class_acc:") and metric.split(":", 1)[1] in classes:
             column = f"{metric.split(':', 1)[1]} ACC"

@@ -31,9 +31,12 @@ def merc_bench_register(registry: "ScopedRegistry") -> None:
     """Register this plugin's components.
 
     Called once per plugin when the registry is first built (lazily, on the first command that
-    needs components). ``registry.register(kind, name, cls, config=..., search_space=...,
-    description=..., paper=...)`` adds one entry; ``kind`` is one of encoder, mixer, fuser,
-    distiller, dataset, recipe. Raising here reports the plugin by name.
+    needs components). ``registry`` is a :class:`~merc_bench.registry.ScopedRegistry`:
+    ``registry.register(kind, name, cls, config=..., search_space=..., description=..., paper=...)``
+    adds one entry; ``kind`` is one of encoder, mixer, fuser, distiller, dataset, text_encoder,
+    recipe. A third-party ``name`` is stored as ``<distribution>:<name>`` and also found by its
+    bare name while unambiguous. Raising here (or breaking a registry rule) rolls back what this
+    plugin registered and reports it with its distribution; the other plugins still load.
     """
 
 
@@ -49,4 +52,9 @@ def merc_bench_after_epoch(epoch: int, metrics: dict[str, float], run: dict[str,
 
 @hookspec
 def merc_bench_after_run(result: dict[str, Any]) -> None:
-    """Called once after a whole run (all seeds) with the content of ``results.json``."""
+    """Called once after a whole run (all seeds) has written its outputs.
+
+    ``result`` is the content of ``results.json`` (recipe, dataset, protocol, seeds, dev/test
+    metrics with per-seed values, per-seed history, resolved config). Use it to export results or
+    notify; the return value is ignored.
+    """

@@ -1,5 +1,12 @@
 """Plugin discovery with pluggy and the process-wide registry built from it.
 
+Every installed distribution that declares an entry point in the ``merc_bench`` group is a plugin,
+merc-bench's own built-ins included. A plugin that fails — its module raises on import, or its
+``merc_bench_register`` hook raises or breaks a registry rule — is reported with its distribution
+and version (:func:`plugin_problems`; the CLI prints them as warnings), its half-made registrations
+are rolled back, and every other plugin still loads. In strict mode the first failure stops the
+command instead.
+
 Environment variables:
 
 ``MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD``
@@ -7,22 +14,65 @@ Environment variables:
     explicitly through :func:`plugin_manager` ``.register(...)`` contribute.
 ``MERC_BENCH_BLOCK_PLUGINS``
     Comma-separated entry-point names to skip (for example ``sdt,synthetic``).
+``MERC_BENCH_STRICT_PLUGINS``
+    When set to a non-empty value, a plugin that fails to load stops the command (``--strict-plugins``).
+``MERC_BENCH_TRACE``
+    When set to a non-empty value, every hook call is logged to stderr (``merc-bench --trace``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import entry_points
 
 import pluggy
 
 from merc_bench import hookspecs
-from merc_bench.registry import Registry
+from merc_bench.errors import UserError
+from merc_bench.registry import BUILTIN_DISTRIBUTION, Registry
 
-__all__ = ["plugin_manager", "get_registry", "reset", "plugin_distributions"]
+__all__ = ["plugin_manager", "get_registry", "reset", "plugin_distributions", "plugin_problems", "PluginProblem"]
 
 AUTOLOAD_VARIABLE = "MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_VARIABLE = "MERC_BENCH_BLOCK_PLUGINS"
+STRICT_VARIABLE = "MERC_BENCH_STRICT_PLUGINS"
+TRACE_VARIABLE = "MERC_BENCH_TRACE"
+IN_PROCESS = "(registered in process)"
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be loaded or could not register."""
+
+    plugin: str  # entry-point (or in-process) name
+    distribution: str
+    version: str
+    stage: str  # "import" or "register"
+    error: str
+
+    def message(self) -> str:
+        owner = f"{self.distribution} {self.version}".strip()
+        action = "could not be imported" if self.stage == "import" else "failed while registering"
+        return (f"plugin {self.plugin!r} of distribution {owner!r} {action}: {self.error}. "
+                f"Its components are not available; the other plugins loaded.")
+
+
+_problems: list[PluginProblem] = []
+_distributions: dict[int, tuple[str, str]] = {}  # id(plugin object) -> (distribution, version)
+
+
+def _strict() -> bool:
+    return bool(os.environ.get(STRICT_VARIABLE))
+
+
+def _record(problem: PluginProblem) -> None:
+    if _strict():
+        raise UserError(problem.message().replace("the other plugins loaded", "strict plugin loading "
+                                                  f"({STRICT_VARIABLE} or --strict-plugins) stops here"))
+    _problems.append(problem)
 
 
 @lru_cache(maxsize=1)
@@ -30,20 +80,44 @@ def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, with installed plugins loaded unless autoload is disabled."""
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
+    if os.environ.get(TRACE_VARIABLE):
+        manager.trace.root.setwriter(lambda text: sys.stderr.write(f"[merc-bench hook] {text}"))
+        manager.enable_tracing()
     for blocked in filter(None, (part.strip() for part in os.environ.get(BLOCK_VARIABLE, "").split(","))):
         manager.set_blocked(blocked)
     if not os.environ.get(AUTOLOAD_VARIABLE):
-        manager.load_setuptools_entrypoints(hookspecs.PROJECT)
+        _load_entry_points(manager)
     manager.check_pending()
     return manager
 
 
+def _load_entry_points(manager: pluggy.PluginManager) -> None:
+    """Load every ``merc_bench`` entry point, one at a time, so one broken plugin cannot stop the rest."""
+    for point in sorted(entry_points(group=hookspecs.PROJECT), key=lambda p: p.name):
+        if manager.is_blocked(point.name) or manager.get_plugin(point.name) is not None:
+            continue
+        distribution = point.dist.metadata["name"] if point.dist is not None else "(unknown distribution)"
+        version = point.dist.version if point.dist is not None else ""
+        try:
+            plugin = point.load()
+        except Exception as error:  # a third party's import error must not take merc-bench down
+            _record(PluginProblem(point.name, distribution, version, "import", f"{type(error).__name__}: {error}"))
+            continue
+        manager.register(plugin, name=point.name)
+        _distributions[id(plugin)] = (distribution, version)
+
+
 def plugin_distributions() -> dict[object, tuple[str, str]]:
     """Map each loaded plugin object to (distribution name, version)."""
-    return {
-        plugin: (distribution.metadata["name"], distribution.version)
-        for plugin, distribution in plugin_manager().list_plugin_distinfo()
-    }
+    manager = plugin_manager()
+    return {plugin: _distributions[id(plugin)] for _, plugin in manager.list_name_plugin()
+            if plugin is not None and id(plugin) in _distributions}
+
+
+def plugin_problems() -> list[PluginProblem]:
+    """Plugins that failed to import or to register (after :func:`get_registry` has run)."""
+    get_registry()
+    return list(_problems)
 
 
 @lru_cache(maxsize=1)
@@ -54,15 +128,22 @@ def get_registry() -> Registry:
     registry = Registry()
     owners = plugin_distributions()
     named = [(name, plugin) for name, plugin in manager.list_name_plugin() if plugin is not None]
+    _problems[:] = [p for p in _problems if p.stage == "import"]
     for name, plugin in named:
         if not hasattr(plugin, "merc_bench_register"):
             continue
-        owner = owners.get(plugin, ("(registered in process)", ""))[0]
+        distribution, version = owners.get(plugin, (IN_PROCESS, ""))
+        # Third-party names live under the distribution's name; a plugin registered in process
+        # (tests, notebooks) has no distribution and uses its plugin name instead.
+        namespace = "" if distribution == BUILTIN_DISTRIBUTION else (name if distribution == IN_PROCESS else distribution)
+        scoped = registry.scoped(distribution, name, namespace)
         others = [other for _, other in named if other is not plugin]
-        # One call per plugin so each registration is attributed to its distribution and plugin name.
-        manager.subset_hook_caller("merc_bench_register", remove_plugins=others)(
-            registry=registry.scoped(owner, name)
-        )
+        try:
+            # One call per plugin so each registration is attributed to its distribution and plugin name.
+            manager.subset_hook_caller("merc_bench_register", remove_plugins=others)(registry=scoped)
+        except Exception as error:
+            scoped.rollback()
+            _record(PluginProblem(name, distribution, version, "register", f"{type(error).__name__}: {error}"))
     return registry
 
 
@@ -70,3 +151,5 @@ def reset() -> None:
     """Forget the plugin manager and registry (tests use this after changing the environment)."""
     get_registry.cache_clear()
     plugin_manager.cache_clear()
+    _problems.clear()
+    _distributions.clear()

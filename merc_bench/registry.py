@@ -6,6 +6,13 @@ model (``extra="forbid"``), an optional Optuna search space ``search_space(trial
 and metadata. Registration checks the class against its kind's interface and checks that every
 config field is a keyword-only constructor parameter, so a config can always build its class.
 
+Names: the built-in plugins (distribution ``merc-bench``) register bare names (``transformer``);
+every other distribution's names are namespaced ``dist:name`` (``merc-bench-plugin-example:tensor-fusion``)
+so two packages can never collide silently. A bare name also finds a third-party entry when exactly
+one distribution registered it (the short alias); two → a clear "ambiguous" error naming both. A
+third party may not register a built-in's bare name (the alias would shadow it), and nobody may
+register the same qualified name twice; both errors name the two owners.
+
 Constructors receive their config fields plus, by name, any *build context* values they ask for
 (``hidden_size``, ``modalities``, ``feature_dims``, ``num_speakers``, ``num_classes``, ``family``,
 ``data_dir``). That keeps model-wide facts (one hidden size for all components, the dataset's
@@ -23,7 +30,10 @@ import pydantic
 
 from merc_bench.errors import UserError, unknown_name_message
 
-__all__ = ["KINDS", "CONTEXT_NAMES", "Entry", "Registry", "RegistrationError"]
+__all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "Entry", "Registry", "RegistrationError"]
+
+#: The distribution whose plugins register bare (un-namespaced) names.
+BUILTIN_DISTRIBUTION = "merc-bench"
 
 KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "text_encoder", "recipe")
 
@@ -53,14 +63,20 @@ class Entry:
     """One registered component."""
 
     kind: str
-    name: str
+    name: str  # the qualified name: bare for built-ins, "namespace:name" for everyone else
     obj: Any  # the class (or, for recipes, the Recipe value)
     config: type[pydantic.BaseModel] | None
     search_space: Callable[..., dict[str, Any]] | None = None
     description: str = ""
     paper: str = ""
-    plugin: str = "merc-bench"  # distribution that registered it
+    plugin: str = BUILTIN_DISTRIBUTION  # distribution that registered it
     source: str = ""  # plugin (entry-point) name within that distribution
+    namespace: str = ""  # "" for built-ins; otherwise the prefix of ``name``
+
+    @property
+    def short_name(self) -> str:
+        """The name without its namespace."""
+        return self.name.split(":", 1)[1] if self.namespace else self.name
 
     def make_config(self, values: dict[str, Any] | None = None, *, where: str = "") -> pydantic.BaseModel:
         """Validate ``values`` against this entry's config, turning pydantic errors into one paragraph."""
@@ -115,33 +131,72 @@ class Registry:
         search_space: Callable[..., dict[str, Any]] | None = None,
         description: str = "",
         paper: str = "",
-        plugin: str = "merc-bench",
+        plugin: str = BUILTIN_DISTRIBUTION,
         source: str = "",
+        namespace: str | None = None,
     ) -> Entry:
-        """Add one component; raises :class:`RegistrationError` if it breaks a rule."""
+        """Add one component under ``namespace:name`` (bare for built-ins); raises :class:`RegistrationError`.
+
+        ``namespace`` defaults to "" for the built-in distribution and to ``plugin`` otherwise.
+        """
         if kind not in KINDS:
             raise RegistrationError(f"{plugin}: unknown kind {kind!r} for {name!r}; kinds are {', '.join(KINDS)}")
-        if name in self._entries[kind]:
-            owner = self._entries[kind][name].plugin
-            raise RegistrationError(f"{kind} {name!r} is registered twice: by {owner!r} and by {plugin!r}")
-        _check_interface(kind, name, obj, config)
+        if not name or ":" in name:
+            raise RegistrationError(f"{plugin}: {kind} name {name!r} must be non-empty and without ':' "
+                                    "(the registry adds the namespace)")
+        if namespace is None:
+            namespace = "" if plugin == BUILTIN_DISTRIBUTION else plugin
+        qualified = f"{namespace}:{name}" if namespace else name
+        if qualified in self._entries[kind]:
+            owner = self._entries[kind][qualified].plugin
+            raise RegistrationError(f"{kind} {qualified!r} is registered twice: by {owner!r} and by {plugin!r}")
+        clash = self._bare_clash(kind, name, builtin=not namespace)
+        if clash is not None:
+            raise RegistrationError(
+                f"{kind} {name!r} from {plugin!r} clashes with the built-in {kind} {clash.name!r} of {clash.plugin!r}"
+                if namespace else
+                f"built-in {kind} {name!r} from {plugin!r} clashes with {clash.name!r} of {clash.plugin!r}"
+            )
+        _check_interface(kind, qualified, obj, config)
         if search_space is not None and not callable(search_space):
-            raise RegistrationError(f"{kind} {name!r}: search_space must be callable (trial, prefix) -> dict")
-        entry = Entry(kind, name, obj, config, search_space, description or _first_line(obj), paper, plugin, source)
-        self._entries[kind][name] = entry
+            raise RegistrationError(f"{kind} {qualified!r}: search_space must be callable (trial, prefix) -> dict")
+        entry = Entry(kind, qualified, obj, config, search_space, description or _first_line(obj), paper, plugin,
+                      source, namespace)
+        self._entries[kind][qualified] = entry
         return entry
 
-    def scoped(self, plugin: str, source: str = "") -> "ScopedRegistry":
+    def _bare_clash(self, kind: str, name: str, *, builtin: bool) -> Entry | None:
+        """A third-party name equal to a built-in's bare name (either registered first)."""
+        for entry in self._entries[kind].values():
+            if entry.short_name == name and bool(entry.namespace) == builtin:
+                return entry
+        return None
+
+    def unregister(self, kind: str, name: str) -> None:
+        """Remove one entry (used to roll back a plugin whose registration failed half-way)."""
+        self._entries[kind].pop(name, None)
+
+    def scoped(self, plugin: str, source: str = "", namespace: str | None = None) -> "ScopedRegistry":
         """A view that records ``plugin`` (distribution) and ``source`` (plugin name) as the owner."""
-        return ScopedRegistry(self, plugin, source)
+        return ScopedRegistry(self, plugin, source, namespace)
 
     # -- lookup ---------------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Entry:
-        """The entry for ``name``; a :class:`UserError` naming known names and close matches if absent."""
-        try:
-            return self._entries[kind][name]
-        except KeyError:
-            raise UserError(unknown_name_message(kind, name, self._entries[kind])) from None
+        """The entry for a qualified name, or for a bare name that exactly one entry has.
+
+        Raises a :class:`UserError` naming the known names and close matches when absent, or the
+        candidates when a bare name is ambiguous.
+        """
+        entries = self._entries[kind]
+        if name in entries:
+            return entries[name]
+        candidates = [entry for entry in entries.values() if entry.namespace and entry.short_name == name]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise UserError(f"{kind} {name!r} is ambiguous: " + ", ".join(sorted(c.name for c in candidates))
+                            + " all have it; use the full name.")
+        raise UserError(unknown_name_message(kind, name, entries)) from None
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
@@ -157,12 +212,24 @@ class Registry:
 class ScopedRegistry:
     """What a plugin's ``merc_bench_register`` hook receives: ``register`` with the owner filled in."""
 
-    _registry: Registry
+    _registry: Registry = field(repr=False)
     plugin: str
     source: str = ""
+    namespace: str | None = None
+    added: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (kind, qualified name), for rollback
 
     def register(self, kind: str, name: str, obj: Any, **options: Any) -> Entry:
-        return self._registry.register(kind, name, obj, plugin=self.plugin, source=self.source, **options)
+        """Register ``name`` (bare; the registry adds this plugin's namespace) — see :meth:`Registry.register`."""
+        entry = self._registry.register(kind, name, obj, plugin=self.plugin, source=self.source,
+                                        namespace=self.namespace, **options)
+        self.added.append((kind, entry.name))
+        return entry
+
+    def rollback(self) -> None:
+        """Remove everything this plugin registered."""
+        for kind, name in self.added:
+            self._registry.unregister(kind, name)
+        self.added.clear()
 
 
 def _first_line(obj: Any) -> str:

@@ -47,8 +47,8 @@ def test_unknown_name_lists_known_names_and_close_matches():
 def test_registration_checks_interface_and_config():
     registry = Registry()
     registry.register("mixer", "good", GoodMixer, config=GoodConfig)
-    with pytest.raises(RegistrationError, match="registered twice"):
-        registry.register("mixer", "good", GoodMixer, config=GoodConfig, plugin="other")
+    with pytest.raises(RegistrationError, match="registered twice: by 'merc-bench' and by 'merc-bench'"):
+        registry.register("mixer", "good", GoodMixer, config=GoodConfig)
 
     class LooseConfig(BaseModel):
         width: int = 2
@@ -108,6 +108,7 @@ def test_throwaway_plugin_registers_through_the_hook():
         entry = get_registry().get("mixer", "throwaway")
         assert entry.source == "throwaway"
         assert entry.plugin == "(registered in process)"
+        assert entry.name == "throwaway:throwaway"  # in-process plugins are namespaced by their plugin name
     finally:
         manager.unregister(plugin)
         get_registry.cache_clear()
@@ -161,3 +162,82 @@ def test_lifecycle_hooks_add_epoch_metrics_and_see_the_result(tmp_path, capsys):
         manager.unregister(plugin)
     history = seen["result"]["runs"][0]["history"]
     assert [row["doubled_loss"] for row in history] == [2 * row["train_loss"] for row in history]
+
+
+def test_third_party_names_are_namespaced_with_a_short_alias():
+    registry = Registry()
+    registry.register("mixer", "good", GoodMixer, config=GoodConfig)  # a built-in
+    entry = registry.register("mixer", "fancy", GoodMixer, config=GoodConfig, plugin="acme-merc")
+    assert entry.name == "acme-merc:fancy" and entry.short_name == "fancy"
+    assert registry.get("mixer", "acme-merc:fancy") is entry
+    assert registry.get("mixer", "fancy") is entry  # unambiguous alias
+    registry.register("mixer", "fancy", GoodMixer, config=GoodConfig, plugin="other-merc")
+    with pytest.raises(UserError, match="ambiguous: acme-merc:fancy, other-merc:fancy"):
+        registry.get("mixer", "fancy")
+    assert registry.get("mixer", "other-merc:fancy").plugin == "other-merc"
+    with pytest.raises(RegistrationError, match="'acme-merc' clashes with the built-in mixer 'good' of 'merc-bench'"):
+        registry.register("mixer", "good", GoodMixer, config=GoodConfig, plugin="acme-merc")
+    with pytest.raises(RegistrationError, match="clashes with 'acme-merc:fancy' of 'acme-merc'"):
+        registry.register("mixer", "fancy", GoodMixer, config=GoodConfig)  # a built-in arriving later
+    with pytest.raises(RegistrationError, match="registered twice: by 'acme-merc' and by 'acme-merc'"):
+        registry.register("mixer", "fancy", GoodMixer, config=GoodConfig, plugin="acme-merc")
+    with pytest.raises(RegistrationError, match="without ':'"):
+        registry.register("mixer", "acme:x", GoodMixer, config=GoodConfig, plugin="acme-merc")
+
+
+def test_a_failing_plugin_is_reported_rolled_back_and_the_rest_load(monkeypatch):
+    from merc_bench.plugins import plugin_problems
+
+    class HalfBroken:
+        @hookimpl
+        def merc_bench_register(self, registry):
+            registry.register("mixer", "half", GoodMixer, config=GoodConfig)
+            raise RuntimeError("boom in register")
+
+    manager = plugin_manager()
+    plugin = HalfBroken()
+    manager.register(plugin, name="half-broken")
+    try:
+        get_registry.cache_clear()
+        registry = get_registry()
+        assert "half-broken:half" not in registry.names("mixer")  # rolled back
+        assert "sdt" in registry.names("recipe")  # the others loaded
+        problems = [p for p in plugin_problems() if p.plugin == "half-broken"]
+        assert len(problems) == 1 and "boom in register" in problems[0].message()
+        monkeypatch.setenv("MERC_BENCH_STRICT_PLUGINS", "1")
+        get_registry.cache_clear()
+        with pytest.raises(UserError, match="half-broken.*boom in register.*stops here"):
+            get_registry()
+    finally:
+        manager.unregister(plugin)
+        get_registry.cache_clear()
+
+
+def test_plugin_import_errors_name_the_distribution(tmp_path):
+    """A distribution whose entry point cannot be imported: warned about, everything else works."""
+    site = tmp_path / "site"
+    info = site / "broken_merc_plugin-1.2.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-merc-plugin\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[merc_bench]\nbroken = broken_merc_plugin_module\n")
+    (site / "broken_merc_plugin_module.py").write_text("raise ImportError('needs a missing library')\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    listed = subprocess.run([sys.executable, "-m", "merc_bench.cli", "list", "recipe"], env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "sdt" in listed.stdout
+    warning = " ".join(listed.stderr.split())  # rich wraps long lines
+    assert "plugin 'broken' of distribution 'broken-merc-plugin 1.2.3' could not be imported" in warning
+    assert "needs a missing library" in warning
+    strict = subprocess.run([sys.executable, "-m", "merc_bench.cli", "--strict-plugins", "list"], env=env,
+                            capture_output=True, text=True)
+    assert strict.returncode == 2
+    assert "broken-merc-plugin" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_trace_logs_hook_calls(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "merc_bench.cli", "--trace", "list", "recipe"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "[merc-bench hook]   merc_bench_register" in result.stderr
+    assert "source='sdt'" in result.stderr

@@ -17,7 +17,7 @@ from __future__ import annotations
 from merc_bench.recipes import Recipe
 from merc_bench_sdt.recipe import IEMOCAP_CLASS_WEIGHTS
 
-PAPER = "SUMMER: Sparse Unimodal-driven distillation for Multi-Modal Emotion Recognition (2025)"
+PAPER = "Li et al., Unimodal-driven Distillation in Multimodal Emotion Recognition with Dynamic Fusion (SUMMER), arXiv:2503.23721, 2025"
 
 SUMMER = Recipe(
     name="summer",
