@@ -11,8 +11,11 @@ Plugin authors use it in their own test suites::
 
 Each check builds the component small (hidden size 16, three modalities with small feature sizes)
 from its default config and asserts: output shapes, a gradient reaching every trainable parameter,
-no NaN, padded positions not changing real outputs, the same seed giving the same output, and the
-config round-tripping while unknown keys are rejected.
+no NaN, padded positions not changing real outputs, the same seed giving the same output, the
+config round-tripping while unknown keys are rejected, and every sample of its search space being
+a valid, buildable config. :func:`check_dataset` checks a dataset plugin's corpus;
+:func:`plugin_entries` lists what one distribution registered, for a parametrised test in a
+plugin's own suite.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from merc_bench.data import Batch, Dialogue, collate
 from merc_bench.model import FuserOutput, MixerOutput, ModelOutput, wants_speakers
 from merc_bench.registry import Entry, Registry
 
-__all__ = ["SMALL_CONTEXT", "component_entries", "check_component", "make_batch"]
+__all__ = ["SMALL_CONTEXT", "component_entries", "plugin_entries", "check_component", "check_search_space",
+           "check_dataset", "make_batch"]
 
 #: The build context every contract check uses.
 SMALL_CONTEXT: dict[str, Any] = {
@@ -50,6 +54,22 @@ def component_entries(registry: Registry | None = None, kinds: tuple[str, ...] =
 
         registry = get_registry()
     return [entry for kind in kinds for entry in registry.entries(kind)]
+
+
+def plugin_entries(distribution: str, kinds: tuple[str, ...] = _MODEL_KINDS + ("dataset",)) -> list[Entry]:
+    """Every entry a distribution registered (e.g. your package's name), for a parametrised test::
+
+        @pytest.mark.parametrize("entry", plugin_entries("my-package"), ids=lambda e: e.name)
+        def test_my_components(entry):
+            check_dataset(entry) if entry.kind == "dataset" else check_component(entry)
+    """
+    from merc_bench.plugins import get_registry
+
+    entries = [entry for kind in kinds for entry in get_registry().entries(kind) if entry.plugin == distribution]
+    if not entries:
+        raise AssertionError(f"distribution {distribution!r} registered nothing of kinds {', '.join(kinds)}; "
+                             "is it installed (pip install -e .) and does it declare a merc_bench entry point?")
+    return entries
 
 
 def make_batch(lengths: tuple[int, ...] = (5, 3, 1), seed: int = 0, context: dict[str, Any] = SMALL_CONTEXT) -> Batch:
@@ -151,6 +171,7 @@ def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, 
 def check_component(entry: Entry) -> None:
     """Run every contract check on one registered component; raises AssertionError on a failure."""
     check_config(entry)
+    check_search_space(entry)
     batch = make_batch()
     hidden = _hidden(batch)
     module = _build(entry).eval()
@@ -172,6 +193,50 @@ def check_component(entry: Entry) -> None:
     again = _run(entry, _build(entry).eval(), batch, hidden)
     for name in outputs:
         assert torch.equal(outputs[name], again[name]), f"{entry.kind} {entry.name!r}: same seed, different {name}"
+
+
+def check_search_space(entry: Entry, samples: int = 5) -> None:
+    """Every sample of the entry's search space is a valid config that builds (names carry the prefix)."""
+    if entry.search_space is None:
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    prefix = f"{entry.kind}.{entry.name}."
+    for _ in range(samples):
+        trial = study.ask()
+        values = entry.search_space(trial, prefix)
+        assert isinstance(values, dict), f"{entry.kind} {entry.name!r}: search_space must return a dict"
+        unprefixed = [name for name in trial.params if not name.startswith(prefix)]
+        assert not unprefixed, f"{entry.kind} {entry.name!r}: search-space parameters {unprefixed} lack the prefix"
+        config = entry.make_config(values)
+        if entry.kind in _MODEL_KINDS:
+            entry.build(config, SMALL_CONTEXT)
+        study.tell(trial, 0.0)
+
+
+def check_dataset(entry: Entry) -> None:
+    """A dataset's default config loads a consistent corpus: non-empty splits, sizes, labels and speakers in range."""
+    check_config(entry)
+    corpus = entry.build(entry.make_config({}), {"data_dir": None}).load()
+    info = corpus.info
+    assert corpus.train and corpus.test, f"dataset {entry.name!r}: train and test must not be empty"
+    for split in ("train", "dev", "test"):
+        for dialogue in corpus.split(split):
+            n = len(dialogue.labels)
+            assert n > 0, f"dataset {entry.name!r}: empty dialogue {dialogue.id!r}"
+            assert set(dialogue.features) == set(info.feature_dims), f"dataset {entry.name!r}: modalities differ"
+            for modality, dims in info.feature_dims.items():
+                assert dialogue.features[modality].shape == (n, dims), (
+                    f"dataset {entry.name!r}: {dialogue.id!r} {modality} is {dialogue.features[modality].shape}, "
+                    f"expected {(n, dims)}")
+            assert ((0 <= dialogue.labels) & (dialogue.labels < info.num_classes)).all(), (
+                f"dataset {entry.name!r}: labels of {dialogue.id!r} outside [0, {info.num_classes})")
+            assert ((0 <= dialogue.speakers) & (dialogue.speakers < info.num_speakers)).all(), (
+                f"dataset {entry.name!r}: speakers of {dialogue.id!r} outside [0, {info.num_speakers})")
+    again = entry.build(entry.make_config({}), {"data_dir": None}).load()
+    assert again.fingerprint() == corpus.fingerprint(), f"dataset {entry.name!r}: two loads differ"
 
 
 def check_config(entry: Entry) -> None:

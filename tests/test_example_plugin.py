@@ -1,0 +1,92 @@
+"""The example third-party package installs, registers through the public hooks alone, runs,
+compares against SUMMER, passes the contract kit in its own tests — and is gone once uninstalled.
+
+Every check runs merc-bench in a fresh process, as a user would after ``pip install``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "merc-bench-plugin-example"
+DISTRIBUTION = "merc-bench-plugin-example"
+CLI = [sys.executable, "-m", "merc_bench.cli"]
+TINY = ["--set", "dataset.dialogues=12", "--set", "model.hidden_size=16", "--epochs", "2", "--no-track"]
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
+                   check=True, capture_output=True, text=True)
+
+
+def _merc_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    wide = dict(os.environ, COLUMNS="250")  # rich would otherwise shorten long names to fit 80 columns
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=wide)
+
+
+@pytest.fixture(scope="module")
+def installed():
+    # --no-build-isolation: build with the venv's setuptools instead of downloading one.
+    _pip("install", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE))
+    try:
+        yield
+    finally:
+        _pip("uninstall", "-y", DISTRIBUTION)
+
+
+def test_listed_with_distribution_version_and_entries(installed, tmp_path):
+    listed = _merc_bench("plugins", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    text = " ".join(listed.stdout.replace("│", " ").split())
+    assert f"example {DISTRIBUTION} 0.2.0" in text
+    assert f"fuser {DISTRIBUTION}:lmf" in text and f"dataset {DISTRIBUTION}:tiny-dialogues" in text
+    assert f"recipe {DISTRIBUTION}:lmf" in text
+    listed = _merc_bench("list", "fuser", cwd=tmp_path)
+    assert f"{DISTRIBUTION}:lmf" in listed.stdout
+
+
+def test_runs_by_short_name_with_its_lifecycle_hook(installed, tmp_path):
+    result = _merc_bench("run", "lmf", "--dataset", "tiny-dialogues", "--out", "out", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["config"]["fuser"]["name"] == "lmf"
+    history = saved["runs"][0]["history"]
+    best = [row["best_dev_weighted_f1_so_far"] for row in history]  # added by the plugin's after-epoch hook
+    assert best == [max(row["dev_weighted_f1"] for row in history[: i + 1]) for i in range(len(history))]
+    swapped = _merc_bench("run", "bigru-concat", "--set", f"fuser={DISTRIBUTION}:lmf", "--out", "swap",
+                          "--set", "dataset.train_dialogues=6", "--set", "dataset.dev_dialogues=3",
+                          "--set", "dataset.test_dialogues=3", "--set", "model.hidden_size=16", "--epochs", "1",
+                          "--no-track", cwd=tmp_path)
+    assert swapped.returncode == 0, swapped.stderr
+
+
+def test_compares_against_summer(installed, tmp_path):
+    result = _merc_bench("compare", "lmf", "summer-small", "--dataset", "tiny-dialogues", "--seeds", "1",
+                         "--tsne", "none", "--out", "cmp", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| lmf |" in markdown and "| summer-small |" in markdown
+    assert markdown.splitlines()[0].startswith("| model | negative ACC | negative F1 |")
+
+
+def test_its_own_suite_uses_the_contract_kit(installed, tmp_path):
+    assert "merc_bench.testing" in (EXAMPLE / "tests" / "test_contract.py").read_text()
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                           cwd=EXAMPLE, capture_output=True, text=True, timeout=600)
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert "4 passed" in suite.stdout
+
+
+def test_gone_after_uninstall(installed, tmp_path):
+    """Last in this module (pytest keeps file order): uninstall, and nothing of it is left."""
+    _pip("uninstall", "-y", DISTRIBUTION)  # the fixture's own uninstall then finds nothing to do
+    listed = _merc_bench("list", cwd=tmp_path)
+    assert DISTRIBUTION not in listed.stdout
+    run = _merc_bench("run", "lmf", "--no-track", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "unknown recipe 'lmf'" in run.stderr
