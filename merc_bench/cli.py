@@ -25,6 +25,10 @@ app = typer.Typer(
     name="merc-bench",
     help="Multimodal emotion recognition in conversations: run, validate and inspect recipes built from "
     "registered components (encoders, mixers, fusers, distillers, datasets).",
+    epilog="Examples: merc-bench run summer-small · merc-bench compare summer sdt dialoguernn --seeds 5 · "
+    "merc-bench ablate summer-small · merc-bench tune --dataset synthetic --trials 10 · "
+    "merc-bench run sdt --set mixer=sdmoe. Each command has --help. Guides: README.md (using it), "
+    "CONTRIBUTING.md (writing a plugin).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

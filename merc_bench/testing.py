@@ -275,12 +275,16 @@ def _check_distiller_gradients(entry: Entry, module: torch.nn.Module, batch: Bat
     generator = torch.Generator().manual_seed(5)
     logits = torch.randn(shape, generator=generator, requires_grad=True)
     modality_logits = {m: torch.randn(shape, generator=generator, requires_grad=True) for m in SMALL_CONTEXT["modalities"]}
-    output = ModelOutput(logits=logits, modality_logits=modality_logits, hidden=hidden["text"], modality_hidden=hidden)
+    # Representations too: a distiller may work on them alone (contrastive or correlation losses).
+    fused = hidden["text"].clone().requires_grad_(True)
+    per_modality = {m: h.clone().requires_grad_(True) for m, h in hidden.items()}
+    output = ModelOutput(logits=logits, modality_logits=modality_logits, hidden=fused, modality_hidden=per_modality)
     terms = module(output=output, batch=batch, class_weights=None)
     if not terms:
         return
     sum(terms.values()).backward()
-    reached = [t for t in [logits, *modality_logits.values()] if t.grad is not None and t.grad.abs().sum() > 0]
+    outputs = [logits, *modality_logits.values(), fused, *per_modality.values()]
+    reached = [t for t in outputs if t.grad is not None and t.grad.abs().sum() > 0]
     assert reached, f"distiller {entry.name!r}: its loss terms send no gradient to the model's outputs"
     for t in reached:
         assert torch.isfinite(t.grad).all(), f"distiller {entry.name!r}: NaN gradient"
