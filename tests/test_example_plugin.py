@@ -66,11 +66,11 @@ def test_runs_by_short_name_with_its_lifecycle_hook(installed, tmp_path):
 
 
 def test_compares_against_summer(installed, tmp_path):
-    result = _merc_bench("compare", "lmf", "summer-small", "--dataset", "tiny-dialogues", "--seeds", "1",
+    result = _merc_bench("compare", "lmf", "summer", "--dataset", "tiny-dialogues", "--seeds", "1",
                          "--tsne", "none", "--out", "cmp", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| lmf |" in markdown and "| summer-small |" in markdown
+    assert "| lmf |" in markdown and "| summer |" in markdown
     assert markdown.splitlines()[0].startswith("| model | negative ACC | negative F1 |")
 
 
