@@ -406,6 +406,62 @@ def compare(
 
 
 @app.command()
+def tune(
+    recipe: Annotated[Optional[str], typer.Argument(help="recipe whose components stay fixed (default: search every "
+                                                         "registered component, sizes from bigru-concat)")] = None,
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
+    trials: Annotated[int, typer.Option(help="finished (complete or pruned) trials the study should have", min=1)] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="stop starting trials after this many seconds", min=1)] = None,
+    study: Annotated[Optional[str], typer.Option(help="study name (default <recipe or components>-<dataset>)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db "
+                                                        "(default sqlite in the study folder)")] = None,
+    space: Annotated[Optional[Path], typer.Option(help="TOML/YAML file restricting or widening the search space")] = None,
+    workers: Annotated[int, typer.Option(help="local worker processes on this study", min=1)] = 1,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none (per-epoch validation)")] = "median",
+    metric: Annotated[str, typer.Option(help="validation objective: weighted_f1, accuracy or macro_f1")] = "weighted_f1",
+    final_seeds: Annotated[int, typer.Option(help="after the study: retrain the best configuration on N seeds and "
+                                                  "evaluate test once (compare's table)", min=0)] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="override the base recipe's epochs", min=1)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (one GPU per worker)")] = None,
+    seed: Annotated[int, typer.Option(help="sampler seed (offset by the worker and by the trials already run, "
+                                           "so no worker repeats earlier draws)", min=0)] = 0,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override of the base configuration")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="study folder (default tunes/<study>)")] = None,
+    heartbeat_interval: Annotated[int, typer.Option(help="seconds between a running trial's heartbeats", min=1)] = 10,
+    grace_period: Annotated[int, typer.Option(help="seconds without heartbeat after which a trial is failed "
+                                                   "and retried", min=1)] = 30,
+    max_failures: Annotated[Optional[int], typer.Option(help="stop after this many failed trials (default --trials)",
+                                                        min=1)] = None,
+    report: Annotated[Optional[str], typer.Option(help="print STUDY's top trials and importances; no training")] = None,
+    top: Annotated[int, typer.Option(help="trials shown by --report", min=1)] = 10,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    worker_index: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+) -> None:
+    """Optuna study over components and hyper-parameters on validation only; resumable, distributable."""
+    from merc_bench import tune as tuning
+    from merc_bench.plugins import plugin_manager
+
+    if report is not None:
+        tuning.report_study(report, storage=storage, out=out, console=console, top=top)
+        return
+    if device is not None and device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {device!r} is not known; use auto, cpu or cuda.")
+    request = tuning.TuneRequest(
+        recipe=recipe, dataset=dataset, data_dir=data_dir, modalities=_modalities(modalities), trials=trials,
+        timeout=timeout, study=study, storage=storage, space=space, workers=workers, pruner=pruner, metric=metric,
+        final_seeds=final_seeds, epochs=epochs, device=device, seed=seed, overrides=set_ or [], out=out,
+        heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_failures=max_failures,
+        tracking_uri=tracking_uri, no_track=no_track, worker_index=worker_index,
+    )
+    code = tuning.run_study(request, registry=_registry(), console=console, hook=plugin_manager().hook)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
     store: Annotated[Path, typer.Option(help="folder of the local MLflow store")] = Path("mlruns"),

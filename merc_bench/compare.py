@@ -225,7 +225,7 @@ def plot_comparison(measured: list[Measured], out_dir: Path, *, tsne: list[str],
     classes = measured[0].result["classes"]
     paths = []
     # Per-class F1: grouped bars, one group per class, one bar per recipe, std as error bars.
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.2 * len(classes) * max(1, len(measured)) / 3), 4))
+    figure, axis = plt.subplots(figsize=(min(16.0, max(6.0, 0.4 * len(classes) * max(1, len(measured)))), 4))
     width = 0.8 / len(measured)
     positions = np.arange(len(classes))
     for index, item in enumerate(measured):

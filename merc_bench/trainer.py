@@ -193,7 +193,8 @@ class Trainer:
         return torch.cat(hidden).cpu().numpy()
 
     # -- one seed ---------------------------------------------------------------------------------
-    def fit(self, seed: int, *, checkpoint_dir: Path | None = None) -> SeedResult:
+    def fit(self, seed: int, *, checkpoint_dir: Path | None = None, evaluate_test: bool = True) -> SeedResult:
+        """Train one seed; ``evaluate_test=False`` leaves test unread (an Optuna study selects on dev only)."""
         started = time.perf_counter()
         teacher = self._prepare_teacher(seed) if self._needs_teacher() else None
         seed_everything(seed)
@@ -254,7 +255,9 @@ class Trainer:
             checkpoint = checkpoint_dir / f"checkpoint-seed{seed}.pt"
             torch.save(best_state, checkpoint)
         dev, _, _ = self.evaluate(model, "dev") if self.corpus.dev else ({}, None, None)
-        test, test_labels, test_predictions = self.evaluate(model, "test")  # the one evaluation of test (clean)
+        test, test_labels, test_predictions = (
+            self.evaluate(model, "test") if evaluate_test else ({}, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        )  # the one evaluation of test (clean)
         return SeedResult(
             seed=seed,
             selected_epoch=best_epoch,

@@ -69,7 +69,7 @@ def test_list_and_plugins(capsys):
     code, stdout, _ = run_cli(["list", "recipe"], capsys)
     assert code == 0 and "sdt" in stdout and "bigru-concat" in stdout
     code, stdout, _ = run_cli(["plugins"], capsys)
-    assert code == 0 and "merc-bench" in stdout and "mixer:transformer" in stdout
+    assert code == 0 and "merc-bench" in stdout and "transformer" in stdout and "speaker-position" in stdout
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,256 @@
+"""``merc-bench tune``: Optuna studies over component combinations and hyper-parameters.
+
+One study = one Optuna study in a database (``tunes/<study>/study.db`` unless ``--storage``), one
+MLflow parent run, and a folder ``tunes/<study>/`` with the plots, ``trials.csv`` and, with
+``--final-seeds``, the test table. The parts:
+
+* :mod:`.space` — what is searched (slots × components' own spaces × trainer ranges, ``--space``);
+* :mod:`.objective` — one trial: configure, validate, train, report validation per epoch;
+* :mod:`.study` — storage with heartbeats, sampler, pruner, the worker loop and trial budget;
+* :mod:`.workers` — ``--workers K`` local processes;
+* :mod:`.tracking` — the MLflow parent and children;
+* :mod:`.report`, :mod:`.final` — top trials, importances, plots; the best configuration on test.
+
+Base configuration: the recipe named on the command line, whose components are then fixed unless
+the space file lists alternatives; without a recipe every slot ranges over all registered
+components and sizes and training settings come from ``bigru-concat`` (hidden 256, 20 epochs).
+``--set`` and ``--epochs`` change the base like they change a run. The base recipe's own settings
+are enqueued as trial 0. The search space, base configuration and command are frozen in the study
+when it is created; rerunning with different ones is refused (start another ``--study``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pydantic
+import torch
+
+from merc_bench.config import RunConfig, apply_flags, apply_overrides
+from merc_bench.data import Corpus
+from merc_bench.errors import UserError
+from merc_bench.model import build_context
+from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
+from merc_bench.trainer import resolve_device
+from merc_bench.tune import report, study as studies
+from merc_bench.tune.final import run_final
+from merc_bench.tune.objective import Objective
+from merc_bench.tune.space import SearchSpace, build_space, canonical, first_trial_params, read_space_file
+from merc_bench.tune.tracking import NoStudyTracker, StudyTracker
+from merc_bench.tune.workers import share_cores, spawn_workers, stop_workers, wait_for_workers
+
+__all__ = ["TuneRequest", "run_study", "report_study", "DEFAULT_BASE"]
+
+#: The recipe whose sizes and training settings a study without a recipe starts from.
+DEFAULT_BASE = "bigru-concat"
+METRICS = ("weighted_f1", "accuracy", "macro_f1")
+
+
+@dataclass
+class TuneRequest:
+    """The options of one ``merc-bench tune`` command."""
+
+    recipe: str | None = None
+    dataset: str = "synthetic"
+    data_dir: Path | None = None
+    modalities: list[str] | None = None
+    trials: int = 20
+    timeout: float | None = None
+    study: str | None = None
+    storage: str | None = None
+    space: Path | None = None
+    workers: int = 1
+    pruner: str = "median"
+    metric: str = "weighted_f1"
+    final_seeds: int = 0
+    epochs: int | None = None
+    device: str | None = None
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+    out: Path | None = None
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_failures: int | None = None
+    tracking_uri: str | None = None
+    no_track: bool = False
+    worker_index: int = 0
+
+    def worker_argv(self, *, study: str, storage: str, out: Path, tracking_uri: str | None) -> list[str]:
+        """The options an extra worker runs with: this command's, with the resolved names and places."""
+        argv = [self.recipe] if self.recipe else []
+        argv += ["--dataset", self.dataset, "--trials", str(self.trials), "--study", study, "--storage", storage,
+                 "--out", str(out.resolve()), "--pruner", self.pruner, "--metric", self.metric, "--seed", str(self.seed),
+                 "--heartbeat-interval", str(self.heartbeat_interval), "--grace-period", str(self.grace_period)]
+        for flag, value in (("--data-dir", self.data_dir), ("--timeout", self.timeout), ("--epochs", self.epochs),
+                            ("--device", self.device), ("--max-failures", self.max_failures),
+                            ("--space", self.space and self.space.resolve()), ("--tracking-uri", tracking_uri),
+                            ("--modalities", self.modalities and ",".join(self.modalities))):
+            if value is not None:
+                argv += [flag, str(value)]
+        for override in self.overrides:
+            argv += ["--set", override]
+        return argv + (["--no-track"] if self.no_track else [])
+
+
+def _base_values(registry: Registry, request: TuneRequest, corpus: Corpus, dataset: dict[str, Any],
+                 overrides: list[str]) -> dict[str, Any]:
+    """The base run configuration (validated, every default spelled out) every trial starts from."""
+    recipe = request.recipe or DEFAULT_BASE
+    values = registry.get("recipe", recipe).obj.resolve(corpus.info.family)
+    values["dataset"] = dataset
+    values = apply_flags(apply_overrides(values, overrides), {
+        "modalities": request.modalities, "training.epochs": request.epochs, "device": request.device,
+        "training.selection_metric": request.metric, "seeds": 1})
+    if values.get("protocol", "clean") != "clean":
+        raise UserError("a study selects on dev only; protocol=paper selects on test, so it cannot be tuned.")
+    try:
+        config = RunConfig.model_validate(values)
+    except pydantic.ValidationError as error:
+        raise UserError(describe_validation_error(error, f"recipe {recipe!r}")) from None
+    build_context(config, corpus.info)  # validates --modalities against the dataset
+    return config.model_dump(mode="json")
+
+
+def _definition(study: optuna.Study, registry: Registry, request: TuneRequest, key: dict[str, Any],
+                base: dict[str, Any], file_values: dict[str, Any], corpus: Corpus) -> dict[str, Any]:
+    """The study's frozen definition: created (with trial 0 enqueued) on first use, else checked."""
+    stored = study.user_attrs.get("merc_bench")
+    if stored is not None:
+        changed = [f"{name} (study: {stored['request'].get(name)!r}, now: {value!r})"
+                   for name, value in key.items() if canonical(stored["request"].get(name)) != canonical(value)]
+        if changed:
+            raise UserError(f"study {study.study_name!r} was created with other settings: {'; '.join(changed)}. "
+                            "Rerun it with its own settings, or start a new study with --study NAME.")
+        SearchSpace.from_json(stored["space"]).check_registered(registry, study.study_name)
+        return stored
+    context = build_context(RunConfig.model_validate(base), corpus.info)
+    space = build_space(registry, base, file_values, fixed_slots=request.recipe is not None,
+                        where=str(request.space), context=context, corpus=corpus)
+    stored = {"request": key, "base": base, "space": space.to_json(), "uid": uuid.uuid4().hex,
+              "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    study.set_user_attr("merc_bench", stored)
+    study.enqueue_trial(first_trial_params(space, base, registry), user_attrs={"origin": "recipe settings"},
+                        skip_if_exists=True)
+    return stored
+
+
+def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: Any = None) -> int:
+    """Create or resume the study, run this process's worker (and ``--workers``), report; the exit code."""
+    if request.metric not in METRICS:
+        raise UserError(f"--metric {request.metric!r} is not known; use {', '.join(METRICS)}.")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from the objective
+    studies.make_pruner(request.pruner, 1)  # an unknown pruner fails before the dataset loads
+    if request.grace_period <= request.heartbeat_interval:
+        raise UserError(f"--grace-period ({request.grace_period} s) must be longer than --heartbeat-interval "
+                        f"({request.heartbeat_interval} s), or live trials would be failed as dead.")
+    dataset, overrides = split_dataset_overrides(request.dataset, request.overrides)
+    corpus = load_corpus(registry, dataset, request.data_dir)
+    name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
+    study_dir = request.out or Path("tunes") / name
+    check_writable(study_dir)
+    url = request.storage or studies.default_storage_url(study_dir)
+    file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
+    key = {"recipe": request.recipe, "dataset": dataset, "modalities": request.modalities, "overrides": overrides,
+           "space": file_values, "metric": request.metric, "epochs": request.epochs}
+    base = _base_values(registry, request, corpus, dataset, overrides)
+    device = resolve_device(base["device"])
+    on_stale = studies.StaleTrials()
+    storage = studies.open_storage(url, heartbeat_interval=request.heartbeat_interval,
+                                   grace_period=request.grace_period, on_stale=on_stale)
+    study = studies.open_study(storage, name, pruner=request.pruner, epochs=base["training"]["epochs"])
+    # A resumed or parallel worker must not repeat earlier random draws: the seed includes the
+    # worker's index and how many trials the study already has.
+    study.sampler = studies.make_sampler(request.seed + 1000 * request.worker_index + len(study.trials))
+    definition = _definition(study, registry, request, key, base, file_values, corpus)
+    # The frozen base decides what is trained; this process's --device decides where (machines may differ).
+    space, base = SearchSpace.from_json(definition["space"]), dict(definition["base"], device=base["device"])
+    tracker = NoStudyTracker() if request.no_track else StudyTracker(request.tracking_uri)
+    on_stale.tracker = tracker
+    parent_id = tracker.open_parent(uid=definition["uid"], name=f"tune-{name}", tags={
+        "study": name, "storage": studies.safe_url(url), "recipe": request.recipe or f"(components, base {DEFAULT_BASE})",
+        "dataset": corpus.info.name, "objective": f"dev {request.metric}", "pruner": request.pruner})
+    objective = Objective(registry=registry, corpus=corpus, space=space, base=base, metric=request.metric,
+                          trials=request.trials, max_failures=request.max_failures or request.trials, tracker=tracker,
+                          parent_id=parent_id, device=device, label=name,
+                          console=console)
+    finished, running = studies.progress(study)
+    if request.worker_index == 0:
+        searched = ", ".join(f"{slot} ∈ {{{', '.join(names)}}}" for slot, names in space.slots.items())
+        for line in (f"study      {name} · {studies.safe_url(url)} · {finished} finished, {running} running of "
+                     f"{request.trials}",
+                     f"space      {searched}; {len(space.params)} trainer/override parameters; objective dev "
+                     f"{request.metric} (test is never read); pruner {request.pruner}",
+                     f"tracking   {tracker.location} · folder {study_dir}"):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    workers = []
+    if request.workers > 1:
+        for threads in share_cores(request.workers).values():
+            torch.set_num_threads(int(threads))
+        argv = request.worker_argv(study=name, storage=url, out=study_dir,
+                                   tracking_uri=None if request.no_track else tracker.location)
+        workers = spawn_workers(argv, request.workers - 1, study_dir=study_dir, device=request.device)
+    status = "FAILED"
+    try:
+        studies.run_worker(study, objective, trials=request.trials, timeout=request.timeout,
+                           poll_seconds=min(request.heartbeat_interval, 5))
+        failed = wait_for_workers(workers, console)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        stop_workers(workers)
+        if request.worker_index == 0 and status != "FINISHED":
+            tracker.close_parent(parent_id, status)
+    if request.worker_index == 0:
+        _finish(study, request, tracker=tracker, parent_id=parent_id, study_dir=study_dir, console=console,
+                registry=registry, corpus=corpus, dataset=dataset, hook=hook)
+    return 1 if failed else 0
+
+
+def _finish(study: optuna.Study, request: TuneRequest, *, tracker: Any, parent_id: str | None, study_dir: Path,
+            console: Any, registry: Registry, corpus: Corpus, dataset: dict[str, Any], hook: Any) -> None:
+    """Tag the best trial, save plots and the trial table, report, and run ``--final-seeds``."""
+    best = report.best_trial(study)
+    paths = [report.write_trials_csv(study, study_dir), *report.save_plots(study, study_dir)]
+    if best is not None:
+        previous = study.user_attrs.get("merc_bench_best_run_id")
+        run_id = best.user_attrs.get("mlflow_run_id")
+        tracker.tag_best(parent_id, run_id, previous, {"best_trial": best.number, "best_value": f"{best.value:.6f}"})
+        study.set_user_attr("merc_bench_best_run_id", run_id)
+    tracker.log_parent_artifacts(parent_id, paths)
+    report.print_report(study, console, metric=request.metric, top=5)
+    console.print(f"written    {', '.join(str(p) for p in paths)}", markup=False, highlight=False, soft_wrap=True)
+    if request.final_seeds and best is not None:
+        label = request.recipe or "components"
+        paths = run_final(registry, study, label=label, corpus=corpus, dataset=dataset, seeds=request.final_seeds,
+                          device=request.device, out_dir=study_dir / "final", tracker=tracker, parent_id=parent_id,
+                          console=console, hook=hook)
+        tracker.log_parent_artifacts(parent_id, paths)
+        console.print(f"written    {', '.join(str(p) for p in paths)}", markup=False, highlight=False, soft_wrap=True)
+    tracker.close_parent(parent_id)
+
+
+def report_study(name: str, *, storage: str | None, out: Path | None, console: Any, top: int = 10) -> None:
+    """``--report``: print a stored study's top trials and importances; nothing is trained."""
+    study_dir = out or Path("tunes") / name
+    if storage is None and not (study_dir / "study.db").is_file():
+        raise UserError(f"no study database at {str(study_dir / 'study.db')!r}; pass --storage URL (or --out "
+                        "the study's folder) to report a study stored elsewhere.")
+    url = storage or studies.default_storage_url(study_dir)
+    stored = studies.open_storage(url, heartbeat_interval=None, grace_period=None, on_stale=None)
+    try:
+        study = optuna.load_study(study_name=name, storage=stored)
+    except KeyError:
+        known = optuna.get_all_study_names(storage=stored)
+        raise UserError(f"no study {name!r} in {studies.safe_url(url)}; it holds: "
+                        f"{', '.join(known) if known else '(no studies)'}.") from None
+    metric = (study.user_attrs.get("merc_bench") or {}).get("request", {}).get("metric", "weighted_f1")
+    report.print_report(study, console, metric=metric, top=top)

@@ -1,0 +1,178 @@
+"""One trial: sample a configuration, validate it like a run, train it, return its validation score.
+
+The objective is the best validation value of ``metric`` (weighted F1 unless ``--metric``), the
+same number the trainer selects its epoch with: the study never reads test (``Trainer.fit`` runs
+with ``evaluate_test=False``; IKD's teacher, trained and cached by the ordinary trainer path,
+computes its own test metrics for later runs, which the study does not use). Every epoch reports
+the validation value to Optuna, and the pruner may stop the trial there.
+
+A trial whose configuration is invalid, or whose training raises (out of memory, a NaN loss, a
+component bug), is recorded as FAIL with the error in its ``error`` user attribute and its MLflow
+run; the study goes on. Failed trials do not count towards ``--trials`` (a killed worker's trial is
+retried), but ``--max-failures`` of them stop the study, so a broken space cannot loop for ever.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+import optuna
+import pydantic
+import torch
+from optuna.trial import TrialState
+
+from merc_bench.config import RunConfig
+from merc_bench.data import Corpus
+from merc_bench.errors import UserError
+from merc_bench.model import build_context
+from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.trainer import Trainer
+from merc_bench.tracking import environment_tags, flatten
+from merc_bench.tune.space import SLOTS, SearchSpace, sample_config
+
+__all__ = ["Objective", "BudgetReached", "FINISHED"]
+
+#: Trial states that count towards ``--trials``.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class BudgetReached(Exception):
+    """Other workers took the study's last trials while this one was starting its own."""
+
+
+class Objective:
+    """Callable for ``study.optimize``: one trial, tracked as a nested MLflow run."""
+
+    def __init__(self, *, registry: Registry, corpus: Corpus, space: SearchSpace, base: dict[str, Any],
+                 metric: str, trials: int, max_failures: int, tracker: Any, parent_id: str | None,
+                 device: torch.device, label: str, console: Any = None) -> None:
+        self.registry = registry
+        self.corpus = corpus
+        self.space = space
+        self.base = base
+        self.metric = metric
+        self.trials = trials
+        self.max_failures = max_failures
+        self.tracker = tracker
+        self.parent_id = parent_id
+        self.device = device
+        self.label = label
+        self.console = console
+        self.tags = environment_tags(device)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self._claim(trial)
+        started = time.perf_counter()
+        # A retried trial inherits the killed one's attributes: replace what describes this attempt.
+        trial.set_user_attr("mlflow_run_id", None)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            config, problem = self._configure(trial), None
+        except Exception as error:  # recorded in the trial's run below, like a training failure
+            config, problem = None, error
+        params = {name: str(value) for name, value in trial.params.items()}
+        if config is not None:
+            params |= flatten(config.model_dump(mode="json"))
+        outcome: optuna.TrialPruned | None = None
+        with self.tracker.inside(self.parent_id):
+            with self.tracker.run(f"trial-{trial.number}", params=params, nested=True,
+                                  tags=self.tags | {"trial_number": str(trial.number), "study": self.label}) as child:
+                run_id = getattr(child, "run_id", None)
+                trial.set_user_attr("mlflow_run_id", run_id)
+                try:
+                    if problem is not None:
+                        raise problem
+                    with self.tracker.system_metrics(run_id, self.device):
+                        value = self._train(trial, config, child)
+                    state = "COMPLETE"
+                except optuna.TrialPruned as pruned:  # a state, not a failure: the run itself finished
+                    state, outcome = "PRUNED", pruned
+                except Exception as error:
+                    message = f"{type(error).__name__}: {error}"
+                    trial.set_user_attr("error", message[:2000])
+                    child.set_tags({"state": "FAIL", "error": message[:5000],
+                                    "duration_s": f"{time.perf_counter() - started:.2f}"} | self._gpu_tags())
+                    raise
+                child.set_tags({"state": state, "duration_s": f"{time.perf_counter() - started:.2f}"}
+                               | self._gpu_tags())
+        if outcome is not None:
+            raise outcome
+        return value
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _claim(self, trial: optuna.Trial) -> None:
+        """Refuse a trial beyond ``--trials``: finished ones plus those started before it (by number)."""
+        taken = sum(1 for t in trial.study.get_trials(deepcopy=False)
+                    if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number))
+        if taken >= self.trials:
+            trial.set_user_attr("skipped", f"the study had its {self.trials} trials when this one started")
+            raise BudgetReached(f"the study already has its {self.trials} trials")
+
+    def _configure(self, trial: optuna.Trial) -> RunConfig:
+        """The trial's configuration, validated exactly like ``merc-bench run`` validates a recipe."""
+        values = sample_config(trial, self.space, self.base, self.registry)
+        values["recipe"] = f"{self.label}#{trial.number}"
+        try:
+            config = RunConfig.model_validate(values)
+        except pydantic.ValidationError as error:
+            raise UserError(describe_validation_error(error, f"trial {trial.number}")) from None
+        for kind in SLOTS:
+            choice = getattr(config, kind)
+            self.registry.get(kind, choice.name).make_config(choice.config, where=kind)
+        build_context(config, self.corpus.info)
+        trial.set_user_attr("config", config.model_dump(mode="json"))
+        return config
+
+    def _train(self, trial: optuna.Trial, config: RunConfig, child: Any) -> float:
+        key = f"dev_{self.metric}"
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            child.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+            child.flush()  # one write per epoch: a killed trial keeps its curve
+            trial.report(metrics[key], epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (dev {self.metric} {metrics[key]:.4f})")
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        trainer = Trainer(config=config, corpus=self.corpus, registry=self.registry, device=self.device,
+                          on_epoch=on_epoch)
+        result = trainer.fit(config.training.seed, evaluate_test=False)
+        trial.set_user_attr("selected_epoch", result.selected_epoch)
+        child.log_metrics({f"best_dev_{self.metric}": result.dev[self.metric],
+                           "selected_epoch": float(result.selected_epoch)})
+        return float(result.dev[self.metric])
+
+    def _gpu_tags(self) -> dict[str, str]:
+        if self.device.type != "cuda":
+            return {}
+        return {"gpu_name": torch.cuda.get_device_name(self.device),
+                "peak_gpu_memory_mb": f"{torch.cuda.max_memory_allocated(self.device) / 2**20:.0f}"}
+
+    # -- callbacks after each trial -----------------------------------------------------------------
+    def announce(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """One console line per finished trial."""
+        if self.console is None:
+            return
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        config = trial.user_attrs.get("config") or {}
+        chosen = "/".join(str((config.get(slot) or {}).get("name", trial.params.get(slot, "?"))) for slot in SLOTS)
+        if trial.state == TrialState.COMPLETE:
+            what = f"dev {self.metric} {trial.value:.4f} (epoch {trial.user_attrs.get('selected_epoch', '?')})"
+        elif trial.state == TrialState.PRUNED:
+            what = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
+        else:
+            what = f"failed: {trial.user_attrs.get('error') or trial.user_attrs.get('skipped', 'see the log')}"
+        self.console.print(f"trial {trial.number:3d} {trial.state.name:8} {what} · {chosen} · {seconds:.1f} s",
+                           markup=False, highlight=False, soft_wrap=True)
+
+    def stop_after_failures(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        failures = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.user_attrs.get("error"))
+        if failures >= self.max_failures:
+            if self.console is not None:
+                self.console.print(f"stopping: {failures} trials failed (--max-failures {self.max_failures})")
+            study.stop()
