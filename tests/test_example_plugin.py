@@ -74,6 +74,18 @@ def test_compares_against_summer(installed, tmp_path):
     assert markdown.splitlines()[0].startswith("| model | negative ACC | negative F1 |")
 
 
+def test_chosen_by_a_tune_study_when_allowed(installed, tmp_path):
+    (tmp_path / "space.toml").write_text(
+        f'[slots]\nfuser = ["concat", "{DISTRIBUTION}:lmf"]\n[model]\nhidden_size = 16\n')
+    result = _merc_bench("tune", "lmf", "--dataset", "tiny-dialogues", "--space", "space.toml", "--trials", "3",
+                         "--epochs", "2", "--pruner", "none", "--set", "dataset.dialogues=12", "--no-track",
+                         "--out", "study", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = (tmp_path / "study" / "trials.csv").read_text()
+    assert f"{DISTRIBUTION}:lmf" in trials  # trial 0 is the lmf recipe itself; the others choose between both
+    assert "fuser.merc-bench-plugin-example:lmf.rank" in trials  # its own search space, namespaced
+
+
 def test_its_own_suite_uses_the_contract_kit(installed, tmp_path):
     assert "merc_bench.testing" in (EXAMPLE / "tests" / "test_contract.py").read_text()
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
