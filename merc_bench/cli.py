@@ -386,6 +386,9 @@ def compare(
             f"{', '.join(str(s) for s in summaries[0]['result']['seeds'])}), protocol {protocol_used}. "
             f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
             f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
+    if protocol_used == "paper":
+        note += (" Paper protocol: trained on train + dev and the epoch chosen on test (as most MERC papers "
+                 "report) — not an unbiased estimate.")
     if published is not None:
         note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
                  f"{corpus.info.family.upper()} features (their protocol), not measured here.")

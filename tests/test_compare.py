@@ -135,3 +135,14 @@ def test_compare_with_published_rows(tmp_path):
     assert "69.81" in summer and "68.78" in summer  # Table III: the student's w-F1 and w-ACC on MELD
     assert "| MultiEMO (published) |" in markdown and "not measured here" in markdown
     assert "**" not in summer  # bold marks only measured values
+
+
+def test_compare_paper_protocol_with_wilcoxon_says_so(tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "bigru-concat", "early-fusion", "--seeds", "2", "--epochs", "1", "--no-track",
+              "--out", str(out), "--tsne", "none", "--protocol", "paper", "--significance", "wilcoxon", *TINY])
+    assert stop.value.code == 0
+    note = (out / "comparison.md").read_text()
+    assert "Wilcoxon signed-rank test over the per-seed w-F1" in note
+    assert "epoch chosen on test" in note and "not an unbiased estimate" in note
