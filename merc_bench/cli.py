@@ -65,9 +65,17 @@ def _global_options(
                                                         "results) to stderr")] = False,
     strict_plugins: Annotated[bool, typer.Option("--strict-plugins", help="stop when a plugin fails to load "
                                                                          "instead of warning and going on")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for PyTorch (default: one per core); give "
+                                                        "each of K jobs sharing a machine cores/K — oversubscribed "
+                                                        "cores slow recurrent models down by 10× or more", min=1)] = None,
 ) -> None:
     """Options for every command; they must come before the command name."""
     from merc_bench.plugins import STRICT_VARIABLE, TRACE_VARIABLE, reset
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     if trace or strict_plugins:
         if trace:

@@ -111,3 +111,15 @@ def test_console_script_reports_user_error_without_traceback():
     done = subprocess.run([script, "run", "nope", "--no-track"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "unknown recipe 'nope'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_threads_option_sets_torch_threads(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, stdout, _ = run_cli(["--threads", "1", "list", "recipe"], capsys)
+        assert code == 0 and "sdt" in stdout
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
