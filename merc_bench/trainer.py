@@ -128,11 +128,12 @@ class Trainer:
         if config.training.precision == "bf16" and self.device.type != "cuda":
             raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
         self.class_weights = class_weight_tensor(config, corpus, self.device)
+        # Train on the same (possibly standardised) features that dev and test are evaluated on.
         if config.protocol == "paper":
-            self.train_split = corpus.train + corpus.dev
+            self.train_split = self.corpus.train + self.corpus.dev
             self.select_split = "test"
         else:
-            self.train_split = corpus.train
+            self.train_split = self.corpus.train
             self.select_split = "dev"
         if not corpus.dev and config.protocol == "clean":
             raise UserError(f"dataset {corpus.info.name!r} has no dev split, which the clean protocol selects on.")

@@ -82,4 +82,6 @@ def test_standardized_features_use_train_statistics_only():
     test = np.concatenate([d.features["text"] for d in trainer.corpus.test])
     assert not np.allclose(test.mean(axis=0), 0.0, atol=1e-4)  # dev/test are transformed, not re-fitted
     assert trainer.corpus.provenance["standardized"].startswith("per dimension")
+    trained_on = np.concatenate([d.features["text"] for d in trainer.train_split])  # what the batches are made of
+    assert np.array_equal(trained_on, train)  # the standardised features, not the raw ones
     assert trainer.fit(0).test["weighted_f1"] >= 0.0
