@@ -402,17 +402,7 @@ def compare(
                  f"{corpus.info.family.upper()} features (their protocol), not measured here.")
     paths = comparing.write_comparison(table, out_dir, note)
     paths += comparing.plot_comparison(measured, out_dir, tsne=tsne_recipes)
-    from rich.table import Table
-
-    # The terminal gets the summary columns; the files hold the per-class ones too.
-    printed = Table(title=note, title_justify="left")
-    columns = comparing._display_columns(table)
-    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p")]
-    for index in shown:
-        printed.add_column(columns[index], justify="right" if columns[index] != "model" else "left")
-    for cells in comparing._cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):
-        printed.add_row(*(cells[i] if cells[i].startswith("[bold]") else escape(cells[i]) for i in shown))
-    console.print(printed)
+    console.print(comparing.render_terminal(table, note))
     console.print(f"written    {', '.join(str(p) for p in paths)}")
 
 

@@ -28,7 +28,7 @@ from merc_bench.report import atomic_write_text
 from merc_bench.runner import load_predictions
 from merc_bench.significance import paired_bootstrap, wilcoxon_over_seeds
 
-__all__ = ["Measured", "comparison_table", "render_markdown", "render_latex", "write_comparison", "plot_comparison"]
+__all__ = ["Measured", "comparison_table", "render_markdown", "render_latex", "render_terminal", "write_comparison", "plot_comparison"]
 
 _METRIC_COLUMNS = (("w-ACC", "accuracy"), ("w-F1", "weighted_f1"), ("macro-F1", "macro_f1"))
 SIGNIFICANCE_LEVEL = 0.05
@@ -182,6 +182,21 @@ def render_markdown(table: pd.DataFrame, note: str) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table, lambda t: f"**{t}**", " †")]
     return "\n".join(lines) + f"\n\n{note}\n"
+
+
+def render_terminal(table: pd.DataFrame, note: str) -> Any:
+    """A rich table of the summary columns (the files hold the per-class ones too)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    printed = Table(title=note, title_justify="left")
+    columns = _display_columns(table)
+    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p")]
+    for index in shown:
+        printed.add_column(columns[index], justify="left" if columns[index] == "model" else "right")
+    for cells in _cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):
+        printed.add_row(*(cells[i] if cells[i].startswith("[bold]") else escape(cells[i]) for i in shown))
+    return printed
 
 
 def render_latex(table: pd.DataFrame, note: str) -> str:

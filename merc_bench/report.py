@@ -46,15 +46,20 @@ def summarise(per_seed: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[
     return summary
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it into place."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def _per_class_csv(result: dict[str, Any]) -> str:

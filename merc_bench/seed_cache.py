@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import numpy as np
 from merc_bench import __version__
 from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
+from merc_bench.report import atomic_write
 from merc_bench.trainer import SeedResult, cache_dir
 
 __all__ = ["SeedCache", "seed_key"]
@@ -83,7 +82,7 @@ class SeedCache:
         arrays = {"test_labels": result.test_labels, "test_predictions": result.test_predictions}
         if embeddings is not None:
             arrays["test_embeddings"] = embeddings.astype(np.float16)
-        _atomic_write(self.root / f"{key}.npz", lambda stream: np.savez_compressed(stream, **arrays))
+        atomic_write(self.root / f"{key}.npz", lambda stream: np.savez_compressed(stream, **arrays))
         meta = {
             "seed": result.seed,
             "selected_epoch": result.selected_epoch,
@@ -96,7 +95,7 @@ class SeedCache:
             "version": __version__,
         }
         text = json.dumps(meta, default=_json_default).encode()
-        _atomic_write(self.root / f"{key}.json", lambda stream: stream.write(text))
+        atomic_write(self.root / f"{key}.json", lambda stream: stream.write(text))
 
 
 def _json_default(value: Any) -> Any:
@@ -106,13 +105,3 @@ def _json_default(value: Any) -> Any:
         return value.item()
     raise TypeError(f"cannot store {type(value).__name__} in the seed cache")
 
-
-def _atomic_write(path: Path, write: Any) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
