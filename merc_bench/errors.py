@@ -10,11 +10,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["UserError", "unknown_name_message"]
+__all__ = ["TrainingDiverged", "UserError", "unknown_name_message"]
 
 
 class UserError(Exception):
     """A mistake in the user's input, reported as one clear paragraph (exit code 2)."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The training loss became NaN or inf: usually a learning rate too high or non-finite features."""
 
 
 def unknown_name_message(what: str, name: str, known: Iterable[str]) -> str:

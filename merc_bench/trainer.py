@@ -34,7 +34,7 @@ import torch
 
 from merc_bench.config import RunConfig
 from merc_bench.data import Batch, Corpus, Dialogue, batches
-from merc_bench.errors import UserError
+from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.metrics import classification_metrics
 from merc_bench.model import MERCModel, build_context, build_model, count_parameters, select_modalities
@@ -216,25 +216,33 @@ class Trainer:
         for epoch in range(1, epochs + 1):
             model.train()
             distiller.train()
-            loss_sum, utterances, batch_count = 0.0, 0, 0
-            model_metrics: dict[str, float] = {}
+            # Sums stay on the device and are read once per epoch: a float()/int()/if on a CUDA
+            # tensor inside the loop would wait for the GPU at every step (issue 4: no host syncs).
+            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+            finite = torch.ones((), dtype=torch.bool, device=self.device)
+            utterances, batch_count = 0, 0
+            model_metrics: dict[str, torch.Tensor] = {}
             for batch in self._batches(self.train_split, shuffle):
+                count = int(batch.mask.sum())  # counted on the host copy, before the transfer
                 batch = batch.to(self.device)
                 optimizer.zero_grad(set_to_none=True)
                 total, _, output = self.loss(model, distiller, batch)
                 for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
-                    model_metrics[name] = model_metrics.get(name, 0.0) + float(value)
+                    model_metrics[name] = model_metrics.get(name, 0.0) + torch.as_tensor(value).detach().float()
                 batch_count += 1
-                if not torch.isfinite(total):
-                    raise FloatingPointError(f"loss became {total.item()} at epoch {epoch} (seed {seed})")
+                finite &= torch.isfinite(total.detach())
                 total.backward()
                 optimizer.step()
-                count = int(batch.mask.sum())
-                loss_sum += float(total.detach()) * count
+                loss_sum += total.detach().double() * count
                 utterances += count
+            if not bool(finite):  # checked per epoch; the weights of a non-finite epoch are never kept
+                raise TrainingDiverged(
+                    f"the training loss became non-finite (NaN or inf) during epoch {epoch} of seed {seed}; "
+                    "lower training.lr or check the features for NaN/inf values"
+                )
             selected, _, _ = self.evaluate(model, self.select_split)
-            row = {"epoch": epoch, "train_loss": loss_sum / max(utterances, 1)}
-            row.update({f"train_{name}": value / max(batch_count, 1) for name, value in model_metrics.items()})
+            row = {"epoch": epoch, "train_loss": float(loss_sum) / max(utterances, 1)}
+            row.update({f"train_{name}": float(value) / max(batch_count, 1) for name, value in model_metrics.items()})
             row.update({f"{self.select_split}_{k}": selected[k] for k in ("accuracy", "weighted_f1", "macro_f1")})
             if self.on_epoch is not None:
                 row.update(self.on_epoch(epoch, dict(row)) or {})

@@ -85,3 +85,38 @@ def test_standardized_features_use_train_statistics_only():
     trained_on = np.concatenate([d.features["text"] for d in trainer.train_split])  # what the batches are made of
     assert np.array_equal(trained_on, train)  # the standardised features, not the raw ones
     assert trainer.fit(0).test["weighted_f1"] >= 0.0
+
+
+def test_epoch_sums_are_utterance_weighted_means_of_the_steps():
+    """The trainer keeps loss and metric sums on the device; the epoch row must still be the exact means."""
+    trainer = make_trainer("training.epochs=1", "training.batch_size=4")
+    original = trainer.loss
+    steps = []
+
+    def spy(model, distiller, batch):
+        total, terms, output = original(model, distiller, batch)
+        output.metrics["probe"] = torch.tensor(float(len(steps)))  # a plugin metric: 0, 1, 2, … per step
+        steps.append((float(total.detach()), int(batch.mask.sum())))
+        return total, terms, output
+
+    trainer.loss = spy
+    row = trainer.fit(0).history[0]
+    assert len(steps) > 1
+    expected = sum(loss * count for loss, count in steps) / sum(count for _, count in steps)
+    assert row["train_loss"] == pytest.approx(expected, rel=1e-6)
+    assert row["train_probe"] == pytest.approx((len(steps) - 1) / 2)  # mean over batches of 0..n-1
+
+
+def test_non_finite_loss_stops_training_with_a_user_error_naming_epoch_and_seed():
+    trainer = make_trainer("training.batch_size=4")
+    original = trainer.loss
+    calls = []
+
+    def poisoned(model, distiller, batch):
+        total, terms, output = original(model, distiller, batch)
+        calls.append(1)
+        return (total * float("nan") if len(calls) == 2 else total), terms, output
+
+    trainer.loss = poisoned
+    with pytest.raises(UserError, match="non-finite .* during epoch 1 of seed 3"):
+        trainer.fit(3)
