@@ -39,7 +39,10 @@ def seed_key(config: RunConfig, corpus: Corpus, seed: int, device_type: str) -> 
     for name in _VOLATILE:
         described.pop(name, None)
     described["device"] = device_type  # "auto" means different hardware on different machines
+    # The first seed of a --seeds range is a label too: the seed itself is in the payload, so
+    # ``--set training.seed=3 --seeds 2`` reuses seeds 3 and 4 of an earlier ``--seeds 5``.
     described["training"].pop("save_checkpoint", None)
+    described["training"].pop("seed", None)
     payload = {"config": described, "dataset": corpus.fingerprint(), "seed": seed, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 

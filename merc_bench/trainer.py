@@ -304,6 +304,7 @@ class Trainer:
         for volatile in ("device", "seeds", "recipe"):  # labels and placement do not change the teacher
             described.pop(volatile, None)
         described["training"].pop("save_checkpoint", None)
+        described["training"].pop("seed", None)  # the first seed of a range; the seed itself is keyed below
         key = json.dumps(
             {"teacher": described, "dataset": self.corpus.fingerprint(), "protocol": self.config.protocol, "seed": seed},
             sort_keys=True,

@@ -80,6 +80,10 @@ def test_seed_key_ignores_labels_but_not_settings():
     assert seed_key(other_lr.config, other_lr.corpus, 0, "cpu") != key
     assert seed_key(base.config, base.corpus, 1, "cpu") != key
     assert seed_key(base.config, base.corpus, 0, "cuda") != key
+    # Seed 3 of a range starting at 0 is seed 3 of a range starting at 3: work can be split by seed.
+    from_three = prepare(registry, recipe="bigru-concat", dataset="synthetic",
+                         overrides=["dataset.train_dialogues=4", "training.seed=3"])
+    assert seed_key(from_three.config, from_three.corpus, 3, "cpu") == seed_key(base.config, base.corpus, 3, "cpu")
 
 
 def test_compare_writes_tables_and_plots_and_resumes(tmp_path, capsys):

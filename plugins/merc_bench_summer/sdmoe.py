@@ -47,7 +47,12 @@ class SDMoEConfig(BaseModel):
 
 
 def routing_mask(weights: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Which experts stay active: |w_i − μ| < α·σ per token (population σ). (..., n) → bool (..., n)."""
+    """Which experts stay active: |w_i − μ| < α·σ per token (population σ). (..., n) → bool (..., n).
+
+    μ and σ are taken in float64: for nearly tied weights float32 rounding alone pushes a z-score
+    past √(n−1) (by up to 1.5 % for n = 2), deactivating experts the bound says must stay.
+    """
+    weights = weights.double()
     mean = weights.mean(dim=-1, keepdim=True)
     spread = weights.std(dim=-1, keepdim=True, correction=0)
     keep = (weights - mean).abs() < alpha * spread
