@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry [".gpu-wheels"]): install the carried wheels and
-# merc-bench's entry points into a scratch folder (the image has torch but no pydantic, and no
-# network), then run benchmarks/gpu_check.py. Arguments are passed on, e.g. --epochs 2.
+# merc-bench's entry points into a scratch folder (the image has torch but no pydantic, MLflow or
+# SQLAlchemy, and no network), run benchmarks/gpu_check.py (arguments are passed on, e.g.
+# --epochs 2), then a tracked 2-epoch `merc-bench run sdt` on the device whose GPU facts MLflow
+# records, printed from the store. Results go to $OUT (the device tool's folder) or a temp folder.
+# DEVICE=cpu PYTHON=… runs the same steps on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-$(mktemp -d)}
+export OUT MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 TARGET=$(mktemp -d)
 "$PY" -m pip install --quiet --no-index --no-deps --target "$TARGET" .gpu-wheels/*.whl
 # Register merc-bench's plugins without building a wheel: a dist-info with its entry points.
@@ -20,4 +26,15 @@ points = project["entry-points"]["merc_bench"]
 PYTHON
 export PYTHONPATH="$TARGET:$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$PY" benchmarks/gpu_check.py "$@"
+status=0
+"$PY" benchmarks/gpu_check.py --device "$DEVICE" "$@" || status=$?
+"$PY" -m merc_bench.cli run sdt --device "$DEVICE" --epochs 2 --set dataset.shape=meld --out "$OUT/run-sdt" \
+  --tracking-uri "sqlite:///$OUT/mlflow.db" > "$OUT/run-sdt.log" 2>&1 || { status=$?; tail -n 20 "$OUT/run-sdt.log"; }
+"$PY" - "$OUT/mlflow.db" <<'PYTHON' || status=$?
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT DISTINCT key, value FROM tags WHERE key LIKE 'gpu%' OR key LIKE 'peak_gpu%' "
+    "OR key IN ('device', 'cuda', 'torch') ORDER BY key").fetchall()
+print("MLflow tags of the tracked run:", ", ".join(f"{key}={value}" for key, value in rows))
+PYTHON
+exit "$status"

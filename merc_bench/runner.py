@@ -87,12 +87,19 @@ def prepare(
 
 
 def check_writable(out_dir: Path) -> None:
-    """Fail early, with a clear message, if results could not be written to ``out_dir``."""
+    """Fail early, with a clear message, if results could not be written to ``out_dir``.
+
+    Folders made for the probe are removed again, so a run that stops on a later mistake leaves no
+    empty output folder behind; the run makes them for real when it writes.
+    """
+    missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".merc-bench-write-test"
         probe.write_text("ok")
         probe.unlink()
+        for folder in missing:  # deepest first, each empty
+            folder.rmdir()
     except OSError as error:
         raise UserError(
             f"cannot write results to --out {str(out_dir)!r}: {error.strerror or error}. "

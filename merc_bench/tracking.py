@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from merc_bench.errors import UserError
+
 __all__ = ["Tracker", "NullTracker", "MLflowTracker", "default_tracking_uri", "flatten", "environment_tags"]
 
 EXPERIMENT = "merc-bench"
@@ -59,7 +61,7 @@ def _git_commit() -> str:
 
 
 def environment_tags(device: Any) -> dict[str, str]:
-    """git commit, plugin versions, device name (and on CUDA the GPU's name)."""
+    """git commit, plugin versions, device name; on CUDA the GPU's name, memory, capability, count, CUDA version."""
     import torch
 
     from merc_bench.plugins import plugin_distributions
@@ -74,7 +76,14 @@ def environment_tags(device: Any) -> dict[str, str]:
     for name, version in sorted(set(plugin_distributions().values())):
         tags[f"plugin.{name}"] = version
     if getattr(device, "type", "") == "cuda":
-        tags["gpu_name"] = torch.cuda.get_device_name(device)
+        properties = torch.cuda.get_device_properties(device)
+        tags |= {
+            "gpu_name": torch.cuda.get_device_name(device),
+            "gpu_memory_gib": f"{properties.total_memory / 2**30:.1f}",
+            "gpu_compute_capability": f"{properties.major}.{properties.minor}",
+            "gpu_count": str(torch.cuda.device_count()),
+            "cuda": str(torch.version.cuda),
+        }
     return tags
 
 
@@ -114,7 +123,13 @@ class MLflowTracker(Tracker):
         disable_telemetry()
         import logging
 
-        import mlflow
+        try:
+            import mlflow
+        except ImportError as error:  # a lean environment, e.g. a GPU image without MLflow
+            raise UserError(
+                f"tracking needs MLflow, which cannot be imported here ({error}); install it "
+                "(pip install 'mlflow==3.17.2') or pass --no-track to run without tracking."
+            ) from None
 
         # MLflow announces its database migrations at INFO; a run's console is for the run.
         for name in ("mlflow", "alembic"):

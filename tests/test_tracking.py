@@ -118,3 +118,32 @@ def test_ui_without_a_store_is_a_user_error(tmp_path, capsys):
         main(["ui", "--store", str(tmp_path / "nothing")])
     assert stop.value.code == 2
     assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_missing_mlflow_is_a_user_error_pointing_at_no_track(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what a lean GPU image without MLflow looks like
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "bigru-concat", "--epochs", "1", "--out", str(tmp_path / "run"),
+              "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "tracking needs MLflow" in error and "--no-track" in error and "Traceback" not in error
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_cuda_runs_are_tagged_with_the_gpu_facts(monkeypatch):
+    import torch
+
+    from merc_bench.tracking import environment_tags
+
+    class Properties:
+        total_memory, major, minor = 80 * 2**30, 9, 0
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: Properties())
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    tags = environment_tags(torch.device("cuda"))
+    assert tags["gpu_name"] == "NVIDIA H100 80GB HBM3" and tags["gpu_memory_gib"] == "80.0"
+    assert tags["gpu_compute_capability"] == "9.0" and tags["gpu_count"] == "1" and tags["cuda"] == "13.0"
+    assert "gpu_name" not in environment_tags(torch.device("cpu"))
