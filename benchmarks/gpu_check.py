@@ -6,7 +6,10 @@ For each recipe (default ``sdt`` and ``summer``, both at paper size) on MELD-sha
 1. parity — the same weights and batch in eval mode (no dropout) give the same loss on the CPU and
    on the device in fp32 (TF32 off), within ``--tolerance`` (relative);
 2. speed — ``--epochs`` training epochs on the device in fp32 and in bf16 autocast, reporting seconds
-   per epoch (the first epoch includes warm-up, so the last one is reported) and peak memory.
+   per epoch (the first epoch includes warm-up, so the last one is reported) and peak memory;
+3. for the recipes in ``--compile-recipes`` (default ``sdt``) parity and fp32 speed again with the
+   model under ``torch.compile`` (``training.compile``): fewer, fused kernels for a launch-bound
+   model; the first epoch pays the compilation.
 
 Prints one Markdown table and writes it, with machine facts, to ``$OUT/gpu_check.md`` (or
 ``benchmarks/gpu_check.md``). Run it through ``benchmarks/gpu_check.sh`` on the GPU machine.
@@ -53,8 +56,8 @@ def with_teacher(trainer: Trainer, model_distiller: tuple) -> tuple:
     return model, distiller
 
 
-def parity(recipe: str, device: str, extra: list[str]) -> float:
-    """Relative difference of the eval-mode loss of one batch, CPU vs ``device``, fp32."""
+def parity(recipe: str, device: str, extra: list[str], compiled: bool = False) -> float:
+    """Relative difference of the eval-mode loss of one batch, CPU (eager) vs ``device``, fp32."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     losses = []
@@ -63,6 +66,8 @@ def parity(recipe: str, device: str, extra: list[str]) -> float:
         seed_everything(0)
         model, distiller = with_teacher(trainer, trainer.build())
         model.eval(), distiller.eval()
+        if compiled and where == device:
+            model = torch.compile(model, dynamic=True)
         batch = trainer._batches(trainer.corpus.train[:16], None)[0].to(trainer.device)
         with torch.no_grad():
             total, _, _ = trainer.loss(model, distiller, batch)
@@ -70,10 +75,12 @@ def parity(recipe: str, device: str, extra: list[str]) -> float:
     return abs(losses[0] - losses[1]) / max(abs(losses[0]), 1e-12)
 
 
-def speed(recipe: str, device: str, precision: str, epochs: int, batch_limit: int, extra: list[str]) -> dict:
+def speed(recipe: str, device: str, precision: str, epochs: int, batch_limit: int, extra: list[str],
+          compiled: bool = False) -> dict:
     trainer = trainer_for(recipe, device, precision, extra)
     seed_everything(0)
     model, distiller = with_teacher(trainer, trainer.build())
+    step_model = torch.compile(model, dynamic=True) if compiled else model
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=trainer.config.training.lr,
                                  weight_decay=trainer.config.training.weight_decay, fused=True)
@@ -89,7 +96,7 @@ def speed(recipe: str, device: str, precision: str, epochs: int, batch_limit: in
         for batch in batches:
             batch = batch.to(trainer.device)
             optimizer.zero_grad(set_to_none=True)
-            total, _, _ = trainer.loss(model, distiller, batch)
+            total, _, _ = trainer.loss(step_model, distiller, batch)
             total.backward()
             optimizer.step()
         if trainer.device.type == "cuda":
@@ -102,6 +109,7 @@ def speed(recipe: str, device: str, precision: str, epochs: int, batch_limit: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default="sdt,summer")
+    parser.add_argument("--compile-recipes", default="sdt", help="also time these under torch.compile ('' for none)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batches", type=int, default=0, help="time only N batches per epoch (0: all)")
@@ -114,17 +122,20 @@ def main() -> None:
              "| recipe | batch | fp32 CPU/GPU loss rel. diff | parity | fp32 s/epoch | fp32 peak GiB |"
              " bf16 s/epoch | bf16 peak GiB | fp32 speed-up vs reference |", "|---|---|---|---|---|---|---|---|---|"]
     failed = False
-    for recipe in args.recipes.split(","):
-        difference = parity(recipe, args.device, args.overrides)
+    variants = [(recipe, False) for recipe in args.recipes.split(",")]
+    variants += [(recipe, True) for recipe in args.compile_recipes.split(",") if recipe]
+    for recipe, compiled in variants:
+        difference = parity(recipe, args.device, args.overrides, compiled)
         ok = difference <= args.tolerance
         failed |= not ok
-        fp32 = speed(recipe, args.device, "fp32", args.epochs, args.batches, args.overrides)
-        bf16 = (speed(recipe, args.device, "bf16", args.epochs, args.batches, args.overrides)
-                if args.device == "cuda" else {"seconds": float("nan"), "peak_gib": float("nan")})
-        speed_up = f"{REFERENCE_SDT_SECONDS / fp32['seconds']:.1f}x" if recipe == "sdt" else "–"
-        lines.append(f"| {recipe} | {fp32['batch']} | {difference:.2e} | {'ok' if ok else 'FAIL'} | "
-                     f"{fp32['seconds']:.2f} | {fp32['peak_gib']:.2f} | {bf16['seconds']:.2f} | {bf16['peak_gib']:.2f} | "
-                     f"{speed_up} |")
+        fp32 = speed(recipe, args.device, "fp32", args.epochs, args.batches, args.overrides, compiled)
+        bf16 = (speed(recipe, args.device, "bf16", args.epochs, args.batches, args.overrides, compiled)
+                if args.device == "cuda" and not compiled  # the target is fp32; a second compile costs device time
+                else {"seconds": float("nan"), "peak_gib": float("nan")})
+        speed_up = f"{REFERENCE_SDT_SECONDS / fp32['seconds']:.1f}x" if recipe == "sdt" and args.device == "cuda" else "–"
+        lines.append(f"| {recipe}{' (compiled)' if compiled else ''} | {fp32['batch']} | {difference:.2e} | "
+                     f"{'ok' if ok else 'FAIL'} | {fp32['seconds']:.2f} | {fp32['peak_gib']:.2f} | "
+                     f"{bf16['seconds']:.2f} | {bf16['peak_gib']:.2f} | {speed_up} |")
         print(lines[-1], flush=True)
     if "sdt" in args.recipes.split(","):
         lines += ["", f"Target (issue 4): sdt fp32 at batch 8 at least 3x faster per epoch than the public reference "

@@ -70,6 +70,11 @@ class TrainingConfig(_Strict):
     seed: int = Field(0, ge=0, description="first seed; --seeds N uses seed, seed+1, ...")
     selection_metric: Literal["weighted_f1", "accuracy", "macro_f1"] = "weighted_f1"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA only)")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model for training steps (dynamic shapes): fewer, fused kernels for "
+        "launch-bound GPU runs, at the price of compiling first; evaluation stays eager",
+    )
     save_checkpoint: bool = Field(True, description="write the selected epoch's weights to the output folder")
     standardize_features: bool = Field(
         False, description="z-score every feature dimension with the train split's mean and std (all splits)"

@@ -202,6 +202,8 @@ class Trainer:
         model, distiller = self.build()
         if teacher is not None:
             distiller.attach_teacher(teacher["model"], teacher["hidden_size"])
+        # The compiled wrapper shares the model's parameters; evaluation and snapshots use the model itself.
+        step_model = torch.compile(model, dynamic=True) if self.config.training.compile else model
         parameters = [p for p in list(model.parameters()) + list(distiller.parameters()) if p.requires_grad]
         # fused=True: one kernel for all parameters instead of a Python loop over 100+ tensors; same update.
         optimizer = torch.optim.Adam(
@@ -226,7 +228,7 @@ class Trainer:
                 count = int(batch.mask.sum())  # counted on the host copy, before the transfer
                 batch = batch.to(self.device)
                 optimizer.zero_grad(set_to_none=True)
-                total, _, output = self.loss(model, distiller, batch)
+                total, _, output = self.loss(step_model, distiller, batch)
                 for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
                     model_metrics[name] = model_metrics.get(name, 0.0) + torch.as_tensor(value).detach().float()
                 batch_count += 1

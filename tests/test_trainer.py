@@ -120,3 +120,16 @@ def test_non_finite_loss_stops_training_with_a_user_error_naming_epoch_and_seed(
     trainer.loss = poisoned
     with pytest.raises(UserError, match="non-finite .* during epoch 1 of seed 3"):
         trainer.fit(3)
+
+
+def test_compiled_training_matches_eager():
+    """training.compile=true trains through torch.compile (inductor) and must learn the same numbers.
+
+    Dropout off: compiled kernels draw their random numbers differently from eager ones.
+    """
+    settings = ["training.epochs=1", "training.batch_size=8", "model.hidden_size=16", "mixer.dropout=0",
+                "fuser.dropout=0", "model.head_dropout=0"]
+    eager = make_trainer(*settings, recipe="sdt", modalities=["text", "audio"]).fit(0)
+    compiled = make_trainer(*settings, "training.compile=true", recipe="sdt", modalities=["text", "audio"]).fit(0)
+    assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-4)
+    assert compiled.history[0]["dev_weighted_f1"] == pytest.approx(eager.history[0]["dev_weighted_f1"], abs=1e-6)
