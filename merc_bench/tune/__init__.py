@@ -155,6 +155,7 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
     study_dir = request.out or Path("tunes") / name
     check_writable(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)  # the default sqlite storage lives in it
     url = request.storage or studies.default_storage_url(study_dir)
     file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
     key = {"recipe": request.recipe, "dataset": dataset, "modalities": request.modalities, "overrides": overrides,
