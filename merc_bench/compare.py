@@ -55,7 +55,8 @@ def comparison_table(
 
     Columns: ``model``, ``source``, ``seeds``, then ``<class> ACC``/``<class> F1``, ``w-ACC``,
     ``w-F1``, ``macro-F1`` each with ``mean`` and ``std`` (MultiIndex level 1), then
-    ``Δw-F1`` and ``p`` against ``reference`` (NaN for the reference itself and published rows).
+    ``Δw-F1`` and ``p`` against ``reference`` (NaN for the reference itself and published rows), and
+    ``params (M)``, the trainable parameters in millions (NaN for published rows).
     """
     if not measured:
         raise ValueError("nothing to compare")
@@ -82,10 +83,11 @@ def comparison_table(
             difference, p_value = 100 * outcome.difference, outcome.p_value
         row[("Δw-F1", "")] = difference
         row[("p", "")] = p_value
+        row[("params (M)", "")] = item.result["parameters"]["trainable"] / 1e6
         rows.append(row)
     for model, values in _published_rows(published, classes):
         row = {("model", ""): model, ("source", ""): "published", ("seeds", ""): math.nan,
-               ("Δw-F1", ""): math.nan, ("p", ""): math.nan}
+               ("Δw-F1", ""): math.nan, ("p", ""): math.nan, ("params (M)", ""): math.nan}
         for column, value in values.items():
             row[(column, "mean")] = value
             row[(column, "std")] = math.nan
@@ -161,6 +163,9 @@ def _cells(table: pd.DataFrame, bold: Any, dagger: str) -> list[list[str]]:
             elif column == "p":
                 value = row[("p", "")]
                 cells.append("" if math.isnan(value) else f"{value:.3f}")
+            elif column == "params (M)":  # the model's trainable parameters, as validate counts them
+                value = row[("params (M)", "")]
+                cells.append("" if math.isnan(value) else f"{value:.2f}")
             else:
                 mean, std = row[(column, "mean")], row[(column, "std")]
                 if mean is None or (isinstance(mean, float) and math.isnan(mean)):
@@ -191,7 +196,7 @@ def render_terminal(table: pd.DataFrame, note: str) -> Any:
 
     printed = Table(title=note, title_justify="left")
     columns = _display_columns(table)
-    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p")]
+    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p", "params (M)")]
     for index in shown:
         printed.add_column(columns[index], justify="left" if columns[index] == "model" else "right")
     for cells in _cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):
