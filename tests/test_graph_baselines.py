@@ -14,7 +14,7 @@ from merc_bench.plugins import get_registry
 from merc_bench.runner import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
-from merc_bench_dialoguegcn.fuser import DialogueGCNFuser
+from merc_bench_dialoguegcn.fuser import DialogueGCNFuser, RelationalGraphConv
 from merc_bench_dialoguegcn.graph import first_appearance_order, relation_adjacency, window_mask
 from merc_bench_mmgcn.focal_loss import FocalLoss
 from merc_bench_mmgcn.fuser import MMGCNFuser
@@ -97,6 +97,32 @@ def test_dialoguegcn_speaker_slots():
 
 
 MODALITIES = ("text", "audio", "visual")
+
+
+@pytest.mark.parametrize("bases", [None, 3])
+def test_relational_conv_is_eq_2_written_out(bases):
+    """h_i = ReLU(Σ_r Σ_j α_ij / |N_i^r| · W_r g_j + α_ii W_0 g_i), W_r = Σ_b a_rb V_b, by explicit loops."""
+    torch.manual_seed(0)
+    batch, relations, length, hidden = 2, 5, 4, 3
+    layer = RelationalGraphConv(hidden, relations, bases)
+    g = torch.randn(batch, length, hidden)
+    kind = torch.randint(0, relations, (batch, length, length))  # one relation per edge
+    present = torch.rand(batch, length, length) < 0.7
+    edges = (F.one_hot(kind, relations).permute(0, 3, 1, 2) * present[:, None]).float()  # (B, R, L, L)
+    alpha = torch.softmax(torch.randn(batch, length, length), dim=-1)
+    if bases is None:
+        kernels = layer.kernels
+    else:
+        kernels = torch.einsum("rc,chk->rhk", layer.coefficients, layer.kernels)  # W_r = Σ_b a_rb V_b
+    expected = torch.zeros(batch, length, hidden)
+    for b, i in itertools.product(range(batch), range(length)):
+        total = alpha[b, i, i] * layer.root(g[b, i])
+        for r in range(relations):
+            count = max(float(edges[b, r, i].sum()), 1.0)
+            for j in range(length):
+                total = total + edges[b, r, i, j] * alpha[b, i, j] / count * (g[b, j] @ kernels[r])
+        expected[b, i] = torch.relu(total)
+    assert torch.allclose(layer(g, edges, alpha), expected, atol=1e-5)
 
 
 def test_mmgcn_edge_structure():

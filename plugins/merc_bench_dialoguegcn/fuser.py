@@ -123,9 +123,11 @@ class RelationalGraphConv(nn.Module):
     def forward(self, g: torch.Tensor, edges: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         neighbours = edges.sum(dim=-1, keepdim=True).clamp_min(1)  # (B, R, L, 1): |N_i^r|
         weights = edges * alpha[:, None] / neighbours  # (B, R, L, L): α_ij / |N_i^r| on each edge
-        gathered = weights @ g[:, None]  # (B, R, L, H): Σ_j per relation, before W_r
         if self.coefficients is not None:
-            gathered = torch.einsum("brih,rc->bcih", gathered, self.coefficients)  # (B, bases, L, H)
+            # Σ_r Σ_j w_rij g_j Σ_b a_rb V_b = Σ_b (Σ_j [Σ_r a_rb w_rij] g_j) V_b: mixing the edge weights
+            # into the bases first aggregates over bases (30) instead of relations (162 on MELD).
+            weights = torch.einsum("brij,rc->bcij", weights, self.coefficients)  # (B, bases, L, L)
+        gathered = weights @ g[:, None]  # (B, R or bases, L, H): Σ_j per relation or basis, before W
         messages = torch.einsum("brih,rhk->bik", gathered, self.kernels)  # (B, L, H)
         self_weight = alpha.diagonal(dim1=1, dim2=2)[..., None]  # (B, L, 1): α_ii
         return torch.relu(messages + self_weight * self.root(g))
