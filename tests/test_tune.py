@@ -7,6 +7,7 @@ worker processes; :mod:`test_tune_postgres` runs them again against a PostgreSQL
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -54,7 +55,14 @@ def cli(args: list[str]) -> int:
 
 
 def _storage_study(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=url)
+    return optuna.load_study(study_name=name, storage=_storage(url))
+
+
+@functools.cache
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    """One storage (one connection pool) per URL for the whole test session: a new one per call
+    opened a connection each time, and polling every 0.1 s used up PostgreSQL's 100 slots."""
+    return optuna.storages.RDBStorage(url)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
