@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool, carry [".gpu-wheels"]): install the carried wheels and
 # merc-bench's entry points into a scratch folder (the image has torch but no pydantic, MLflow or
-# SQLAlchemy, and no network), run benchmarks/gpu_check.py (arguments are passed on, e.g.
-# --epochs 2), then a tracked 2-epoch `merc-bench run sdt` on the device whose GPU facts MLflow
-# records, printed from the store. Results go to $OUT (the device tool's folder) or a temp folder.
+# SQLAlchemy, and no network), run a tracked 2-epoch `merc-bench run sdt` on the device whose GPU
+# facts MLflow records (printed from the store), then benchmarks/gpu_check.py for at most
+# CHECK_SECONDS (default 480; arguments are passed on, e.g. --epochs 2). Results go to $OUT (the
+# device tool's folder) or a temp folder.
 # DEVICE=cpu PYTHON=… runs the same steps on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ PYTHON
 export PYTHONPATH="$TARGET:$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
-"$PY" benchmarks/gpu_check.py --device "$DEVICE" "$@" || status=$?
+# The tracked run first: it is short, and its MLflow GPU tags are what a timeout must not lose.
 "$PY" -m merc_bench.cli run sdt --device "$DEVICE" --epochs 2 --set dataset.shape=meld --out "$OUT/run-sdt" \
   --tracking-uri "sqlite:///$OUT/mlflow.db" > "$OUT/run-sdt.log" 2>&1 || { status=$?; tail -n 20 "$OUT/run-sdt.log"; }
 "$PY" - "$OUT/mlflow.db" <<'PYTHON' || status=$?
@@ -35,6 +36,8 @@ import sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute(
     "SELECT DISTINCT key, value FROM tags WHERE key LIKE 'gpu%' OR key LIKE 'peak_gpu%' "
     "OR key IN ('device', 'cuda', 'torch') ORDER BY key").fetchall()
-print("MLflow tags of the tracked run:", ", ".join(f"{key}={value}" for key, value in rows))
+print("MLflow tags of the tracked run:", ", ".join(f"{key}={value}" for key, value in rows), flush=True)
 PYTHON
+# Bounded so the device call (600 s at most) still returns; finished rows are already in $OUT/gpu_check.md.
+timeout "${CHECK_SECONDS:-480}" "$PY" benchmarks/gpu_check.py --device "$DEVICE" "$@" || status=$?
 exit "$status"
