@@ -97,6 +97,21 @@ class RunConfig(_Strict):
     seeds: int = Field(1, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    def cache_description(self) -> dict[str, Any]:
+        """The configuration as JSON without what only labels a run or chooses what is written.
+
+        The seed and teacher caches key on this: the recipe's name, the number of seeds, the first
+        seed of a range (each cached seed is keyed by its own seed, so ``--set training.seed=3
+        --seeds 2`` reuses seeds 3 and 4 of an earlier ``--seeds 5``) and checkpoint writing do not
+        change what a seed learns.
+        """
+        described = self.model_dump(mode="json")
+        for name in ("recipe", "seeds"):
+            described.pop(name)
+        for name in ("seed", "save_checkpoint"):
+            described["training"].pop(name)
+        return described
+
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``update`` merged in recursively (dicts merge, other values replace)."""

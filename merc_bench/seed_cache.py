@@ -29,20 +29,10 @@ from merc_bench.trainer import SeedResult, cache_dir
 
 __all__ = ["SeedCache", "seed_key"]
 
-# Fields that label a run or choose what is written, without changing what a seed learns.
-_VOLATILE = ("recipe", "seeds")
-
-
 def seed_key(config: RunConfig, corpus: Corpus, seed: int, device_type: str) -> str:
     """The fingerprint of one seed of one configuration on one dataset."""
-    described = config.model_dump(mode="json")
-    for name in _VOLATILE:
-        described.pop(name, None)
+    described = config.cache_description()
     described["device"] = device_type  # "auto" means different hardware on different machines
-    # The first seed of a --seeds range is a label too: the seed itself is in the payload, so
-    # ``--set training.seed=3 --seeds 2`` reuses seeds 3 and 4 of an earlier ``--seeds 5``.
-    described["training"].pop("save_checkpoint", None)
-    described["training"].pop("seed", None)
     payload = {"config": described, "dataset": corpus.fingerprint(), "seed": seed, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -37,7 +37,7 @@ from merc_bench.data import Batch, Corpus, Dialogue, batches
 from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.metrics import classification_metrics
-from merc_bench.model import MERCModel, build_context, build_model, count_parameters, select_modalities
+from merc_bench.model import MERCModel, build_context, build_model, select_modalities
 from merc_bench.registry import Registry
 
 __all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
@@ -302,11 +302,8 @@ class Trainer:
 
     def teacher_fingerprint(self, teacher: RunConfig, seed: int) -> str:
         """Fingerprint of (teacher config, dataset content, split/protocol, seed)."""
-        described = teacher.model_dump(mode="json")
-        for volatile in ("device", "seeds", "recipe"):  # labels and placement do not change the teacher
-            described.pop(volatile, None)
-        described["training"].pop("save_checkpoint", None)
-        described["training"].pop("seed", None)  # the first seed of a range; the seed itself is keyed below
+        described = teacher.cache_description()
+        described.pop("device")  # placement does not change the teacher's weights
         key = json.dumps(
             {"teacher": described, "dataset": self.corpus.fingerprint(), "protocol": self.config.protocol, "seed": seed},
             sort_keys=True,
