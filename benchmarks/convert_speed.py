@@ -30,7 +30,6 @@ import gc
 import io
 import pickle
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from machine import machine_facts  # benchmarks/machine.py, beside this script
+from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
 from merc_bench.convert import convert_command
 from merc_bench.feature_store import read_corpus
 from merc_bench.safe_pickle import load_pickle
@@ -161,13 +160,13 @@ def main() -> None:
 
 
 def record(results: dict[int, dict[str, float]], utterances: int, args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     protocols = list(results)
     names = list(results[protocols[0]])
     ratios = [results[p][PICKLE_STEP] / results[p][STORE_STEP] for p in protocols]
     block = "\n".join([
         f"\n### Loading MELD features: SDT pickle vs converted folder — {dt.date.today().isoformat()}, "
-        f"commit {commit or 'unknown'}",
+        f"commit {commit}",
         f"Machine: {machine_facts()}. Command: `python benchmarks/convert_speed.py {' '.join(sys.argv[1:])}`",
         f"Data: SDT-MELD-layout 13-tuple at full size (1432 dialogues, {utterances} utterances; text 1024 × 4 "
         f"RoBERTa layers, audio 300, visual 342, float32 vectors per utterance) pickled at each protocol; warm "
@@ -182,9 +181,7 @@ def record(results: dict[int, dict[str, float]], utterances: int, args: argparse
     ])
     print(block)
     if not args.no_record:
-        path = Path(__file__).with_name("RESULTS.md")
-        with path.open("a") as stream:
-            stream.write(block + "\n")
+        append_results(block)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,12 @@ import sys
 import time
 from pathlib import Path
 
-from machine import machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
+from machine import append_results, git_commit, machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
 
 from merc_bench.prepare import prepare_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 ALL = "sdt,summer,dialoguernn,dialoguegcn,mmgcn,multiemo,early-fusion,late-fusion"
 # Seconds per seed measured at this setting with one thread (RESULTS.md): the order jobs take them in.
 SLOWEST_FIRST = ["dialoguegcn", "summer", "multiemo", "dialoguernn", "mmgcn", "sdt", "late-fusion", "early-fusion"]
@@ -108,11 +107,11 @@ def main() -> None:
         sys.exit(f"compare failed ({completed.returncode}):\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
     print(completed.stdout[-3000:])
     table = (out / "comparison.md").read_text()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = git_commit()
     shown = " ".join(shlex.quote(part) for part in ["merc-bench", *command[3:]])
     block = "\n".join([
         f"### MELD text only: every recipe through `merc-bench compare` — {dt.date.today().isoformat()}, "
-        f"commit {commit.strip() or '?'}",
+        f"commit {commit}",
         f"Machine: {machine_facts()}. Wall time {seconds / 60:.1f} min for {len(recipes)} recipes × {args.seeds} seeds"
         + (f", after {filled / 60:.1f} min filling the seed cache with {args.jobs} one-thread jobs "
            f"(`--jobs {args.jobs}`)." if filled is not None else "."),
@@ -124,8 +123,7 @@ def main() -> None:
     ])
     print(block)
     if not args.no_write:
-        with RESULTS.open("a", encoding="utf-8") as stream:
-            stream.write("\n" + block + "\n")
+        append_results(block)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
 from merc_bench.data import Corpus, DatasetInfo, Dialogue
 from merc_bench.feature_store import read_corpus, write_corpus
 from merc_bench.metrics import classification_metrics
@@ -49,7 +49,6 @@ from merc_bench.prepare import prepare_command
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def flat(corpus: Corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -166,14 +165,11 @@ def main() -> None:
         print(f"{recipe} ({variant}): test w-F1 {cell(result['test']['weighted_f1'])} in {seconds:.0f} s", flush=True)
 
     classes = corpus.info.classes
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    import torch
-
+    commit = git_commit()
     lines = [
         f"### MELD text only (MiniLM features): context models vs context-free references — "
-        f"{dt.date.today().isoformat()}, commit {commit.strip() or '?'}",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}. Command: "
+        f"{dt.date.today().isoformat()}, commit {commit}",
+        f"Machine: {machine_facts()}. Command: "
         f"`python benchmarks/meld_text.py {' '.join(sys.argv[1:])}`. Features: `merc-bench data prepare meld --from "
         f"../shared/data/meld` (minilm, 384-d; prepare {prepare_seconds:.0f} s, embeddings {embeddings['train']}). "
         f"Trained models: clean protocol, {args.seeds} seeds, mean ± std; references are deterministic. "
@@ -202,8 +198,7 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        with open(RESULTS, "a") as stream:
-            stream.write("\n" + block)
+        append_results(block)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from machine import machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
+from machine import append_results, git_commit, machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
 
 from merc_bench.model import build_model  # noqa: E402
 from merc_bench.plugins import get_registry  # noqa: E402
@@ -83,9 +82,9 @@ def main() -> None:
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         print(done.stdout.rsplit("ROW ", 1)[0], end="", flush=True)
         rows.append(done.stdout.rsplit("ROW ", 1)[1].strip())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     block = "\n".join([
-        f"\n### Recipe train epoch, CPU, MELD shape — {dt.date.today().isoformat()}, commit {commit or 'unknown'}",
+        f"\n### Recipe train epoch, CPU, MELD shape — {dt.date.today().isoformat()}, commit {commit}",
         f"Machine: {machine_facts()}. Command: `python benchmarks/recipe_epoch.py {' '.join(sys.argv[1:])}` "
         "(timed batches scaled to an epoch; each recipe in its own process).",
         "",
@@ -95,8 +94,7 @@ def main() -> None:
     ])
     print(block)
     if not args.no_record:
-        with Path(__file__).with_name("RESULTS.md").open("a") as stream:
-            stream.write(block + "\n")
+        append_results(block)
 
 
 if __name__ == "__main__":

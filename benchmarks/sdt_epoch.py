@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from merc_bench.plugins import get_registry
 from merc_bench.runner import prepare
 from merc_bench.trainer import Trainer, seed_everything
-from machine import machine_facts  # benchmarks/machine.py (this script's folder is on sys.path)
+from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py (this script's folder is on sys.path)
 from merc_bench.model import FuserOutput
 
 SHAPES = {
@@ -168,10 +167,10 @@ def measure(shape: str, batch_limit: int) -> str:
 
 
 def record(lines: list[str], args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     block = "\n".join(
         [
-            f"\n### SDT train epoch, CPU — {dt.date.today().isoformat()}, commit {commit or 'unknown'}",
+            f"\n### SDT train epoch, CPU — {dt.date.today().isoformat()}, commit {commit}",
             f"Machine: {machine_facts()}. Command: `python benchmarks/sdt_epoch.py {' '.join(sys.argv[1:])}`"
             + (f" (first {args.batches} batches, scaled to an epoch)" if args.batches else ""),
             "",
@@ -183,11 +182,7 @@ def record(lines: list[str], args: argparse.Namespace) -> None:
     )
     print(block)
     if not args.no_record:
-        path = Path(__file__).with_name("RESULTS.md")
-        if not path.exists():
-            path.write_text("# Benchmark results\n\nEach block: what was measured, on which machine, by which command.\n")
-        with path.open("a") as stream:
-            stream.write(block + "\n")
+        append_results(block)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from machine import machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
+from machine import append_results, git_commit, machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "_out" / "tune_pruning"
@@ -89,14 +89,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     results = [run_study(pruner, args.trials, args.epochs, args.seed, args.threads) for pruner in ("none", "median")]
     load_after = os.getloadavg()[0]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
+    commit = git_commit()
     rows = [f"| {r['pruner']} | {r['complete']} / {r['pruned']} / {r['failed']} | {r['epochs']} | "
             f"{r['seconds']:.0f} | {100 * r['best']:.2f} | {r['trial']}: {r['chosen']} |" for r in results]
     none, median = results
     block = "\n".join([
         f"\n### Tuning: median pruning vs none, SUMMER-component space — {dt.date.today().isoformat()}, "
-        f"commit {commit or 'unknown'}",
+        f"commit {commit}",
         f"Machine: {machine_facts()}; the studies ran with "
         f"{args.threads or os.environ.get('OMP_NUM_THREADS') or 'torch default'} thread(s). "
         f"Command: `{shlex.join(['python', 'benchmarks/tune_pruning.py', *_without_note(sys.argv[1:])])}` "
@@ -116,8 +115,7 @@ def main() -> None:
     ])
     print(block)
     if not args.no_record:
-        with Path(__file__).with_name("RESULTS.md").open("a") as stream:
-            stream.write(block + "\n")
+        append_results(block)
 
 
 if __name__ == "__main__":
