@@ -30,7 +30,7 @@ import pydantic
 
 from merc_bench.errors import UserError, unknown_name_message
 
-__all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "Entry", "Registry", "RegistrationError"]
+__all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildRefused", "Entry", "Registry", "RegistrationError"]
 
 #: The distribution whose plugins register bare (un-namespaced) names.
 BUILTIN_DISTRIBUTION = "merc-bench"
@@ -95,11 +95,56 @@ class Entry:
         return [name for name in parameters if name in CONTEXT_NAMES and name not in fields]
 
     def build(self, config: pydantic.BaseModel, context: dict[str, Any]) -> Any:
-        """Instantiate the class from a validated config plus the context values it asks for."""
+        """Instantiate the class from a validated config plus the context values it asks for.
+
+        A constructor refuses a configuration it cannot work with by raising :class:`UserError`,
+        ``ValueError`` or ``TypeError``; that becomes a :class:`BuildRefused` naming this component and
+        its distribution. Any other exception is a bug in the component and propagates unchanged.
+        """
         kwargs = config.model_dump()
         for name in self.context_parameters():
             kwargs[name] = context[name]
-        return self.obj(**kwargs)
+        try:
+            return self.obj(**kwargs)
+        except (UserError, ValueError, TypeError) as error:
+            raise BuildRefused(self, error) from error
+
+
+class BuildRefused(UserError):
+    """A component's constructor refused its configuration (the one way for a component to say no)."""
+
+    def __init__(self, entry: Entry, error: BaseException) -> None:
+        self.entry = entry
+        self.error = error
+        super().__init__(
+            f"{entry.kind} {entry.name!r} ({_distribution_label(entry.plugin)}) refused to build: "
+            f"{_one_paragraph(error)}. Change the {entry.kind}'s options (--set {entry.kind}.<option>=...), "
+            f"the model-wide sizes or --modalities, or choose another {entry.kind}."
+        )
+
+
+#: A component's own message is shown at most this long: it may quote values a user typed.
+REFUSAL_MESSAGE_LIMIT = 400
+
+
+def _one_paragraph(error: BaseException) -> str:
+    """The exception's message on one line, bounded; the type too unless it is a UserError."""
+    text = " ".join(str(error).split()).rstrip(".")
+    if len(text) > REFUSAL_MESSAGE_LIMIT:
+        text = text[: REFUSAL_MESSAGE_LIMIT - 1] + "…"
+    if isinstance(error, UserError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _distribution_label(distribution: str) -> str:
+    """``distribution <name> <version>``, the version read from the installed metadata when there is one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"distribution {distribution} {version(distribution)}"
+    except (PackageNotFoundError, ValueError):
+        return f"distribution {distribution}"
 
 
 def describe_validation_error(error: pydantic.ValidationError, owner: str) -> str:

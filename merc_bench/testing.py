@@ -9,17 +9,24 @@ Plugin authors use it in their own test suites::
     def test_contract(entry):
         check_component(entry)
 
-Each check builds the component small (hidden size 16, three modalities with small feature sizes)
-from its default config and asserts: output shapes, a gradient reaching every trainable parameter,
-no NaN, padded positions not changing real outputs, the same seed giving the same output, the
-config round-tripping while unknown keys are rejected, and every sample of its search space being
-a valid, buildable config. :func:`check_dataset` checks a dataset plugin's corpus;
+Each check builds the component small (hidden size 16, small feature sizes) from its default config
+and asserts: output shapes, a gradient reaching every trainable parameter, no NaN, padded positions
+not changing real outputs, the same seed giving the same output, the config round-tripping while
+unknown keys are rejected, and every sample of its search space being a valid, buildable config.
+
+It does so on every non-empty subset of text, audio and visual (:data:`MODALITY_SUBSETS`), since a
+run may pick any of them with ``--modalities``: a component must either work on a subset — outputs
+for exactly the run's modalities, nothing looked up by a hard-coded modality name — or refuse to
+build there with a :class:`~merc_bench.errors.UserError`, ``ValueError`` or ``TypeError`` from its
+constructor, which the registry turns into a one-paragraph error naming the component. It must
+build on all three. :func:`check_dataset` checks a dataset plugin's corpus;
 :func:`plugin_entries` lists what one distribution registered, for a parametrised test in a
 plugin's own suite.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -27,11 +34,12 @@ import pydantic
 import torch
 
 from merc_bench.data import Batch, Dialogue, collate
+from merc_bench.errors import UserError
 from merc_bench.model import FuserOutput, MixerOutput, ModelOutput, wants_speakers
 from merc_bench.registry import Entry, Registry
 
-__all__ = ["SMALL_CONTEXT", "component_entries", "plugin_entries", "check_component", "check_search_space",
-           "check_dataset", "make_batch"]
+__all__ = ["SMALL_CONTEXT", "MODALITY_SUBSETS", "component_entries", "plugin_entries", "check_component",
+           "check_search_space", "check_dataset", "make_batch", "subset_context"]
 
 #: The build context every contract check uses.
 SMALL_CONTEXT: dict[str, Any] = {
@@ -44,7 +52,22 @@ SMALL_CONTEXT: dict[str, Any] = {
     "data_dir": None,
 }
 
+#: Every non-empty subset of the three modalities, in dataset order (the full set first).
+MODALITY_SUBSETS: tuple[tuple[str, ...], ...] = tuple(
+    subset for size in (3, 2, 1) for subset in itertools.combinations(SMALL_CONTEXT["modalities"], size)
+)
+
 _MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
+
+
+def subset_context(modalities: tuple[str, ...]) -> dict[str, Any]:
+    """:data:`SMALL_CONTEXT` restricted to ``modalities`` (what a run with ``--modalities`` builds with)."""
+    unknown = [m for m in modalities if m not in SMALL_CONTEXT["feature_dims"]]
+    if not modalities or unknown:
+        raise ValueError(f"modalities must be a non-empty subset of {SMALL_CONTEXT['modalities']}, got {modalities}")
+    ordered = tuple(m for m in SMALL_CONTEXT["modalities"] if m in modalities)
+    return dict(SMALL_CONTEXT, modalities=ordered,
+                feature_dims={m: SMALL_CONTEXT["feature_dims"][m] for m in ordered})
 
 
 def component_entries(registry: Registry | None = None, kinds: tuple[str, ...] = _MODEL_KINDS) -> list[Entry]:
@@ -87,9 +110,9 @@ def make_batch(lengths: tuple[int, ...] = (5, 3, 1), seed: int = 0, context: dic
     return collate(dialogues, modalities=context["modalities"], num_speakers=context["num_speakers"])
 
 
-def _build(entry: Entry, seed: int = 0) -> torch.nn.Module:
+def _build(entry: Entry, context: dict[str, Any] = SMALL_CONTEXT, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    module = entry.build(entry.make_config({}), SMALL_CONTEXT)
+    module = entry.build(entry.make_config({}), context)
     if callable(getattr(module, "attach_teacher", None)):
         module.attach_teacher(small_teacher(), SMALL_CONTEXT["hidden_size"])
     return module
@@ -133,19 +156,21 @@ def _with_noisy_padding(batch: Batch, seed: int = 1) -> Batch:
 
 
 def _hidden(batch: Batch, seed: int = 2) -> dict[str, torch.Tensor]:
+    """Random mixer outputs (B, L, H) for the batch's modalities."""
     generator = torch.Generator().manual_seed(seed)
     size = (*batch.mask.shape, SMALL_CONTEXT["hidden_size"])
-    return {m: torch.randn(size, generator=generator) for m in SMALL_CONTEXT["modalities"]}
+    return {m: torch.randn(size, generator=generator) for m in batch.features}
 
 
 def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Call the component; return its tensor outputs by name."""
+    first = next(iter(hidden))  # a mixer sees one modality at a time; the fused stand-in is any of them
     if entry.kind == "encoder":
         out = module(features=batch.features, speakers=batch.speakers, mask=batch.mask)
         return dict(out)
     speakers = {"speakers": batch.speakers} if wants_speakers(module) else {}
     if entry.kind == "mixer":
-        out = module(hidden["text"], batch.mask, **speakers)
+        out = module(hidden[first], batch.mask, **speakers)
         if isinstance(out, MixerOutput):
             return {"hidden": out.hidden, **{f"aux.{k}": v for k, v in out.aux_losses.items()}}
         return {"hidden": out}
@@ -159,8 +184,8 @@ def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, 
         generator = torch.Generator().manual_seed(3)
         output = ModelOutput(
             logits=torch.randn(shape, generator=generator),
-            modality_logits={m: torch.randn(shape, generator=generator) for m in SMALL_CONTEXT["modalities"]},
-            hidden=hidden["text"],
+            modality_logits={m: torch.randn(shape, generator=generator) for m in hidden},
+            hidden=hidden[first],
             modality_hidden=hidden,
         )
         terms = module(output=output, batch=batch, class_weights=None)
@@ -168,31 +193,62 @@ def _run(entry: Entry, module: torch.nn.Module, batch: Batch, hidden: dict[str, 
     raise ValueError(entry.kind)
 
 
-def check_component(entry: Entry) -> None:
-    """Run every contract check on one registered component; raises AssertionError on a failure."""
+def check_component(entry: Entry, modalities: tuple[str, ...] | None = None) -> None:
+    """Run every contract check on one registered component; raises AssertionError on a failure.
+
+    ``modalities`` checks one subset of text/audio/visual; by default every subset in
+    :data:`MODALITY_SUBSETS` is checked.
+    """
     check_config(entry)
     check_search_space(entry)
-    batch = make_batch()
+    for subset in MODALITY_SUBSETS if modalities is None else (modalities,):
+        check_on_modalities(entry, subset)
+
+
+def check_on_modalities(entry: Entry, modalities: tuple[str, ...]) -> bool:
+    """The behaviour checks on one subset of modalities; False when the component refused that subset.
+
+    Refusing is allowed on a strict subset (a distiller whose teacher reads text cannot run
+    without it) if it happens in the constructor, as a :class:`UserError` (the registry wraps
+    ``ValueError``/``TypeError``); on all three modalities the default config must build.
+    """
+    context = subset_context(modalities)
+    where = f"{entry.kind} {entry.name!r} on modalities {'+'.join(context['modalities'])}"
+    batch = make_batch(context=context)
     hidden = _hidden(batch)
-    module = _build(entry).eval()
-    outputs = _run(entry, module, batch, hidden)
+    try:
+        module = _build(entry, context).eval()
+    except UserError as refused:
+        if len(context["modalities"]) == len(SMALL_CONTEXT["modalities"]):
+            raise AssertionError(f"{where}: the default config must build on every modality: {refused}") from refused
+        return False
+    try:
+        outputs = _run(entry, module, batch, hidden)
+    except Exception as error:  # a KeyError on a modality the run does not have is the typical failure
+        raise AssertionError(f"{where}: forward raised {type(error).__name__}: {error}") from error
     mask = batch.mask
     size = SMALL_CONTEXT["hidden_size"]
     for name, tensor in outputs.items():
-        assert torch.isfinite(tensor).all(), f"{entry.kind} {entry.name!r}: {name} has NaN or inf"
+        assert torch.isfinite(tensor).all(), f"{where}: {name} has NaN or inf"
         if entry.kind == "distiller" or name.startswith("aux."):
-            assert tensor.dim() == 0, f"{entry.kind} {entry.name!r}: loss term {name} must be a scalar"
+            assert tensor.dim() == 0, f"{where}: loss term {name} must be a scalar"
         else:
             assert tuple(tensor.shape) == (*mask.shape, size), (
-                f"{entry.kind} {entry.name!r}: {name} has shape {tuple(tensor.shape)}, expected {(*mask.shape, size)}"
+                f"{where}: {name} has shape {tuple(tensor.shape)}, expected {(*mask.shape, size)}"
             )
     if entry.kind == "encoder":
-        assert set(outputs) == set(SMALL_CONTEXT["modalities"]), f"encoder {entry.name!r} must return every modality"
+        assert set(outputs) == set(context["modalities"]), (
+            f"{where}: the encoder returned {sorted(outputs)}, expected exactly the run's modalities")
+    if entry.kind == "fuser":
+        returned = sorted(name.split(".", 1)[1] for name in outputs if name.startswith("per_modality."))
+        assert returned == sorted(context["modalities"]), (
+            f"{where}: per_modality has {returned}, expected exactly the run's modalities")
     check_gradients(entry, module, batch, hidden)
     check_mask_invariance(entry, module, batch, hidden, outputs)
-    again = _run(entry, _build(entry).eval(), batch, hidden)
+    again = _run(entry, _build(entry, context).eval(), batch, hidden)
     for name in outputs:
-        assert torch.equal(outputs[name], again[name]), f"{entry.kind} {entry.name!r}: same seed, different {name}"
+        assert torch.equal(outputs[name], again[name]), f"{where}: same seed, different {name}"
+    return True
 
 
 def check_search_space(entry: Entry, samples: int = 5) -> None:
@@ -274,9 +330,9 @@ def _check_distiller_gradients(entry: Entry, module: torch.nn.Module, batch: Bat
     shape = (*batch.mask.shape, SMALL_CONTEXT["num_classes"])
     generator = torch.Generator().manual_seed(5)
     logits = torch.randn(shape, generator=generator, requires_grad=True)
-    modality_logits = {m: torch.randn(shape, generator=generator, requires_grad=True) for m in SMALL_CONTEXT["modalities"]}
+    modality_logits = {m: torch.randn(shape, generator=generator, requires_grad=True) for m in hidden}
     # Representations too: a distiller may work on them alone (contrastive or correlation losses).
-    fused = hidden["text"].clone().requires_grad_(True)
+    fused = next(iter(hidden.values())).clone().requires_grad_(True)
     per_modality = {m: h.clone().requires_grad_(True) for m, h in hidden.items()}
     output = ModelOutput(logits=logits, modality_logits=modality_logits, hidden=fused, modality_hidden=per_modality)
     terms = module(output=output, batch=batch, class_weights=None)
@@ -313,7 +369,7 @@ def _check_distiller_mask_invariance(entry: Entry, module: torch.nn.Module, batc
     shape = (*batch.mask.shape, SMALL_CONTEXT["num_classes"])
     generator = torch.Generator().manual_seed(4)
     logits = torch.randn(shape, generator=generator)
-    modality_logits = {m: torch.randn(shape, generator=generator) for m in SMALL_CONTEXT["modalities"]}
+    modality_logits = {m: torch.randn(shape, generator=generator) for m in batch.features}
     hidden = _hidden(batch)
 
     def terms(scale_padding: float) -> dict[str, torch.Tensor]:
@@ -321,7 +377,7 @@ def _check_distiller_mask_invariance(entry: Entry, module: torch.nn.Module, batc
         output = ModelOutput(
             logits=logits + pad * 50,
             modality_logits={m: x - pad * 50 for m, x in modality_logits.items()},
-            hidden=hidden["text"],
+            hidden=next(iter(hidden.values())),
             modality_hidden=hidden,
         )
         return module(output=output, batch=batch, class_weights=None)

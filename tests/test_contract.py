@@ -1,8 +1,13 @@
-"""Every registered model component passes the contract kit (merc_bench.testing)."""
+"""Every registered model component passes the contract kit (merc_bench.testing) on every modality subset."""
 
 import pytest
+import torch
+from pydantic import BaseModel, ConfigDict
 
-from merc_bench.testing import check_component, component_entries
+from merc_bench.model import FuserOutput
+from merc_bench.registry import Registry
+from merc_bench.testing import (MODALITY_SUBSETS, check_component, check_config, check_on_modalities,
+                                check_search_space, component_entries)
 
 ENTRIES = component_entries()
 
@@ -12,6 +17,63 @@ def test_registry_has_every_kind():
     assert kinds == {"encoder", "mixer", "fuser", "distiller"}
 
 
+def test_the_sweep_covers_the_seven_non_empty_subsets():
+    assert len(MODALITY_SUBSETS) == len(set(MODALITY_SUBSETS)) == 7
+    assert MODALITY_SUBSETS[0] == ("text", "audio", "visual")
+    assert {m for subset in MODALITY_SUBSETS for m in subset} == {"text", "audio", "visual"}
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"{e.kind}:{e.name}")
-def test_component_contract(entry):
-    check_component(entry)
+def test_component_config_and_search_space(entry):
+    check_config(entry)
+    check_search_space(entry)
+
+
+@pytest.mark.parametrize("modalities", MODALITY_SUBSETS, ids="+".join)
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"{e.kind}:{e.name}")
+def test_component_contract(entry, modalities):
+    check_on_modalities(entry, modalities)
+
+
+def test_only_a_distiller_that_needs_text_refuses_subsets_without_it():
+    """Refusing a subset is the exception: every built-in but IKD (its teacher reads text) works on all seven."""
+    refused = {(entry.kind, entry.name, subset) for entry in ENTRIES for subset in MODALITY_SUBSETS
+               if "text" not in subset and entry.name == "ikd" and not check_on_modalities(entry, subset)}
+    assert refused == {("distiller", "ikd", subset) for subset in MODALITY_SUBSETS if "text" not in subset}
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HardCodedVisual(torch.nn.Module):
+    """The fuser of the fuzz campaign: fine on text+audio+visual, KeyError: 'visual' on text,audio."""
+
+    def __init__(self, *, hidden_size: int):
+        super().__init__()
+        self.gate = torch.nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, *, mixed, encoded, mask):
+        fused = self.gate(mixed["visual"]) + sum(mixed.values())
+        return FuserOutput(fused=fused, per_modality=dict(mixed))
+
+
+class NamesEveryModality(torch.nn.Module):
+    """Returns per-modality outputs for text, audio and visual whatever the run has: heads for absent ones."""
+
+    def __init__(self, *, hidden_size: int):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(hidden_size))
+
+    def forward(self, *, mixed, encoded, mask):
+        fused = sum(mixed.values()) * self.scale
+        return FuserOutput(fused=fused, per_modality={m: mixed.get(m, fused) for m in ("text", "audio", "visual")})
+
+
+@pytest.mark.parametrize("fuser, message", [(HardCodedVisual, "KeyError: 'visual'"), (NamesEveryModality, "per_modality has")])
+def test_the_kit_catches_a_fuser_that_passes_on_all_three_modalities(fuser, message):
+    registry = Registry()
+    entry = registry.register("fuser", "broken", fuser, config=_Options)
+    assert check_on_modalities(entry, ("text", "audio", "visual"))  # the old kit's only case
+    with pytest.raises(AssertionError, match=message):
+        check_component(entry)

@@ -241,3 +241,108 @@ def test_trace_logs_hook_calls(tmp_path):
     assert result.returncode == 0
     assert "[merc-bench hook]   merc_bench_register" in result.stderr
     assert "source='sdt'" in result.stderr
+
+
+# -- components refusing a build (the one way for a component to say "not with this configuration") --
+
+class WidthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = 2
+    failure: str = "value"
+
+
+class PickyMixer(torch.nn.Module):
+    """Refuses widths above 4 the documented way, or fails the way a bug does (``failure``)."""
+
+    def __init__(self, *, hidden_size: int, width: int = 2, failure: str = "value"):
+        super().__init__()
+        if width > 4:
+            if failure == "value":
+                raise ValueError(f"width {width} is more than 4")
+            if failure == "type":
+                raise TypeError("width must be at most 4")
+            if failure == "user":
+                raise UserError("width must be at most 4, as the paper's Table 2 uses.")
+            if failure == "long":
+                raise ValueError("x" * 5000 + "\n\nsecond paragraph")
+            raise ZeroDivisionError("a bug in the component, not a refusal")
+        self.linear = torch.nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x, mask):
+        if self.linear.in_features == 3:
+            raise RuntimeError("a bug in forward")
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("failure, shown", [("value", "ValueError: width 9 is more than 4"),
+                                            ("type", "TypeError: width must be at most 4"),
+                                            ("user", "refused to build: width must be at most 4, as the paper's")])
+def test_a_constructor_refusal_names_the_component_its_distribution_and_version(failure, shown):
+    from importlib.metadata import version
+
+    from merc_bench.registry import BuildRefused
+
+    entry = Registry().register("mixer", "picky", PickyMixer, config=WidthConfig)  # a built-in: merc-bench
+    with pytest.raises(BuildRefused) as refused:
+        entry.build(entry.make_config({"width": 9, "failure": failure}), {"hidden_size": 8})
+    message = str(refused.value)
+    assert message.startswith(f"mixer 'picky' (distribution merc-bench {version('merc-bench')}) refused to build: ")
+    assert shown in message
+    assert isinstance(refused.value, UserError) and refused.value.entry is entry
+
+
+def test_a_refusal_message_is_one_bounded_paragraph():
+    entry = Registry().register("mixer", "picky", PickyMixer, config=WidthConfig, plugin="acme-merc")
+    with pytest.raises(UserError) as refused:
+        entry.build(entry.make_config({"width": 9, "failure": "long"}), {"hidden_size": 8})
+    message = str(refused.value)
+    assert "\n" not in message and "second paragraph" not in message
+    assert len(message) < 700 and "mixer 'acme-merc:picky' (distribution acme-merc)" in message
+
+
+def test_other_exceptions_in_a_constructor_are_bugs_and_propagate():
+    entry = Registry().register("mixer", "picky", PickyMixer, config=WidthConfig)
+    with pytest.raises(ZeroDivisionError):
+        entry.build(entry.make_config({"width": 9, "failure": "bug"}), {"hidden_size": 8})
+
+
+@pytest.fixture
+def picky_plugin():
+    class PickyPlugin:
+        @hookimpl
+        def merc_bench_register(self, registry):
+            registry.register("mixer", "picky", PickyMixer, config=WidthConfig)
+
+    manager = plugin_manager()
+    plugin = PickyPlugin()
+    manager.register(plugin, name="picky-plugin")
+    get_registry.cache_clear()
+    try:
+        yield
+    finally:
+        manager.unregister(plugin)
+        get_registry.cache_clear()
+
+
+def test_cli_refusal_exits_2_without_traceback_and_writes_nothing(picky_plugin, tmp_path, capsys):
+    from merc_bench.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "bigru-concat", "--no-track", "--out", str(out), "--set", "mixer=picky",
+              "--set", "mixer.width=9", "--set", "model.hidden_size=8"])
+    stderr = capsys.readouterr().err
+    assert stop.value.code == 2
+    text = " ".join(stderr.split())
+    assert text.startswith("error: mixer 'picky-plugin:picky' (distribution (registered in process)) refused to "
+                           "build: ValueError: width 9 is more than 4.")
+    assert "Traceback" not in stderr and not out.exists()
+
+
+def test_cli_bug_in_forward_keeps_its_traceback(picky_plugin, tmp_path):
+    from merc_bench.cli import main
+
+    with pytest.raises(RuntimeError, match="a bug in forward"):
+        main(["run", "bigru-concat", "--no-track", "--epochs", "1", "--out", str(tmp_path / "out"),
+              "--set", "mixer=picky", "--set", "model.hidden_size=3", "--set", "dataset.train_dialogues=4",
+              "--set", "dataset.dev_dialogues=2", "--set", "dataset.test_dialogues=2"])

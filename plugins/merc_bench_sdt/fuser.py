@@ -93,6 +93,10 @@ class CrossModalFuser(nn.Module):
         self.gates = nn.ModuleDict({f"{source}_to_{target}": UnimodalGate(hidden_size, frozen) for source, target in pairs})
         self.reduce = nn.ModuleDict({m: nn.Linear(len(self.modalities) * hidden_size, hidden_size) for m in self.modalities})
         self.fusion = MultimodalGatedFusion(hidden_size)
+        if len(self.modalities) == 1:
+            # A softmax over one modality is 1 whatever the score, so the score layer cannot learn: frozen,
+            # not removed, so that initialising it still draws the same random numbers as before.
+            self.fusion.score.weight.requires_grad_(False)
 
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor

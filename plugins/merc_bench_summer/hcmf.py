@@ -132,6 +132,10 @@ class HCMFFuser(nn.Module):
         self.combine = combine
         if combine == "gated":
             self.fusion_score = nn.Linear(hidden_size, hidden_size, bias=False)  # SDT's multimodal gated fusion
+            if len(self.modalities) == 1:
+                # A softmax over one modality is 1 whatever the score: the layer cannot learn, so it is
+                # frozen (kept, so that the weights initialised after it stay as they were).
+                self.fusion_score.weight.requires_grad_(False)
         elif combine == "concat":
             self.fusion_project = nn.Linear(len(self.modalities) * hidden_size, hidden_size)
 

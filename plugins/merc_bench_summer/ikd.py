@@ -66,6 +66,7 @@ class InteractiveKnowledgeDistillation(nn.Module):
         self,
         *,
         hidden_size: int,
+        modalities: tuple[str, ...] | None = None,
         smoothing: float = 0.1,
         smooth_weight: float = 0.4,
         align_weight: float = 0.3,
@@ -75,6 +76,12 @@ class InteractiveKnowledgeDistillation(nn.Module):
         teacher_epochs: int | None = None,
     ) -> None:
         super().__init__()
+        if modalities is not None and teacher_modality not in modalities:
+            # The teacher reads its modality from the student's batches, which hold only the run's modalities.
+            raise ValueError(
+                f"the teacher reads {teacher_modality!r}, which this run leaves out (modalities: "
+                f"{', '.join(modalities)}); add it to --modalities or set distiller.teacher_modality to one of them"
+            )
         self.hidden_size = hidden_size
         self.smoothing = smoothing
         self.weights = {"smooth": smooth_weight, "align": align_weight, "cross": cross_weight}
