@@ -17,9 +17,9 @@ and ``train/dev/test.npz``) that ``merc-bench run ... --dataset meld --data-dir 
 * ``DIR/cache/`` — the embeddings, one ``.npz`` per split, named by the CSV's sha256, the encoder's
   name and a digest of its version. Preparing into the same ``DIR`` again (a folder written by this
   command is replaced, anything else is refused) reuses them instead of encoding again, and says
-  "reused" or "computed" per split. Set ``MERC_BENCH_CACHE_DIR`` to keep the embeddings in one
-  folder shared by every prepared dataset instead (the ``conversation-csv`` dataset uses the same
-  cache, by default under ``~/.cache/merc-bench/embeddings``). A cache file also stores a digest of
+  "reused" or "computed" per split. The embeddings are also kept in ``$MERC_BENCH_CACHE/embeddings``
+  (the one cache folder of merc-bench, default ``~/.cache/merc-bench``), shared by every prepared
+  dataset and the ``conversation-csv`` dataset. A cache file also stores a digest of
   the exact texts it embeds, so a file whose texts no longer match is recomputed, never trusted.
 
 The manifest's provenance records where the files came from (URL or folder), each CSV's sha256 and
@@ -52,7 +52,7 @@ from merc_bench.errors import UserError, unknown_name_message
 from merc_bench.feature_store import MANIFEST, sha256_file, write_corpus
 
 __all__ = [
-    "SUPPORTED", "MELD_COMMIT", "MELD_BASE_URL", "MELD_SHA256", "CACHE_VARIABLE", "prepare_command",
+    "SUPPORTED", "MELD_COMMIT", "MELD_BASE_URL", "MELD_SHA256", "prepare_command",
     "build_text_encoder", "cached_embeddings", "encode_texts", "texts_digest", "default_cache_dir",
 ]
 
@@ -66,7 +66,6 @@ MELD_SHA256 = {
     "dev_sent_emo.csv": "2e89c6f8aa182d6f62f8c6331aece905ac7273ca4999660bfb5213e1d0370c1c",
     "test_sent_emo.csv": "8d37103938f7067600839fe29d5a114a6cd1bcdafb75bec101e06464c5006888",
 }
-CACHE_VARIABLE = "MERC_BENCH_CACHE_DIR"
 PREPARED_BY = "merc-bench data prepare"
 # The three CSVs are about 1.6 MB together; a response far larger is not a MELD CSV.
 _MAX_DOWNLOAD_BYTES = 64 << 20
@@ -101,11 +100,10 @@ def texts_digest(texts: Sequence[str]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$MERC_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/merc-bench/embeddings`` (``~/.cache/...``)."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "merc-bench" / "embeddings"
+    """``embeddings/`` in merc-bench's one cache folder (``$MERC_BENCH_CACHE``, default ``~/.cache/merc-bench``)."""
+    from merc_bench.trainer import cache_dir
+
+    return cache_dir() / "embeddings"
 
 
 def cache_file_name(*, source_sha256: str, encoder: Any, tag: str) -> str:
@@ -334,10 +332,11 @@ def prepare_command(
         if limit_dialogues is not None:
             parsed = {split: dialogues[:limit_dialogues] for split, dialogues in parsed.items()}
 
-        # Embeddings: an earlier prepare's DIR/cache, or the shared MERC_BENCH_CACHE_DIR when set.
-        shared_cache = os.environ.get(CACHE_VARIABLE)
-        read_dirs = [Path(shared_cache)] if shared_cache else [target / "cache"]
-        write_dir = Path(shared_cache) if shared_cache else staging / "cache"
+        # Embeddings: read from an earlier prepare's DIR/cache or the shared cache ($MERC_BENCH_CACHE/
+        # embeddings, where conversation-csv corpora keep theirs); written into the new folder's own
+        # cache, so a prepared folder is complete without the shared one.
+        read_dirs = [target / "cache", default_cache_dir()]
+        write_dir = staging / "cache"
         splits: dict[str, list[Dialogue]] = {}
         embedding_status = {}
         for split, dialogues in parsed.items():
@@ -381,7 +380,7 @@ def prepare_command(
             "text_encoder": {"name": encoder.name, "version": str(encoder.version),
                              "dimension": int(encoder.dimension)},
             "embeddings": embedding_status,
-            "embedding_cache": str(Path(shared_cache).resolve()) if shared_cache else "cache/",
+            "embedding_cache": "cache/",
             "count_warnings": warnings,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }

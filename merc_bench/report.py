@@ -1,7 +1,9 @@
 """Run outputs: ``results.json``, the per-class CSV, the confusion-matrix PNG and the console table.
 
 Every file is written to a temporary name and renamed into place, so an interrupted run never
-leaves a half-written result behind. Spread over seeds is the sample standard deviation
+leaves a half-written result behind; :func:`staged_output` does the same for a whole output folder
+(a run that fails leaves none). Files and folders get the permissions the user's umask gives
+(``tempfile`` alone would make them private: 0600 and 0700). Spread over seeds is the sample standard deviation
 (ddof = 1; 0 for a single seed).
 """
 
@@ -9,13 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import contextlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["summarise", "write_outputs", "results_table", "atomic_write_text"]
+__all__ = ["summarise", "write_outputs", "results_table", "atomic_write", "atomic_write_text", "staged_output"]
 
 SPLIT_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 
@@ -46,12 +51,19 @@ def summarise(per_seed: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[
     return summary
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(binary_stream)`` on a temporary file beside ``path``, then rename it into place."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -60,6 +72,40 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``out_dir``; publish it there only if the block succeeds.
+
+    Everything a run writes goes into the staging folder. On success it is renamed to ``out_dir``
+    in one step (or, when ``out_dir`` already exists, each entry is moved in, replacing files of the
+    same name); on any failure — an error, a diverged seed, Ctrl-C — the staging folder and the
+    parent folders made for it are removed, so a failed run leaves no partial output behind.
+    Paths written into results should be relative to the folder, as the staging name is temporary.
+    """
+    out_dir = Path(out_dir)
+    made = [folder for folder in (out_dir.parent, *out_dir.parent.parents) if not folder.exists()]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        yield staging
+        if out_dir.exists():
+            for entry in staging.iterdir():
+                target = out_dir / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(entry, target)
+            staging.rmdir()
+        else:
+            os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # deepest first; only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _per_class_csv(result: dict[str, Any]) -> str:

@@ -15,18 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 import pydantic
 
 from merc_bench import __version__
+from merc_bench.code_fingerprint import code_parts
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
 from merc_bench.model import build_context, build_model, count_parameters
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.seed_cache import SeedCache, seed_key
-from merc_bench.report import atomic_write_text, summarise, write_outputs
+from merc_bench.report import atomic_write_text, staged_output, summarise, write_outputs
 from merc_bench.tracking import Tracker, environment_tags, flatten
-from merc_bench.trainer import SeedResult, Trainer, resolve_device
+from merc_bench.trainer import SeedResult, Trainer, needs_teacher, resolve_device, teacher_config
 
 __all__ = ["Prepared", "prepare", "execute", "check_writable", "load_corpus", "load_predictions"]
 
@@ -132,8 +134,18 @@ def execute(
     representations (for t-SNE). With a ``cache``, a seed finished before (same fingerprint, see
     :mod:`merc_bench.seed_cache`) is reused instead of trained, and a newly trained one is stored.
     """
+    with staged_output(out_dir) as staging:  # a failed run leaves no output folder behind
+        summary = _train_and_write(registry, prepared, staging=staging, tracker=tracker, console=console,
+                                   progress=progress, hook=hook, cache=cache, keep_embeddings=keep_embeddings)
+    if hook is not None:
+        hook.merc_bench_after_run(result=summary)
+    return summary
+
+
+def _train_and_write(registry: Registry, prepared: Prepared, *, staging: Path, tracker: Tracker, console: Any,
+                     progress: Any, hook: Any, cache: SeedCache | None, keep_embeddings: bool) -> dict[str, Any]:
+    """:func:`execute`'s work, writing into the staging folder."""
     config, corpus = prepared.config, prepared.corpus
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     seeds = [config.training.seed + i for i in range(config.seeds)]
     run_description = {"recipe": config.recipe, "dataset": corpus.info.name, "protocol": config.protocol}
@@ -148,6 +160,10 @@ def execute(
     reused: list[bool] = []
     embeddings: np.ndarray | None = None
     counts: tuple[int, int] | None = None
+    code = None
+    if cache is not None:  # the code every seed's result depends on, the teacher's included
+        trained = [config] + ([teacher_config(config, corpus.info, registry)] if needs_teacher(config, registry) else [])
+        code = code_parts(trained, registry)
     with tracker.run(f"{config.recipe}-{corpus.info.name}-{config.protocol}", params=params, tags=tags):
         for seed in seeds:
             def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> dict[str, float]:
@@ -160,8 +176,12 @@ def execute(
                 tracker.log_metrics({k: v for k, v in (metrics | extra).items() if k != "epoch"}, step=epoch)
                 return extra
 
-            key = seed_key(config, corpus, seed, device.type) if cache is not None else ""
+            key = seed_key(config, corpus, seed, device.type, code) if cache is not None else None
             cached = cache.load(key) if cache is not None else None
+            if cache is not None and cached is None and console is not None:
+                reason = cache.why_not_reused(key)
+                if reason:
+                    console.print(escape(f"seed {seed}: not reused from the seed cache, {reason}"))
             with tracker.run(f"seed-{seed}", params=params | {"seed": str(seed)}, tags=tags | {"seed": str(seed)},
                              nested=True) as child:
                 if cached is not None:
@@ -171,7 +191,7 @@ def execute(
                 else:
                     trainer = Trainer(config=config, corpus=corpus, registry=registry, device=device,
                                       on_epoch=on_epoch, progress=progress)
-                    result = trainer.fit(seed, checkpoint_dir=out_dir)
+                    result = trainer.fit(seed, checkpoint_dir=staging)
                     want = keep_embeddings and not results
                     seed_embeddings = trainer.embed(result.model, "test") if want else None
                     if counts is None:  # count once, on the trained model, instead of building it again
@@ -201,24 +221,22 @@ def execute(
         if counts is None:  # every seed was reused: build the model once to count it
             model, distiller = build_model(config, corpus.info, registry)
             counts = count_parameters(model)
-        summary = _result_dict(config, corpus, seeds, results, counts, device)
+        summary = _result_dict(config, corpus, seeds, results, reused, counts, device)
         for run, was_reused in zip(summary["runs"], reused):
             run["reused"] = was_reused
-        paths = write_outputs(summary, out_dir)
-        paths.append(write_predictions(out_dir / "predictions.npz", corpus, results))
+        paths = write_outputs(summary, staging)
+        paths.append(write_predictions(staging / "predictions.npz", corpus, results))
         if embeddings is not None:
-            paths.append(out_dir / "test_embeddings.npz")
+            paths.append(staging / "test_embeddings.npz")
             np.savez_compressed(paths[-1], embeddings=embeddings.astype(np.float16),
                                 labels=results[0].test_labels)
-        atomic_config = out_dir / "config.json"
+        atomic_config = staging / "config.json"
         atomic_write_text(atomic_config, json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
         tracker.log_metrics(
             {f"{split}_{metric}": summary[split][metric]["mean"]
              for split in ("dev", "test") if summary.get(split) for metric in ("accuracy", "weighted_f1", "macro_f1")}
         )
         tracker.log_artifacts(paths + [atomic_config])
-    if hook is not None:
-        hook.merc_bench_after_run(result=summary)
     return summary
 
 
@@ -271,7 +289,7 @@ def _gpu_tags(device: Any) -> dict[str, str]:
 
 
 def _result_dict(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[SeedResult],
-                 counts: tuple[int, int], device: Any) -> dict[str, Any]:
+                 reused: list[bool], counts: tuple[int, int], device: Any) -> dict[str, Any]:
     classes = corpus.info.classes
     notes = []
     if config.protocol == "paper":
@@ -295,8 +313,9 @@ def _result_dict(config: RunConfig, corpus: Corpus, seeds: list[int], results: l
         "teacher": _teacher_summary(results, classes),
         "runs": [
             {"seed": r.seed, "selected_epoch": r.selected_epoch, "seconds": round(r.seconds, 3),
-             "checkpoint": str(r.checkpoint) if r.checkpoint else None, "history": r.history}
-            for r in results
+             # relative to results.json; a seed reused from the cache brought no checkpoint along
+             "checkpoint": r.checkpoint.name if r.checkpoint and not was_reused else None, "history": r.history}
+            for r, was_reused in zip(results, reused)
         ],
         "config": config.model_dump(mode="json"),
         "notes": notes,

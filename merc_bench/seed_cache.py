@@ -1,40 +1,58 @@
 """Finished seeds, kept by fingerprint so a comparison that was interrupted resumes where it stopped.
 
 A seed's result is fully determined (on one device type) by the resolved run configuration, the
-dataset's content, the seed and the merc-bench version. :class:`SeedCache` stores what a finished
+dataset's content, the seed and the code that trains it. :class:`SeedCache` stores what a finished
 seed produced — metrics, history, selected epoch, teacher facts, the test labels and predictions
 (for paired significance tests) and optionally the fused test representations (for t-SNE) — under
 the hash of those four things, in ``<cache>/seeds/``. Labels that do not change the result (the
 recipe's display name, the number of seeds, checkpoint saving) are left out of the hash, so
 ``--seeds 5`` after ``--seeds 2`` trains only seeds 2–4.
 
-The version is part of the key, not the git commit: editing a component's code without bumping
-the version can make a reused seed stale. ``--no-reuse`` on ``compare`` and ``run`` retrains.
+The code is :func:`merc_bench.code_fingerprint.code_parts` of the run (and of its teacher): the
+core's training modules, and for every participating component package its distribution, version
+and source digest. Editing a component or upgrading a plugin therefore retrains. So that the
+output can say *why* a seed was retrained, each entry is also indexed by its identity — the same
+hash without the code — in ``<cache>/seeds/by-identity/``: a miss whose identity is there names the
+parts that changed (:meth:`SeedCache.why_not_reused`). ``--no-reuse`` on ``compare`` and ``run``
+retrains regardless.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from merc_bench import __version__
+from merc_bench.code_fingerprint import changed_parts
 from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
 from merc_bench.report import atomic_write
 from merc_bench.trainer import SeedResult, cache_dir
 
-__all__ = ["SeedCache", "seed_key"]
+__all__ = ["SeedCache", "SeedKey", "seed_key"]
 
-def seed_key(config: RunConfig, corpus: Corpus, seed: int, device_type: str) -> str:
-    """The fingerprint of one seed of one configuration on one dataset."""
+
+@dataclass(frozen=True)
+class SeedKey:
+    """Where one seed is cached (``key``), what it is regardless of code (``identity``) and the code."""
+
+    key: str
+    identity: str
+    code: dict[str, Any]
+
+
+def seed_key(config: RunConfig, corpus: Corpus, seed: int, device_type: str, code: dict[str, Any]) -> SeedKey:
+    """The fingerprint of one seed of one configuration on one dataset, trained by ``code``."""
     described = config.cache_description()
     described["device"] = device_type  # "auto" means different hardware on different machines
-    payload = {"config": described, "dataset": corpus.fingerprint(), "seed": seed, "version": __version__}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    identity = {"config": described, "dataset": corpus.fingerprint(), "seed": seed}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps({**identity, "code": code}, sort_keys=True).encode()).hexdigest()[:24]
+    return SeedKey(key=key, identity=digest, code=code)
 
 
 class SeedCache:
@@ -43,8 +61,9 @@ class SeedCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "seeds"
 
-    def load(self, key: str) -> tuple[SeedResult, np.ndarray | None] | None:
+    def load(self, seed_key: SeedKey) -> tuple[SeedResult, np.ndarray | None] | None:
         """The cached seed and its test embeddings (or None), or None when absent or unreadable."""
+        key = seed_key.key
         meta_path, arrays_path = self.root / f"{key}.json", self.root / f"{key}.npz"
         if not (meta_path.is_file() and arrays_path.is_file()):
             return None
@@ -62,15 +81,27 @@ class SeedCache:
             test=meta["test"],
             history=meta["history"],
             seconds=meta["seconds"],
-            checkpoint=Path(meta["checkpoint"]) if meta.get("checkpoint") else None,
+            checkpoint=None,  # a reused seed brings no checkpoint into the new run's folder
             test_labels=labels,
             test_predictions=predictions,
             teacher=meta.get("teacher"),
         )
         return result, embeddings
 
-    def save(self, key: str, result: SeedResult, embeddings: np.ndarray | None = None) -> None:
+    def why_not_reused(self, seed_key: SeedKey) -> str | None:
+        """Why an absent entry is absent: the code parts that changed since the same seed was cached."""
+        try:
+            before = json.loads((self.root / "by-identity" / f"{seed_key.identity}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None  # never cached (or an unreadable index: then nothing to explain)
+        if not isinstance(before, dict) or before.get("key") == seed_key.key:
+            return None
+        changes = changed_parts(before.get("code") or {}, seed_key.code)
+        return "code changed since it was cached: " + "; ".join(changes) if changes else None
+
+    def save(self, seed_key: SeedKey, result: SeedResult, embeddings: np.ndarray | None = None) -> None:
         """Store a finished seed; the arrays are written first, so a present .json means a whole entry."""
+        key = seed_key.key
         self.root.mkdir(parents=True, exist_ok=True)
         arrays = {"test_labels": result.test_labels, "test_predictions": result.test_predictions}
         if embeddings is not None:
@@ -83,12 +114,14 @@ class SeedCache:
             "test": result.test,
             "history": result.history,
             "seconds": result.seconds,
-            "checkpoint": str(result.checkpoint) if result.checkpoint else None,
             "teacher": result.teacher,
-            "version": __version__,
+            "code": seed_key.code,
         }
         text = json.dumps(meta, default=_json_default).encode()
         atomic_write(self.root / f"{key}.json", lambda stream: stream.write(text))
+        index = json.dumps({"key": key, "code": seed_key.code}).encode()
+        (self.root / "by-identity").mkdir(exist_ok=True)
+        atomic_write(self.root / "by-identity" / f"{seed_key.identity}.json", lambda stream: stream.write(index))
 
 
 def _json_default(value: Any) -> Any:

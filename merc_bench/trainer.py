@@ -40,7 +40,8 @@ from merc_bench.metrics import classification_metrics
 from merc_bench.model import MERCModel, build_context, build_model, select_modalities
 from merc_bench.registry import Registry
 
-__all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
+__all__ = ["SeedResult", "Trainer", "cache_dir", "needs_teacher", "resolve_device", "seed_everything",
+           "teacher_config"]
 
 
 @dataclass
@@ -102,6 +103,22 @@ def _snapshot(model: torch.nn.Module, buffers: dict[str, torch.Tensor] | None) -
     return buffers
 
 
+#: What ``bad_what`` codes in :meth:`Trainer.fit` name.
+_BAD_PART = {1: "training loss", 2: "gradients", 3: "weights after the optimiser step"}
+
+
+def _finite(gradients: list[torch.Tensor], weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two device-side booleans, no host sync: all gradients finite, all weights finite.
+
+    One fused kernel computes every tensor's 2-norm, which is finite exactly when its elements are,
+    except that values beyond about 1e19 overflow the float32 sum of squares: weights or gradients
+    that large have diverged too. (The max-norm cannot overflow but is several times slower on CPUs.)
+    """
+    norms = torch._foreach_norm([t.detach() for t in gradients + weights]) if gradients or weights else []
+    finite = torch.isfinite(torch.stack(norms)) if norms else torch.ones(0, dtype=torch.bool)
+    return finite[: len(gradients)].all(), finite[len(gradients):].all()
+
+
 EpochCallback = Callable[[int, dict[str, float]], dict[str, float] | None]
 
 
@@ -117,8 +134,10 @@ class Trainer:
         device: torch.device | None = None,
         on_epoch: EpochCallback | None = None,
         progress: Any = None,
+        label: str = "",
     ) -> None:
         self.config = config
+        self.label = label  # prefixes errors, e.g. "the teacher's " for a distiller's teacher
         self.corpus = corpus.standardized() if config.training.standardize_features else corpus
         self.registry = registry
         self.device = device or resolve_device(config.device)
@@ -135,6 +154,8 @@ class Trainer:
         else:
             self.train_split = self.corpus.train
             self.select_split = "dev"
+        if not self.train_split:  # nothing to learn from: a loss of 0.000 and chance scores otherwise
+            raise UserError(f"dataset {corpus.info.name!r} has no training dialogues; a model cannot be trained.")
         if not corpus.dev and config.protocol == "clean":
             raise UserError(f"dataset {corpus.info.name!r} has no dev split, which the clean protocol selects on.")
         self._eval_batches: dict[str, list[Batch]] = {}
@@ -220,8 +241,11 @@ class Trainer:
             distiller.train()
             # Sums stay on the device and are read once per epoch: a float()/int()/if on a CUDA
             # tensor inside the loop would wait for the GPU at every step (issue 4: no host syncs).
+            # Divergence is tracked the same way: ``first_bad`` holds the first step whose loss,
+            # gradients or updated weights were not finite (0: none), read once at the epoch's end.
             loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-            finite = torch.ones((), dtype=torch.bool, device=self.device)
+            first_bad = torch.zeros((), dtype=torch.int64, device=self.device)
+            bad_what = torch.zeros((), dtype=torch.int64, device=self.device)
             utterances, batch_count = 0, 0
             model_metrics: dict[str, torch.Tensor] = {}
             for batch in self._batches(self.train_split, shuffle):
@@ -232,15 +256,23 @@ class Trainer:
                 for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
                     model_metrics[name] = model_metrics.get(name, 0.0) + torch.as_tensor(value).detach().float()
                 batch_count += 1
-                finite &= torch.isfinite(total.detach())
                 total.backward()
-                optimizer.step()
+                loss_ok = torch.isfinite(total.detach())
+                optimizer.step()  # leaves .grad as it was, so gradients and new weights are checked together
+                grads_ok, weights_ok = _finite([p.grad for p in parameters if p.grad is not None], parameters)
+                # 1: loss, 2: gradients, 3: weights after the update — the first failure of the first bad step.
+                what = torch.where(~loss_ok, 1, torch.where(~grads_ok, 2, torch.where(~weights_ok, 3, 0)))
+                is_first = (what > 0) & (first_bad == 0)
+                first_bad = torch.where(is_first, batch_count, first_bad)
+                bad_what = torch.where(is_first, what, bad_what)
                 loss_sum += total.detach().double() * count
                 utterances += count
-            if not bool(finite):  # checked per epoch; the weights of a non-finite epoch are never kept
+            if int(first_bad):  # the weights of a diverged epoch are never evaluated, kept or saved
                 raise TrainingDiverged(
-                    f"the training loss became non-finite (NaN or inf) during epoch {epoch} of seed {seed}; "
-                    "lower training.lr or check the features for NaN/inf values"
+                    f"{self.label}training diverged in seed {seed}, epoch {epoch}, step {int(first_bad)} of "
+                    f"{batch_count}: the {_BAD_PART[int(bad_what)]} became non-finite (NaN or inf). The seed "
+                    "produced no metrics and no checkpoint. Lower training.lr (now "
+                    f"{self.config.training.lr:g}) or check the features for NaN/inf values."
                 )
             selected, _, _ = self.evaluate(model, self.select_split)
             row = {"epoch": epoch, "train_loss": float(loss_sum) / max(utterances, 1)}
@@ -285,27 +317,21 @@ class Trainer:
 
     # -- teachers (distillers that learn from a separately trained model, e.g. SUMMER's IKD) --------
     def _needs_teacher(self) -> bool:
-        entry = self.registry.get("distiller", self.config.distiller.name)
-        return callable(getattr(entry.obj, "attach_teacher", None))
+        return needs_teacher(self.config, self.registry)
 
     def teacher_config(self) -> RunConfig:
         """The teacher's configuration: the student's, with the distiller's teacher overrides."""
-        entry = self.registry.get("distiller", self.config.distiller.name)
-        distiller = entry.build(entry.make_config(self.config.distiller.config), build_context(self.config, self.corpus.info))
-        values = self.config.model_dump(mode="json")
-        values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
-        values["seeds"] = 1
-        for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
-            slot = values[kind]
-            slot["config"] = self.registry.get(kind, slot["name"]).make_config(slot["config"]).model_dump(mode="json")
-        return RunConfig.model_validate(values)
+        return teacher_config(self.config, self.corpus.info, self.registry)
 
     def teacher_fingerprint(self, teacher: RunConfig, seed: int) -> str:
-        """Fingerprint of (teacher config, dataset content, split/protocol, seed)."""
+        """Fingerprint of (teacher config, its components' code, dataset content, split/protocol, seed)."""
+        from merc_bench.code_fingerprint import code_parts
+
         described = teacher.cache_description()
         described.pop("device")  # placement does not change the teacher's weights
         key = json.dumps(
-            {"teacher": described, "dataset": self.corpus.fingerprint(), "protocol": self.config.protocol, "seed": seed},
+            {"teacher": described, "code": code_parts([teacher], self.registry), "dataset": self.corpus.fingerprint(),
+             "protocol": self.config.protocol, "seed": seed},
             sort_keys=True,
         )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -325,7 +351,7 @@ class Trainer:
         else:
             teacher_trainer = Trainer(config=config.model_copy(update={"training": config.training.model_copy(
                 update={"standardize_features": False})}), corpus=self.corpus, registry=self.registry,
-                device=self.device, progress=self.progress)  # self.corpus is already standardized if asked
+                device=self.device, progress=self.progress, label="the teacher's ")  # self.corpus is already standardized if asked
             result = teacher_trainer.fit(seed)
             model, dev, test, status = result.model, result.dev, result.test, "trained"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +364,28 @@ class Trainer:
                 "dev": dev, "test": test}
 
 
+def needs_teacher(config: RunConfig, registry: Registry) -> bool:
+    """Whether the configuration's distiller learns from a separately trained teacher (e.g. IKD)."""
+    entry = registry.get("distiller", config.distiller.name)
+    return callable(getattr(entry.obj, "attach_teacher", None))
+
+
+def teacher_config(config: RunConfig, info: Any, registry: Registry) -> RunConfig:
+    """The teacher's configuration: ``config`` with its distiller's teacher overrides."""
+    entry = registry.get("distiller", config.distiller.name)
+    distiller = entry.build(entry.make_config(config.distiller.config), build_context(config, info))
+    values = config.model_dump(mode="json")
+    values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
+    values["seeds"] = 1
+    for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
+        slot = values[kind]
+        slot["config"] = registry.get(kind, slot["name"]).make_config(slot["config"]).model_dump(mode="json")
+    return RunConfig.model_validate(values)
+
+
 def cache_dir() -> Path:
-    """Where trained teachers are cached: $MERC_BENCH_CACHE, else ~/.cache/merc-bench."""
-    return Path(os.environ.get("MERC_BENCH_CACHE") or Path.home() / ".cache" / "merc-bench")
+    """The one cache folder (teachers, seeds, text embeddings): ``$MERC_BENCH_CACHE``, else
+    ``$XDG_CACHE_HOME/merc-bench``, else ``~/.cache/merc-bench``."""
+    if os.environ.get("MERC_BENCH_CACHE"):
+        return Path(os.environ["MERC_BENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "merc-bench"

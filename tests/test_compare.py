@@ -9,6 +9,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from merc_bench.cli import main
 from merc_bench.runner import prepare
 from merc_bench.plugins import get_registry
+from merc_bench.code_fingerprint import code_parts
 from merc_bench.seed_cache import seed_key
 from merc_bench.significance import metric_from_confusion, paired_bootstrap, wilcoxon_over_seeds
 
@@ -77,15 +78,19 @@ def test_seed_key_ignores_labels_but_not_settings():
                          flags={"seeds": 5})
     other_lr = prepare(registry, recipe="bigru-concat", dataset="synthetic",
                        overrides=["dataset.train_dialogues=4", "training.lr=0.5"])
-    key = seed_key(base.config, base.corpus, 0, "cpu")
-    assert seed_key(more_seeds.config, more_seeds.corpus, 0, "cpu") == key
-    assert seed_key(other_lr.config, other_lr.corpus, 0, "cpu") != key
-    assert seed_key(base.config, base.corpus, 1, "cpu") != key
-    assert seed_key(base.config, base.corpus, 0, "cuda") != key
+    code = code_parts([base.config], registry)
+
+    def key(prepared, seed=0, device="cpu"):
+        return seed_key(prepared.config, prepared.corpus, seed, device, code).key
+
+    assert key(more_seeds) == key(base)
+    assert key(other_lr) != key(base)
+    assert key(base, seed=1) != key(base)
+    assert key(base, device="cuda") != key(base)
     # Seed 3 of a range starting at 0 is seed 3 of a range starting at 3: work can be split by seed.
     from_three = prepare(registry, recipe="bigru-concat", dataset="synthetic",
                          overrides=["dataset.train_dialogues=4", "training.seed=3"])
-    assert seed_key(from_three.config, from_three.corpus, 3, "cpu") == seed_key(base.config, base.corpus, 3, "cpu")
+    assert key(from_three, seed=3) == key(base, seed=3)
 
 
 def test_compare_writes_tables_and_plots_and_resumes(tmp_path, capsys):
