@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus
-from merc_bench.errors import UserError
+from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text
 from merc_bench.runner import Prepared, execute
@@ -88,11 +88,15 @@ def run_grid(
     hook: Any = None,
     cache: Any = None,
     keep_embeddings: list[bool] | None = None,
+    record_divergence: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every row as an ordinary run under one parent run; return one summary dict per row.
 
     Each row writes into ``out_dir/<NN>-<recipe>``; ``cache`` (a :class:`~merc_bench.seed_cache.SeedCache`)
     reuses seeds finished before; ``keep_embeddings[i]`` keeps row i's fused test representations.
+    With ``record_divergence`` a row whose training diverged is recorded — its summary has
+    ``result: None`` and ``failed``: the message — and the other rows still train; otherwise the
+    :class:`~merc_bench.errors.TrainingDiverged` error stops the grid.
     """
     configs = []
     for labels, values in rows:
@@ -107,9 +111,18 @@ def run_grid(
             if console is not None:
                 console.rule(escape(f"row {index}/{len(configs)}: {config.recipe}"))  # names hold [brackets]
             row_dir = out_dir / f"{index:02d}-{_file_name(config.recipe)}"
-            result = execute(registry, Prepared(config, corpus), out_dir=row_dir, tracker=tracker,
-                             console=console, progress=progress, hook=hook, cache=cache,
-                             keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
+            try:
+                result = execute(registry, Prepared(config, corpus), out_dir=row_dir, tracker=tracker,
+                                 console=console, progress=progress, hook=hook, cache=cache,
+                                 keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
+            except TrainingDiverged as error:
+                if not record_divergence:
+                    raise
+                if console is not None:
+                    console.print(escape(f"{config.recipe} failed: {error}"))
+                summaries.append({**labels, "recipe": config.recipe, "result": None, "out_dir": None,
+                                  "failed": str(error)})
+                continue
             summaries.append({**labels, "recipe": config.recipe, "result": result, "out_dir": row_dir})
     return summaries
 

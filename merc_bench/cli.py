@@ -257,6 +257,7 @@ def ablate(
 
     from merc_bench import ablation
     from merc_bench.plugins import plugin_manager
+    from merc_bench.report import staged_output
     from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
     from merc_bench.tracking import MLflowTracker, NullTracker
 
@@ -276,18 +277,19 @@ def ablate(
     check_writable(out_dir)
     tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
     flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
-        summaries = ablation.run_grid(
-            registry, rows, corpus=corpus, dataset=dataset_choice,
-            overrides=other_overrides, flags=flags, out_dir=out_dir,
-            tracker=tracker, name=f"{stem}-{recipe}-{corpus.info.name}", console=console, progress=progress,
-            hook=plugin_manager().hook,
-        )
-    table = ablation.grid_table(summaries, labels)
-    protocol_used = summaries[0]["result"]["protocol"]
-    note = (f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol {protocol_used}; "
-            "Δ against the first row.")
-    paths = ablation.write_grid(table, out_dir, stem, note)
+    with staged_output(out_dir) as staging:  # a grid that stops leaves no partial folder
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+            summaries = ablation.run_grid(
+                registry, rows, corpus=corpus, dataset=dataset_choice,
+                overrides=other_overrides, flags=flags, out_dir=staging,
+                tracker=tracker, name=f"{stem}-{recipe}-{corpus.info.name}", console=console, progress=progress,
+                hook=plugin_manager().hook,
+            )
+        table = ablation.grid_table(summaries, labels)
+        protocol_used = summaries[0]["result"]["protocol"]
+        note = (f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol {protocol_used}; "
+                "Δ against the first row.")
+        paths = [out_dir / p.relative_to(staging) for p in ablation.write_grid(table, staging, stem, note)]
     from rich.table import Table
 
     printed = Table(title=note, title_justify="left")
@@ -330,6 +332,7 @@ def compare(
     from merc_bench import ablation
     from merc_bench import compare as comparing
     from merc_bench.plugins import plugin_manager
+    from merc_bench.report import staged_output
     from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
     from merc_bench.seed_cache import SeedCache
     from merc_bench.significance import METHODS
@@ -376,34 +379,49 @@ def compare(
     tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
     flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
              "modalities": _modalities(modalities)}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
-        summaries = ablation.run_grid(
-            registry, rows, corpus=corpus, dataset=dataset_choice, overrides=other_overrides, flags=flags,
-            out_dir=out_dir, tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
-            progress=progress, hook=plugin_manager().hook, cache=SeedCache() if reuse else None,
-            keep_embeddings=[recipe in tsne_recipes for recipe in recipes],
+    # Everything is written into a staging folder that becomes out_dir only when the table is written:
+    # a comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
+    with staged_output(out_dir) as staging:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+            summaries = ablation.run_grid(
+                registry, rows, corpus=corpus, dataset=dataset_choice, overrides=other_overrides, flags=flags,
+                out_dir=staging, tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
+                progress=progress, hook=plugin_manager().hook, cache=SeedCache() if reuse else None,
+                keep_embeddings=[recipe in tsne_recipes for recipe in recipes], record_divergence=True,
+            )
+        failed = [s for s in summaries if s["result"] is None]
+        summaries = [s for s in summaries if s["result"] is not None]
+        failures = " ".join(f"{s['recipe']}: {s['failed']}" for s in failed)
+        if not summaries or reference in {s["recipe"] for s in failed}:
+            raise UserError(f"the comparison has no table: {'every recipe' if not summaries else 'the reference'} "
+                            f"failed. {failures}")
+        measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in summaries]
+        table = comparing.comparison_table(measured, reference=reference, method=significance, published=published)
+        protocol_used = summaries[0]["result"]["protocol"]
+        method_note = (
+            "paired bootstrap over test dialogues (2000 resamples, every seed's predictions pooled, two-sided)"
+            if significance == "bootstrap" else "Wilcoxon signed-rank test over the per-seed w-F1 (two-sided)"
         )
-    measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in summaries]
-    table = comparing.comparison_table(measured, reference=reference, method=significance, published=published)
-    protocol_used = summaries[0]["result"]["protocol"]
-    method_note = (
-        "paired bootstrap over test dialogues (2000 resamples, every seed's predictions pooled, two-sided)"
-        if significance == "bootstrap" else "Wilcoxon signed-rank test over the per-seed w-F1 (two-sided)"
-    )
-    note = (f"Test results on {corpus.info.name} (×100, mean ± std over {seeds} seed(s): "
-            f"{', '.join(str(s) for s in summaries[0]['result']['seeds'])}), protocol {protocol_used}. "
-            f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
-            f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
-    if protocol_used == "paper":
-        note += (" Paper protocol: trained on train + dev and the epoch chosen on test (as most MERC papers "
-                 "report) — not an unbiased estimate.")
-    if published is not None:
-        note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
-                 f"{corpus.info.family.upper()} features (their protocol), not measured here.")
-    paths = comparing.write_comparison(table, out_dir, note)
-    paths += comparing.plot_comparison(measured, out_dir, tsne=tsne_recipes)
+        note = (f"Test results on {corpus.info.name} (×100, mean ± std over {seeds} seed(s): "
+                f"{', '.join(str(s) for s in summaries[0]['result']['seeds'])}), protocol {protocol_used}. "
+                f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
+                f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
+        if protocol_used == "paper":
+            note += (" Paper protocol: trained on train + dev and the epoch chosen on test (as most MERC papers "
+                     "report) — not an unbiased estimate.")
+        if published is not None:
+            note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
+                     f"{corpus.info.family.upper()} features (their protocol), not measured here.")
+        if failed:
+            note += f" Not in the table, because training failed: {failures}"
+        paths = comparing.write_comparison(table, staging, note)
+        paths += comparing.plot_comparison(measured, staging, tsne=[r for r in tsne_recipes
+                                                                     if r not in {s["recipe"] for s in failed}])
     console.print(comparing.render_terminal(table, note))
-    console.print(f"written    {', '.join(str(p) for p in paths)}")
+    console.print(f"written    {', '.join(str(out_dir / p.relative_to(staging)) for p in paths)}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(rows)} recipes failed and are left out of the table in "
+                        f"{out_dir}: {failures}")
 
 
 @app.command()
