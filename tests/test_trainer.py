@@ -177,6 +177,7 @@ def test_weights_overflowing_in_the_update_stop_training_before_evaluation():
     assert not evaluated
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager():
     """training.compile=true trains through torch.compile (inductor) and must learn the same numbers.
 
