@@ -4,12 +4,12 @@ single modality. Trained with the cheap ``bigru-concat`` recipe (hidden 256)."""
 
 import pytest
 
-# The shared fixture trains five models (~26 s on a loaded 2-core machine).
-pytestmark = pytest.mark.slow
-
 from merc_bench.plugins import get_registry
 from merc_bench.runner import prepare
 from merc_bench.trainer import Trainer
+
+# The shared fixture trains five models (~26 s on a loaded 2-core machine).
+pytestmark = pytest.mark.slow
 
 SIZE = ["dataset.train_dialogues=150", "dataset.dev_dialogues=40", "dataset.test_dialogues=80", "training.epochs=12"]
 
