@@ -3,18 +3,27 @@
 Every dataset plugin returns a :class:`Corpus`; every model consumes a :class:`Batch`.
 Shapes use named dimensions: B dialogues in a batch, L utterances (padded), D_m feature size of
 modality m. Batches are batch-first and the mask is True for real utterances.
+
+:func:`validate_corpus` is the one check every corpus passes before training, whatever plugin
+produced it: a label outside the classes or a NaN feature otherwise surfaces as an ``IndexError``
+mid-training or a NaN loss, and an empty split as a meaningless score with exit code 0.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import reprlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["MODALITIES", "Dialogue", "DatasetInfo", "Corpus", "Batch", "collate", "batches"]
+from merc_bench.errors import UserError
+
+__all__ = ["MODALITIES", "NONFINITE_POLICIES", "Dialogue", "DatasetInfo", "Corpus", "Batch", "collate", "batches",
+           "validate_corpus", "nonfinite_option", "short_repr"]
 
 #: Modality names, in the order tables and configs list them.
 MODALITIES = ("text", "audio", "visual")
@@ -198,3 +207,197 @@ def batches(
         collate([dialogues[i] for i in order[start : start + batch_size]], modalities=modalities, num_speakers=num_speakers)
         for start in range(0, len(order), batch_size)
     ]
+
+
+# -- validation ------------------------------------------------------------------------------------
+#: What to do with NaN/inf feature values: refuse the corpus (default) or replace them with 0.
+NONFINITE_POLICIES = ("refuse", "zero")
+#: collate() casts every feature to float32; a finite float64 beyond this becomes inf there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 2
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A repr of untrusted ``value`` for an error message: never more than ``limit`` characters."""
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the message being built
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def nonfinite_option(options: Mapping[str, Any], declared: Sequence[str] | Mapping[str, Any]) -> tuple[dict, str]:
+    """Split the generic dataset option ``nonfinite`` from a dataset's own options.
+
+    ``--set dataset.nonfinite=zero`` works for every dataset without each plugin declaring it: the
+    runner takes it out before the plugin's config validates the rest, and hands it to
+    :func:`validate_corpus`. A dataset that replaces non-finite values while parsing (so it can
+    count them per source file, as the ``meld``/``iemocap`` pickle readers do) declares a field
+    ``nonfinite`` itself; then the option stays with it. Returns (the dataset's options, the policy).
+    """
+    options = dict(options)
+    policy = options.get("nonfinite", "refuse") if "nonfinite" in declared else options.pop("nonfinite", "refuse")
+    if not isinstance(policy, str) or policy not in NONFINITE_POLICIES:
+        raise UserError(f"--set dataset.nonfinite={short_repr(policy)} is not a policy; use refuse (the default: "
+                        "NaN/inf features are an error) or zero (replace them with 0 and record the count).")
+    return options, policy
+
+
+def _where(corpus: Corpus, source: str | None) -> str:
+    if source:
+        return source
+    provenance = corpus.provenance if isinstance(corpus.provenance, Mapping) else {}
+    origin = next((provenance[key] for key in ("feature_store", "source") if isinstance(provenance.get(key), str)),
+                  None)
+    name = getattr(getattr(corpus, "info", None), "name", "?")
+    return f"dataset {short_repr(name)}" + (f" ({short_repr(origin, 200)})" if origin else "")
+
+
+def _check_info(info: Any, where: str) -> None:
+    if not isinstance(info, DatasetInfo):
+        raise UserError(f"{where}: the dataset returned {type(info).__name__} as its facts, not a DatasetInfo.")
+    classes = info.classes
+    if (not isinstance(classes, (tuple, list)) or len(classes) < 2 or len(set(classes)) != len(classes)
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise UserError(f"{where}: classes {short_repr(classes)} must be at least two distinct, non-empty names.")
+    if not isinstance(info.num_speakers, (int, np.integer)) or isinstance(info.num_speakers, bool) \
+            or info.num_speakers < 1:
+        raise UserError(f"{where}: num_speakers {short_repr(info.num_speakers)} must be a whole number of at least 1.")
+    dims = info.feature_dims
+    if not isinstance(dims, Mapping) or not dims:
+        raise UserError(f"{where}: feature_dims {short_repr(dims)} must name at least one modality and its size.")
+    for modality, dim in dims.items():
+        if not isinstance(modality, str) or not modality:
+            raise UserError(f"{where}: feature_dims names the modality {short_repr(modality)}; expected a name.")
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
+            raise UserError(f"{where}: modality {modality!r} has feature size {short_repr(dim)}; a modality needs at "
+                            "least one feature (a zero-width modality carries nothing to learn from).")
+
+
+def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) -> str:
+    """Check one dialogue's types, shapes and ranges; return where it is, for later messages."""
+    if not isinstance(dialogue, Dialogue):
+        raise UserError(f"{where}: the {split} split holds a {type(dialogue).__name__}, not a Dialogue.")
+    if not isinstance(dialogue.id, str):
+        raise UserError(f"{where}: a {split} dialogue has the id {short_repr(dialogue.id)} of type "
+                        f"{type(dialogue.id).__name__}; dialogue ids are strings.")
+    here = f"{where}: dialogue {short_repr(dialogue.id)} ({split} split)"
+    labels, speakers = dialogue.labels, dialogue.speakers
+    for name, array in (("labels", labels), ("speakers", speakers)):
+        if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind not in "iu":
+            raise UserError(f"{here}: {name} must be a 1-D array of integers, got "
+                            f"{getattr(array, 'dtype', type(array).__name__)} of shape {getattr(array, 'shape', '?')}.")
+    count = labels.shape[0]
+    if count == 0:
+        raise UserError(f"{here} has no utterances; remove it or give it at least one labelled utterance.")
+    if speakers.shape[0] != count:
+        raise UserError(f"{here} has {count} labels but {speakers.shape[0]} speakers; every utterance needs one of each.")
+    for name, array, bound, what in (("label", labels, info.num_classes, f"the {info.num_classes} classes"),
+                                     ("speaker", speakers, info.num_speakers, f"{info.num_speakers} speaker slots")):
+        bad = np.flatnonzero((array < 0) | (array >= bound))
+        if bad.size:
+            raise UserError(f"{here}, utterance {int(bad[0])}: {name} {int(array[bad[0]])} is outside 0..{bound - 1} "
+                            f"({what}); {bad.size} {name}(s) of this dialogue are out of range.")
+    features = dialogue.features
+    if not isinstance(features, Mapping):
+        raise UserError(f"{here}: features must map modality to array, got {type(features).__name__}.")
+    missing = [m for m in info.feature_dims if m not in features]
+    extra = [m for m in features if m not in info.feature_dims]
+    if missing or extra:
+        raise UserError(f"{here}: features hold {short_repr(sorted(map(str, features)))} but the dataset declares "
+                        f"{', '.join(info.feature_dims)}; every dialogue needs exactly the declared modalities.")
+    for modality, dim in info.feature_dims.items():
+        matrix = features[modality]
+        if not isinstance(matrix, np.ndarray) or matrix.dtype.kind not in "fiu" or matrix.dtype.itemsize > 8:
+            kind = getattr(matrix, "dtype", type(matrix).__name__)
+            raise UserError(f"{here}: {modality} features are {kind}; expected real numbers (float or integer), not "
+                            "complex, boolean, text or objects.")
+        if matrix.shape != (count, dim):
+            raise UserError(f"{here}: {modality} features have shape {matrix.shape}; expected ({count}, {dim}) "
+                            f"({count} utterances × the declared {modality} size {dim}).")
+    return here
+
+
+def _finite(matrix: np.ndarray) -> np.ndarray | None:
+    """A mask of the entries that survive collate's float32 cast as finite numbers (None: all do)."""
+    if matrix.dtype.kind != "f":
+        return None
+    # NaN compares False, so one comparison catches NaN, inf and finite values too large for float32.
+    ok = np.isfinite(matrix) if matrix.dtype.itemsize <= 4 else np.abs(matrix) <= _FLOAT32_MAX
+    return None if ok.all() else ok
+
+
+def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | None = None) -> Corpus:
+    """Check ``corpus`` before anything trains on it; return it (or, under ``nonfinite="zero"``, a repaired copy).
+
+    Refused, each with a one-paragraph :class:`~merc_bench.errors.UserError` naming the split,
+    dialogue and utterance: an empty train, dev or test split; fewer than two classes; a zero-width
+    or undeclared modality; a dialogue id that is not a string or that occurs twice (in one split or
+    in two: a dialogue in train and test leaks the answer); labels, speakers and features of
+    different lengths; labels or speaker indices outside the declared classes and speaker slots;
+    non-integer labels or speakers; complex, boolean or non-numeric features; features whose width
+    differs from ``info.feature_dims``; and NaN/inf features (or finite values that overflow
+    float32) unless ``nonfinite="zero"``, which replaces them with 0 and records how many in the
+    provenance (``non_finite_replaced``) and its warnings.
+    """
+    if not isinstance(corpus, Corpus):
+        raise UserError(f"{source or 'the dataset'} returned a {type(corpus).__name__}, not a Corpus.")
+    where = _where(corpus, source)
+    if nonfinite not in NONFINITE_POLICIES:
+        raise UserError(f"nonfinite policy {short_repr(nonfinite)} is not known; use refuse or zero.")
+    _check_info(corpus.info, where)
+    info = corpus.info
+    owner: dict[str, str] = {}
+    bad: dict[str, list[tuple[str, str, int, int, int]]] = {}  # modality -> (split, id, utterance, feature, count)
+    for split in ("train", "dev", "test"):
+        dialogues = corpus.split(split)
+        if not isinstance(dialogues, (list, tuple)) or not dialogues:
+            raise UserError(f"{where}: the {split} split has no dialogues; train, dev and test each need at least one "
+                            "(dev selects the epoch, test is reported), so there is nothing honest to train or report.")
+        for dialogue in dialogues:
+            here = _check_dialogue(dialogue, split, info, where)
+            if dialogue.id in owner:
+                place = "twice in the" if owner[dialogue.id] == split else f"in the {owner[dialogue.id]} and the"
+                raise UserError(f"{here} occurs {place} {split} split; dialogue ids must be unique across splits "
+                                "(the same dialogue in train and test would leak its labels).")
+            owner[dialogue.id] = split
+            for modality in info.feature_dims:
+                ok = _finite(dialogue.features[modality])
+                if ok is not None:
+                    rows, cols = np.nonzero(~ok)
+                    bad.setdefault(modality, []).append((split, dialogue.id, int(rows[0]), int(cols[0]), rows.size))
+    if not bad:
+        return corpus
+    counts = {m: sum(entry[4] for entry in entries) for m, entries in bad.items()}
+    summary = ", ".join(f"{m} {counts[m]} values in {len(entries)} dialogue(s)" for m, entries in bad.items())
+    if nonfinite == "refuse":
+        modality, entries = next(iter(bad.items()))
+        split, dialogue_id, row, col, _ = entries[0]
+        value = next(d for d in corpus.split(split) if d.id == dialogue_id).features[modality][row, col]
+        raise UserError(f"{where}: dialogue {short_repr(dialogue_id)} ({split} split), utterance {row}: {modality} "
+                        f"feature {col} is {float(value):g}, not a finite float32 number; in all, non-finite values: "
+                        f"{summary}. Repair the features, or replace them with 0 and record the count with "
+                        "`--set dataset.nonfinite=zero`.")
+    touched = {(split, dialogue_id) for entries in bad.values() for split, dialogue_id, *_ in entries}
+
+    def zeroed(matrix: np.ndarray) -> np.ndarray:
+        ok = _finite(matrix)
+        return matrix if ok is None else np.where(ok, matrix, 0).astype(matrix.dtype, copy=False)
+
+    def repaired(split: str) -> list[Dialogue]:
+        return [Dialogue(id=d.id, features={m: zeroed(x) for m, x in d.features.items()}, speakers=d.speakers,
+                         labels=d.labels) if (split, d.id) in touched else d
+                for d in corpus.split(split)]
+
+    provenance = dict(corpus.provenance)
+    replaced = dict(provenance.get("non_finite_replaced") or {})
+    for modality, count in counts.items():
+        replaced[modality] = int(replaced.get(modality, 0)) + count
+    provenance["non_finite_replaced"] = replaced
+    provenance["warnings"] = [*list(provenance.get("warnings") or []),
+                              f"replaced non-finite feature values with 0 (dataset.nonfinite=zero): {summary}"]
+    return Corpus(info, repaired("train"), repaired("dev"), repaired("test"), provenance)

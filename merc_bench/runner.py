@@ -21,7 +21,7 @@ import pydantic
 from merc_bench import __version__
 from merc_bench.code_fingerprint import code_parts
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
-from merc_bench.data import Corpus
+from merc_bench.data import Corpus, nonfinite_option, validate_corpus
 from merc_bench.errors import UserError
 from merc_bench.model import build_context, build_model, count_parameters
 from merc_bench.registry import Registry, describe_validation_error
@@ -41,9 +41,12 @@ class Prepared:
 
 def load_corpus(registry: Registry, choice: dict[str, Any], data_dir: Path | None) -> Corpus:
     entry = registry.get("dataset", choice["name"])
-    config = entry.make_config(choice.get("config", {}), where="dataset")
+    # `dataset.nonfinite` is generic: taken out here unless the dataset declares it (data.nonfinite_option).
+    options, nonfinite = nonfinite_option(choice.get("config", {}), entry.config.model_fields if entry.config else ())
+    config = entry.make_config(options, where="dataset")
     context = {"data_dir": data_dir}
-    return entry.build(config, context).load()
+    # Every dataset, built-in or third-party, passes the same checks before anything trains on it.
+    return validate_corpus(entry.build(config, context).load(), nonfinite=getattr(config, "nonfinite", nonfinite))
 
 
 def split_dataset_overrides(dataset: str, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:

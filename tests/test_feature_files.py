@@ -319,7 +319,7 @@ BAD_INPUTS = {
     "mismatched lengths": (drop_label, ["Ses01M_impro01", "different utterance counts", "videoLabels",
                                         "videoSpeakers"]),
     "NaN features": (set_nan, ["non-finite feature values", "audio 2 values in 1 dialogue(s)", "Ses02M_impro03",
-                               "--nan-policy zero", "dataset.nan_policy=zero"]),
+                               "--nan-policy zero", "dataset.nonfinite=zero"]),
     "empty dialogue": (empty_dialogue, ["Ses05F_impro01", "has no utterances"]),
     "label out of range": (label_out_of_range, ["Ses05M_script01_1", "videoLabels", "label 6 at utterance 0",
                                                 "outside 0..5"]),

@@ -10,10 +10,13 @@ emotion label and the text. This dataset reads such files with a configurable co
   ``--data-dir`` when given, else the working folder.
 * **Dialogues and order**: rows are grouped by ``dialogue_column`` (rows of a dialogue need not be
   adjacent) and ordered by ``order_column`` (numeric; gaps allowed, repeats refused), or kept in
-  file order when ``order_column`` is null. Dialogue ids are kept as written; they may repeat
-  across splits (MELD's restart at 0 in each split), never within one.
+  file order when ``order_column`` is null. Dialogue ids are kept as written, unique within a split;
+  when some id occurs in two splits (MELD's CSVs restart at 0 in each split) every id is prefixed
+  with its split (``dev/0``), because merc-bench refuses one dialogue id in two splits.
 * **Speakers** are numbered by order of first appearance within each dialogue — the MELD
   convention (reference-models.md §1); ``num_speakers`` is the largest count over all dialogues.
+  A speaker cell is one name as written (surrounding spaces ignored): ``"Ann, Bob"`` is one speaker
+  of that name, not two — an utterance has one speaker. An empty speaker cell is an error.
 * **Labels** are read from the data: the sorted distinct values of ``label_column`` over all
   splits, or the given ``classes`` list (which fixes the class order, e.g. MELD's
   ``neutral, surprise, fear, sadness, joy, disgust, anger``; a label outside it is an error naming
@@ -22,7 +25,11 @@ emotion label and the text. This dataset reads such files with a configurable co
 * **Features**: ``features`` maps a modality (text, audio, visual) to one ``.npy`` file per split,
   float arrays (rows, D) aligned with that split's CSV rows *in file order* (with ``file``, use the
   key ``all`` for one array aligned with every row of the file, or per-split keys aligned with the
-  rows of that split in file order). ``.npy`` files are read with ``allow_pickle=False``. When no
+  rows of that split in file order). ``.npy`` files are read header first
+  (:mod:`merc_bench.safe_arrays`): a 2-D array of real numbers with one row per CSV row and at least
+  one column, its size checked against the memory left before it is allocated; pickled, object,
+  complex and text arrays are refused. NaN/inf values are refused per dialogue and utterance unless
+  ``--set dataset.nonfinite=zero`` (merc-bench's generic dataset option). When no
   ``text`` features are given and ``text_encoder`` is set (default ``minilm``), the text column is
   embedded with that registered text encoder; the vectors are cached under
   ``cache_dir`` (default ``$MERC_BENCH_CACHE_DIR``, else ``~/.cache/merc-bench/embeddings``) keyed by
@@ -32,6 +39,13 @@ emotion label and the text. This dataset reads such files with a configurable co
   batch size, epochs, class weights, SDT's temperature and gates). ``meld`` is the default because
   its defaults assume nothing about the classes; ``iemocap``'s SDT defaults carry six class
   weights, so with another number of classes add ``--set training.class_weights=none``.
+
+**Encoding and syntax.** Files are UTF-8 (a BOM is skipped); a file that is not valid UTF-8 is read
+as cp1252, else Latin-1 (older exports; the encoding used is recorded in the provenance). A file
+with NUL bytes (UTF-16/UTF-32 text, binary data) is refused. Quoting is parsed strictly: an
+unclosed or stray quote is an error naming the line, as is a field longer than the ``csv``
+module's limit (131,072 characters) — usually an unclosed quote swallowing the rest of the file.
+A file too large to parse in the memory left is refused before it is read.
 
 Every mistake — a missing column, an empty file, a label outside ``classes``, a feature file
 whose row count differs from the CSV's — is a :class:`~merc_bench.errors.UserError` naming the
@@ -51,13 +65,16 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue
+from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue, short_repr
 from merc_bench.errors import UserError
+from merc_bench.safe_arrays import memory_budget, read_npy_file, read_npy_header
 from merc_bench_datasets.meld_annotations import decode_csv_bytes
 
 __all__ = ["ConversationCSVConfig", "ConversationCSVDataset"]
 
 SPLITS = ("train", "dev", "test")
+#: Parsed rows (a dict of strings per row) take about this many times the CSV's bytes.
+_ROW_OVERHEAD = 16
 _SPLIT_VALUES = {"train": "train", "training": "train", "dev": "dev", "valid": "dev", "validation": "dev",
                  "val": "dev", "test": "test", "testing": "test"}
 
@@ -99,6 +116,7 @@ class _Table:
     lines: list[int]  # the line each row ends on, for error messages
     positions: list[int]  # each row's index among the file's data rows (aligns .npy files)
     file_rows: int  # data rows in the whole file
+    encoding: str = "utf-8"  # as decode_csv_bytes found it
 
 
 class ConversationCSVDataset:
@@ -150,34 +168,52 @@ class ConversationCSVDataset:
         return path
 
     def _read(self, path: Path, what: str) -> _Table:
+        where = f"conversation-csv: {what} {str(path)!r}"
+        size = path.stat().st_size
+        # Parsed rows take several times the file's bytes; refuse what cannot fit before reading it.
+        limit = memory_budget() // _ROW_OVERHEAD
+        if size > limit:
+            raise UserError(f"{where} is {size:,} bytes; parsing it needs about {_ROW_OVERHEAD}× that in memory, more "
+                            f"than is available (at most {limit:,} bytes here). Split it, or give fewer columns.")
         data = path.read_bytes()
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+            kind = "UTF-16 or UTF-32 text" if data.startswith((b"\xff\xfe", b"\xfe\xff")) or data.count(b"\x00") \
+                > len(data) // 4 else "binary data"
+            raise UserError(f"{where} holds NUL bytes: it looks like {kind}, not a CSV file. Save it as UTF-8 (with "
+                            "or without a BOM); cp1252/Latin-1 files are also read.")
         decoded = decode_csv_bytes(data)
-        reader = csv.DictReader(io.StringIO(decoded.text, newline=""), delimiter=self.delimiter)
-        columns = [column.strip() for column in (reader.fieldnames or [])]
-        if not columns:
-            raise UserError(f"conversation-csv: {what} {str(path)!r} is empty; expected a header row naming the "
-                            f"columns {', '.join(self._required_columns())} and one row per utterance.")
-        reader.fieldnames = columns
-        needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
-            described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
-            raise UserError(f"conversation-csv: {what} {str(path)!r} has no column {described}; its columns are "
-                            f"{', '.join(repr(c) for c in columns)}. Name the right column with "
-                            f"--set dataset.<option>=<column>.")
+        reader = csv.DictReader(io.StringIO(decoded.text, newline=""), delimiter=self.delimiter, strict=True)
         rows, lines = [], []
-        for row in reader:
-            if None in row or any(value is None for value in row.values()):
-                raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: the row does not have the "
-                                f"header's {len(columns)} fields; check its quoting and the delimiter "
-                                f"({self.delimiter!r}).")
-            rows.append(row)
-            lines.append(reader.line_num)
+        try:
+            columns = [column.strip() for column in (reader.fieldnames or [])]
+            if not columns:
+                raise UserError(f"{where} is empty; expected a header row naming the columns "
+                                f"{', '.join(self._required_columns())} and one row per utterance.")
+            reader.fieldnames = columns
+            needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
+            missing = [c for c in needed if c not in columns]
+            if missing:
+                options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
+                described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
+                shown = ", ".join(short_repr(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+                raise UserError(f"{where} has no column {described}; its {len(columns)} columns are {shown}. Name the "
+                                f"right column with --set dataset.<option>=<column> (delimiter {self.delimiter!r}).")
+            for row in reader:
+                if None in row or any(value is None for value in row.values()):
+                    raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: the row does not have "
+                                    f"the header's {len(columns)} fields; check its quoting and the delimiter "
+                                    f"({self.delimiter!r}).")
+                rows.append(row)
+                lines.append(reader.line_num)
+        except csv.Error as error:
+            raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: not valid CSV ({error}). An "
+                            "unclosed or stray quote makes the rest of the file one field: check the quoting near "
+                            f"that line. Fields are limited to {csv.field_size_limit():,} characters.") from None
         if not rows:
-            raise UserError(f"conversation-csv: {what} {str(path)!r} has a header but no rows.")
+            raise UserError(f"{where} has a header but no rows.")
         # The digest of the bytes parsed above (keys the embedding cache and goes into the provenance).
-        return _Table(path, hashlib.sha256(data).hexdigest(), columns, rows, lines, list(range(len(rows))), len(rows))
+        return _Table(path, hashlib.sha256(data).hexdigest(), columns, rows, lines, list(range(len(rows))), len(rows),
+                      decoded.encoding)
 
     def _embeds_text(self) -> bool:
         return self.text_encoder is not None and self.columns["text_column"] is not None and "text" not in self.features
@@ -199,7 +235,8 @@ class ConversationCSVDataset:
                 value = row[self.split_column].strip().lower()
                 if value not in _SPLIT_VALUES:
                     raise UserError(f"conversation-csv: {str(path)!r} line {table.lines[index]}: column "
-                                    f"{self.split_column!r} holds {row[self.split_column]!r}; expected train, dev "
+                                    f"{self.split_column!r} holds {short_repr(row[self.split_column])}; expected "
+                                    "train, dev "
                                     "(or valid/validation/val) or test.")
                 picked[_SPLIT_VALUES[value]].append(index)
             tables = {}
@@ -208,7 +245,7 @@ class ConversationCSVDataset:
                     raise UserError(f"conversation-csv: {str(path)!r} has no rows whose {self.split_column!r} is "
                                     f"{split}; every split needs at least one dialogue.")
                 tables[split] = _Table(path, table.sha256, table.columns, [table.rows[i] for i in indices],
-                                       [table.lines[i] for i in indices], indices, table.file_rows)
+                                       [table.lines[i] for i in indices], indices, table.file_rows, table.encoding)
             return tables
         missing = [split for split in SPLITS if not self.paths[split]]
         if missing:
@@ -228,24 +265,22 @@ class ConversationCSVDataset:
             raise UserError(f"conversation-csv: features for {modality!r} name no file for {split}; set "
                             f"dataset.features.{modality}.{split}=<file.npy> (keys: {expected}).")
         path = self._resolve(paths[key], f"{modality} feature file")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise UserError(f"conversation-csv: cannot read {str(path)!r} as a .npy array without pickle: {error}.") \
-                from None
-        if not isinstance(array, np.ndarray) or array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-            raise UserError(f"conversation-csv: {str(path)!r} ({modality}) holds a {getattr(array, 'dtype', '?')} "
-                            f"array of shape {getattr(array, 'shape', '?')}; expected a 2-D float array "
-                            "(rows, feature size).")
+        where = f"conversation-csv: {str(path)!r} ({modality}, {key})"
         rows_expected = table.file_rows if key == "all" else len(table.rows)
-        if array.shape[0] != rows_expected:
+        # The header is checked before anything is allocated: a 2-D array of real numbers, one row per CSV row.
+        shape = read_npy_header(path, source=where)[0]
+        if len(shape) == 2 and shape[0] != rows_expected:
             scope = (f"{str(table.path)!r} has {rows_expected} rows" if key == "all" or self.file is None
                      else f"{str(table.path)!r} has {rows_expected} rows whose split is {split}")
-            raise UserError(f"conversation-csv: {str(path)!r} ({modality}, {key}) has {array.shape[0]} rows but "
-                            f"{scope}; feature rows must align one-to-one with CSV rows in file order.")
-        if not np.isfinite(array).all():
-            raise UserError(f"conversation-csv: {str(path)!r} ({modality}) contains NaN or infinite values.")
-        array = array.astype(np.float32, copy=False)
+            raise UserError(f"conversation-csv: {str(path)!r} ({modality}, {key}) has {shape[0]} rows but {scope}; "
+                            "feature rows must align one-to-one with CSV rows in file order.")
+        array = read_npy_file(path, spec=("fiu", None, (rows_expected, None)), source=where)
+        if array.shape[1] == 0:
+            raise UserError(f"{where} has 0 feature columns; a modality needs at least one feature.")
+        # NaN/inf (and values beyond float32, which become inf here) are reported per dialogue and
+        # utterance by merc_bench.data.validate_corpus, which also applies `dataset.nonfinite=zero`.
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32, copy=False)
         return array[table.positions] if key == "all" else array
 
     def _text_rows(self, split: str, table: _Table, encoder) -> tuple[np.ndarray, str]:
@@ -304,8 +339,13 @@ class ConversationCSVDataset:
             for split, table in tables.items():
                 features[split]["text"], embedding_status[split] = self._text_rows(split, table, encoder)
             dims["text"] = int(encoder.dimension)
+        # Ids that repeat across splits (MELD's CSVs restart at 0 in each) are told apart by their split;
+        # merc_bench.data.validate_corpus refuses one id in two splits, which would otherwise mean a leak.
+        keys = [key for split in tables for key, *_ in structure[split]]
+        prefixed = len(set(keys)) != len(keys)
         splits: dict[str, list[Dialogue]] = {
-            split: [Dialogue(id=key, features={m: np.ascontiguousarray(x[members]) for m, x in features[split].items()},
+            split: [Dialogue(id=f"{split}/{key}" if prefixed else key,
+                             features={m: np.ascontiguousarray(x[members]) for m, x in features[split].items()},
                              speakers=speakers, labels=labels)
                     for key, members, speakers, labels in structure[split]]
             for split in tables
@@ -319,7 +359,8 @@ class ConversationCSVDataset:
                            description="conversations from CSV files (conversation-csv)")
         provenance = {
             "source": "conversation-csv",
-            "files": {split: {"path": str(t.path.resolve()), "sha256": t.sha256, "rows": len(t.rows)}
+            "files": {split: {"path": str(t.path.resolve()), "sha256": t.sha256, "rows": len(t.rows),
+                              "encoding": t.encoding}
                       for split, t in tables.items()},
             "columns": {k: v for k, v in self.columns.items()},
             "classes": list(classes),
@@ -329,6 +370,8 @@ class ConversationCSVDataset:
             "features": {m: ("text encoder " + encoder.name if m == "text" and encoder is not None else "npy files")
                          for m in modalities},
         }
+        if prefixed:
+            provenance["dialogue_ids"] = "prefixed with their split (train/..., dev/..., test/...): ids repeat across splits"
         if encoder is not None:
             provenance["text_encoder"] = {"name": encoder.name, "version": str(encoder.version),
                                           "dimension": int(encoder.dimension)}
@@ -340,13 +383,14 @@ class ConversationCSVDataset:
         column = self.columns["label_column"]
         if self.classes is not None:
             if not self.classes or len(set(self.classes)) != len(self.classes):
-                raise UserError(f"conversation-csv: dataset.classes {self.classes!r} must list distinct class names.")
+                raise UserError(f"conversation-csv: dataset.classes {short_repr(self.classes)} must list distinct class "
+                                "names.")
             allowed = set(self.classes)
             for table in tables.values():
                 for row, line in zip(table.rows, table.lines):
                     if row[column].strip() not in allowed:
                         raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: label "
-                                        f"{row[column]!r} in column {column!r} is not one of dataset.classes "
+                                        f"{short_repr(row[column])} in column {column!r} is not one of dataset.classes "
                                         f"({', '.join(self.classes)}).")
             return list(self.classes)
         found = sorted({row[column].strip() for table in tables.values() for row in table.rows})
@@ -356,7 +400,7 @@ class ConversationCSVDataset:
             raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the label column {column!r} is empty; "
                             "every utterance needs a label.")
         if len(found) < 2:
-            raise UserError(f"conversation-csv: column {column!r} holds only {found!r}; a classifier needs at least "
+            raise UserError(f"conversation-csv: column {column!r} holds only {short_repr(found)}; a classifier needs at least "
                             "two classes.")
         return found
 
@@ -383,16 +427,22 @@ class ConversationCSVDataset:
                         number = math.nan
                     if math.isnan(number):
                         raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: "
-                                        f"{order_column!r} holds {value!r}; expected a number giving the utterance's "
+                                        f"{order_column!r} holds {short_repr(value)}; expected a number giving the "
+                                        "utterance's "
                                         "position in its dialogue.")
                     if number in orders:
-                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {key!r} has {order_column!r} "
-                                        f"= {value} twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
+                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {short_repr(key)} has "
+                                        f"{order_column!r} = {value if len(value) <= 40 else value[:37] + chr(46) * 3} twice (lines "
+                                        f"{table.lines[orders[number]]} and {table.lines[i]}).")
                     orders[number] = i
                 members = [orders[number] for number in sorted(orders)]
+            names = [table.rows[i][speaker_column].strip() for i in members]
+            if "" in names:
+                line = table.lines[members[names.index("")]]
+                raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the speaker column "
+                                f"{speaker_column!r} is empty; every utterance needs a speaker.")
             seen: dict[str, int] = {}
-            speakers = np.asarray([seen.setdefault(table.rows[i][speaker_column].strip(), len(seen))
-                                   for i in members], dtype=np.int64)
+            speakers = np.asarray([seen.setdefault(name, len(seen)) for name in names], dtype=np.int64)
             labels = np.asarray([index[table.rows[i][label_column].strip()] for i in members], dtype=np.int64)
             dialogues.append((key, members, speakers, labels))
         return dialogues

@@ -253,7 +253,12 @@ def _as_int(value: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[str, list], str, list[str]]:
+def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[str, list], str, list[str], str]:
+    """The split id lists, a note on where they came from, warnings, and why dev is empty ("" if it is not).
+
+    An empty dev split is reported by the caller after the dialogues are parsed, so a file of the
+    wrong family fails on its speakers or labels first, which says more.
+    """
     train = _ordered(fields[layout.train], layout.train, source)
     test = _ordered(fields[layout.test], layout.test, source)
     warnings: list[str] = []
@@ -267,7 +272,9 @@ def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[s
         missing = sorted(wanted - {_as_text(v) for v in dev})
         note = (f"dev = the 12 COSMIC validation dialogues carved out of {layout.train}; train = the rest; "
                 f"test = {layout.test}")
-        if missing:
+        empty_dev = (f"{source}: none of the 12 documented IEMOCAP validation dialogues (COSMIC's split, e.g. "
+                     f"{IEMOCAP_VALIDATION_IDS[0]}) is in {layout.train}, so the dev split would be empty")
+        if missing and dev:
             warnings.append(f"{len(missing)} of the 12 documented IEMOCAP validation dialogues are not in "
                             f"{layout.train} ({', '.join(missing)})")
     else:
@@ -275,9 +282,8 @@ def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[s
         train = [v for v in train if _as_int(v) not in MELD_DEV_IDS]
         note = (f"dev = MELD's official dev set, ids {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} in "
                 f"{layout.train}; train = the rest; test = {layout.test}")
-        if not dev:
-            warnings.append(f"no dialogue ids in {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} (MELD's dev set) "
-                            f"in {layout.train}, so the dev split is empty")
+        empty_dev = (f"{source}: no dialogue ids in {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} (MELD's "
+                     f"official dev set) in {layout.train}, so the dev split would be empty")
     splits = {"train": train, "dev": dev, "test": test}
     for split in ("train", "test"):
         if not splits[split]:
@@ -288,7 +294,11 @@ def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[s
             if value in owner:
                 raise UserError(f"{source}: dialogue {value!r} is in both the {owner[value]} and the {split} split.")
             owner[value] = split
-    return splits, note, warnings
+    if dev:
+        empty_dev = ""
+    elif layout.valid:
+        empty_dev = f"{source}: the dev split ({layout.valid}) lists no dialogues"
+    return splits, note, warnings, empty_dev
 
 
 # -- assembly --------------------------------------------------------------------------------------
@@ -339,7 +349,7 @@ def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy:
         raise UserError(f"nan_policy {nan_policy!r} is not known; use refuse or zero.")
     family = FAMILIES[layout.family]
     where = {name: (field_sources or {}).get(name, source) for name in fields}
-    splits, split_note, warnings = _splits(layout, fields, source)
+    splits, split_note, warnings, empty_dev = _splits(layout, fields, source)
     warnings = list(notes) + warnings
     text, text_name, text_choice = _text_reader(layout, roberta_layer, where[layout.text[0]])
     readers: dict[str, Callable] = {"text": text}
@@ -391,6 +401,9 @@ def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy:
                         features[m] = x
             dialogues.append(Dialogue(id=_as_text(d), features=features, speakers=speakers, labels=labels))
         corpus_splits[split] = dialogues
+    if empty_dev:
+        raise UserError(f"{empty_dev}; the clean protocol selects the epoch on dev, so train, dev and test each need "
+                        "at least one dialogue. Is this a filtered or renumbered file?")
     provenance: dict[str, Any] = {"layout": layout.name, "layout_description": layout.description,
                                   "source": source, "text_feature": text_choice, "splits": split_note,
                                   "nan_policy": nan_policy}
@@ -400,7 +413,7 @@ def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy:
         if nan_policy == "refuse":
             raise UserError(f"{source}: non-finite feature values (NaN or inf): {counts}. Refusing to load them. "
                             "Repair the file, or replace them with 0 and record the count: `--nan-policy zero` for "
-                            "`merc-bench data convert`, `--set dataset.nan_policy=zero` for `merc-bench run`.")
+                            "`merc-bench data convert`, `--set dataset.nonfinite=zero` for `merc-bench run`.")
         provenance["non_finite_replaced"] = {m: n for m, n in non_finite.items() if n}
         warnings.append(f"replaced non-finite feature values with 0: {counts}")
     if not_one_hot:

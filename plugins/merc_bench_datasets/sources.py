@@ -11,7 +11,8 @@ A file is parsed as a feature pickle. In a folder ``F`` the dataset looks, in th
 
 * a folder written by ``merc-bench data convert`` or ``data prepare`` (a ``manifest.json``): ``F``
   itself, then ``F/<dataset>`` (``F/meld`` or ``F/MELD``) — read through
-  :func:`merc_bench.feature_store.read_corpus`, which verifies every file's sha256;
+  :func:`merc_bench.feature_store.read_corpus`, which verifies the whole folder (manifest schema,
+  files confined to it, sha256, arrays against the manifest);
 * a MultiEMO folder (``Speakers.pkl`` + ``Text/Audio/VisualFeatures.pkl``): ``F``, ``F/<dataset>``;
 * any ``*.pkl`` in ``F/<dataset>`` then ``F`` (names containing the dataset's name first), detected by
   structure; files of the other family, of no supported layout, or refused by the safe unpickler
@@ -28,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
@@ -54,8 +55,12 @@ class FeatureFileConfig(BaseModel):
     path: str | None = Field(
         None, description="feature file or folder to read (default: --data-dir, else $MERC_BENCH_DATA, else ./data)"
     )
-    nan_policy: Literal["refuse", "zero"] = Field(
-        "refuse", description="refuse NaN/inf features (default), or replace them with 0 and record the count"
+    # merc-bench's generic dataset option, declared here so the parser can count replacements per file;
+    # `nan_policy` is its earlier name, still accepted.
+    nonfinite: Literal["refuse", "zero"] = Field(
+        "refuse", validation_alias=AliasChoices("nonfinite", "nan_policy"),
+        description="refuse NaN/inf features (default), or replace them with 0 and record the count "
+                    "(also accepted as nan_policy)",
     )
     roberta_layer: Literal[1, 2, 3, 4, "mean", "concat"] = Field(
         1, description="SDT/COSMIC files: RoBERTa layer for text (1 = last, SDT's input), or mean/concat of the four"
@@ -78,8 +83,8 @@ def _wrong_family(found: str, family: str, what: str) -> UserError:
                      f"use --dataset {found}, or point --data-dir at {family.upper()} features.")
 
 
-def _read_store(folder: Path, family: str, roberta_layer: Any) -> Corpus:
-    corpus = read_corpus(folder)
+def _read_store(folder: Path, family: str, roberta_layer: Any, nonfinite: str) -> Corpus:
+    corpus = read_corpus(folder, nonfinite=nonfinite)
     if corpus.info.family != family:
         raise _wrong_family(corpus.info.family, family, f"the converted folder {str(folder)!r}")
     expected = FAMILIES[family].classes
@@ -114,7 +119,7 @@ def load_family(family: str, *, path: str | Path | None, data_dir: str | Path | 
     looked = [f"{origin} {str(root)!r}"]
     for folder in folders:
         if is_feature_store(folder):
-            return _read_store(folder, family, roberta_layer)
+            return _read_store(folder, family, roberta_layer, nan_policy)
     looked.append("converted folders: " + ", ".join(str(f / MANIFEST) for f in folders))
     for folder in folders:
         if is_multiemo_folder(folder):
@@ -170,16 +175,16 @@ class FeatureFileDataset:
         self,
         *,
         path: str | None = None,
-        nan_policy: str = "refuse",
+        nonfinite: str = "refuse",
         roberta_layer: int | str = 1,
         data_dir: Path | None = None,  # build context: the CLI's --data-dir
     ) -> None:
-        self.config = FeatureFileConfig(path=path, nan_policy=nan_policy, roberta_layer=roberta_layer)
+        self.config = FeatureFileConfig(path=path, nonfinite=nonfinite, roberta_layer=roberta_layer)
         self.data_dir = data_dir
 
     def load(self) -> Corpus:
         corpus = load_family(self.family, path=self.config.path, data_dir=self.data_dir,
-                             nan_policy=self.config.nan_policy, roberta_layer=self.config.roberta_layer)
+                             nan_policy=self.config.nonfinite, roberta_layer=self.config.roberta_layer)
         notes = list(corpus.provenance.get("warnings") or [])
         if notes:
             source = corpus.provenance.get("feature_store") or corpus.provenance.get("source", "")
