@@ -43,6 +43,11 @@ KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder",
                 "datasets": "dataset", "recipes": "recipe"}
 
 
+#: ``--max-memory`` of every command that trains (see merc_bench.sizing).
+MaxMemory = Annotated[Optional[str], typer.Option(
+    "--max-memory", metavar="SIZE", help="refuse a configuration whose estimated training memory exceeds SIZE "
+    "(e.g. 8G; default: the memory available now; also MERC_BENCH_MAX_MEMORY)")]
+
 _warned = False
 
 
@@ -147,10 +152,14 @@ def validate(
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
+    max_memory: MaxMemory = None,
 ) -> None:
-    """Build the model without training; print the component tree and parameter counts."""
+    """Build the model without training; print the component tree, parameter counts and training memory."""
     from merc_bench.runner import prepare
+    from merc_bench.sizing import estimate_training_memory, memory_limit, set_max_memory
+    from merc_bench.trainer import resolve_device
 
+    set_max_memory(max_memory)
     registry = _registry()
     prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [],
                        flags={"modalities": _modalities(modalities)}, data_dir=data_dir)
@@ -166,6 +175,9 @@ def validate(
     console.print(model, distiller, markup=False, highlight=False)
     total, trainable = count_parameters(model, distiller)
     console.print(f"parameters: {total:,} (trainable {trainable:,})")
+    device = resolve_device(config.device)
+    estimate = estimate_training_memory(config, prepared.corpus, registry, device)  # what prepare checked
+    console.print(f"memory: {estimate.describe()}; limit {memory_limit(device)}", markup=False, highlight=False)
 
 
 @app.command()
@@ -182,6 +194,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/<recipe>-<dataset>-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default ./mlruns sqlite)")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Train and evaluate a recipe; write results.json, per-class CSV and a confusion matrix."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -189,8 +202,10 @@ def run(
     from merc_bench.plugins import plugin_manager
     from merc_bench.report import results_table
     from merc_bench.runner import check_writable, default_out_dir, execute, prepare
+    from merc_bench.sizing import set_max_memory
     from merc_bench.tracking import MLflowTracker, NullTracker
 
+    set_max_memory(max_memory)
     if protocol is not None and protocol not in ("clean", "paper"):
         raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
     if device is not None and device not in ("auto", "cpu", "cuda"):
@@ -249,6 +264,7 @@ def ablate(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/ablate-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    max_memory: MaxMemory = None,
 ) -> None:
     """The paper's ablation grid (Table IV: SDMoE × HCMF × IKD vs SDT's parts), or Table I's modality grid."""
     import datetime as dt
@@ -259,8 +275,10 @@ def ablate(
     from merc_bench.plugins import plugin_manager
     from merc_bench.report import staged_output
     from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
+    from merc_bench.sizing import set_max_memory
     from merc_bench.tracking import MLflowTracker, NullTracker
 
+    set_max_memory(max_memory)
     if protocol is not None and protocol not in ("clean", "paper"):
         raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
     registry = _registry()
@@ -323,6 +341,7 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/compare-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Run recipes on identical data and seeds; write the paper-format table (Markdown, CSV, LaTeX) and plots."""
     import datetime as dt
@@ -336,8 +355,10 @@ def compare(
     from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
     from merc_bench.seed_cache import SeedCache
     from merc_bench.significance import METHODS
+    from merc_bench.sizing import set_max_memory
     from merc_bench.tracking import MLflowTracker, NullTracker
 
+    set_max_memory(max_memory)
     if protocol is not None and protocol not in ("clean", "paper"):
         raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
     if significance not in METHODS:
@@ -458,10 +479,14 @@ def tune(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     worker_index: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Optuna study over components and hyper-parameters on validation only; resumable, distributable."""
     from merc_bench import tune as tuning
     from merc_bench.plugins import plugin_manager
+    from merc_bench.sizing import set_max_memory
+
+    set_max_memory(max_memory)  # in the environment: tune's worker processes inherit it
 
     if report is not None:
         tuning.report_study(report, storage=storage, out=out, console=console, top=top)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from merc_bench.errors import UserError, unknown_name_message
 
@@ -32,6 +32,9 @@ __all__ = [
 #: The component slots of a run, in data-flow order.
 COMPONENT_SLOTS = ("dataset", "encoder", "mixer", "fuser", "distiller")
 
+#: The largest seed: the trainer also seeds numpy's global generator, which takes at most 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -47,7 +50,7 @@ class ComponentChoice(_Strict):
 class ModelConfig(_Strict):
     """Model-wide settings every component shares."""
 
-    hidden_size: int = Field(1024, gt=0, description="H: size of every encoder, mixer and fuser output")
+    hidden_size: int = Field(1024, gt=0, le=65536, description="H: size of every encoder, mixer and fuser output")
     head_dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before each per-modality head")
     modality_heads: bool = Field(True, description="add one classifier per modality (SDT's unimodal heads)")
     prediction: Literal["fused", "modality_average"] = Field(
@@ -60,14 +63,19 @@ class ModelConfig(_Strict):
 class TrainingConfig(_Strict):
     """Optimiser, schedule and selection settings."""
 
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-5, ge=0, description="Adam's coupled L2 weight decay, as in SDT")
-    batch_size: int = Field(16, gt=0, description="dialogues per batch")
-    epochs: int = Field(10, gt=0)
-    class_weights: Literal["none", "inverse_frequency"] | list[float] = Field(
-        "none", description="weights of the cross-entropy terms: none, 1/train class frequency, or explicit"
+    # Bounds: a learning rate above 10 or a weight decay above 10 only ever diverges; the size limits
+    # are far above any published setting and keep a typo from asking for an absurd run.
+    lr: float = Field(1e-4, gt=0, le=10, allow_inf_nan=False)
+    weight_decay: float = Field(1e-5, ge=0, le=10, allow_inf_nan=False,
+                                description="Adam's coupled L2 weight decay, as in SDT")
+    batch_size: int = Field(16, gt=0, le=100_000, description="dialogues per batch")
+    epochs: int = Field(10, gt=0, le=100_000)
+    class_weights: Literal["none", "inverse_frequency"] | list[Annotated[float, Field(
+        ge=0, le=1e6, allow_inf_nan=False)]] = Field(
+        "none", max_length=10_000,
+        description="weights of the cross-entropy terms: none, 1/train class frequency, or explicit"
     )
-    seed: int = Field(0, ge=0, description="first seed; --seeds N uses seed, seed+1, ...")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="first seed; --seeds N uses seed, seed+1, ...")
     selection_metric: Literal["weighted_f1", "accuracy", "macro_f1"] = "weighted_f1"
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA only)")
     compile: bool = Field(
@@ -86,7 +94,8 @@ class RunConfig(_Strict):
 
     recipe: str
     dataset: ComponentChoice
-    modalities: list[str] | None = None  # None: all of the dataset's modalities
+    modalities: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        None, max_length=100, description="None: all of the dataset's modalities")
     encoder: ComponentChoice
     mixer: ComponentChoice
     fuser: ComponentChoice
@@ -94,8 +103,16 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     protocol: Literal["clean", "paper"] = "clean"
-    seeds: int = Field(1, gt=0)
+    seeds: int = Field(1, gt=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _seeds_in_range(self) -> "RunConfig":
+        last = self.training.seed + self.seeds - 1
+        if last > MAX_SEED:
+            raise ValueError(f"seeds {self.training.seed}…{last} go past the largest seed {MAX_SEED} (2**32 - 1); "
+                             "lower training.seed or --seeds")
+        return self
 
     def cache_description(self) -> dict[str, Any]:
         """The configuration as JSON without what only labels a run or chooses what is written.

@@ -148,8 +148,9 @@ def select_modalities(info: DatasetInfo, requested: list[str] | None) -> tuple[s
         raise UserError("--modalities is empty: name at least one of " + ", ".join(info.modalities) + ".")
     missing = [m for m in requested if m not in info.feature_dims]
     if missing:
+        shown = missing[0] if len(missing[0]) <= 40 else missing[0][:37] + "..."
         raise UserError(
-            f"modality {missing[0]!r} is not in dataset {info.name!r}, which has: {', '.join(info.modalities)}."
+            f"modality {shown!r} is not in dataset {info.name!r}, which has: {', '.join(info.modalities)}."
         )
     return tuple(m for m in info.modalities if m in requested)
 
@@ -173,8 +174,23 @@ def build_component(registry: Registry, kind: str, choice: Any, context: dict[st
     return entry.build(entry.make_config(choice.config, where=kind), context)
 
 
-def build_model(config: RunConfig, info: DatasetInfo, registry: Registry) -> tuple[MERCModel, nn.Module]:
-    """Build the model and the distiller for ``config`` on a dataset described by ``info``."""
+def build_model(config: RunConfig, info: DatasetInfo, registry: Registry, *,
+                check_size: bool = True) -> tuple[MERCModel, nn.Module]:
+    """Build the model and the distiller for ``config`` on a dataset described by ``info``.
+
+    With ``check_size`` the two are first built on the ``meta`` device (shapes only, nothing
+    allocated, the random state untouched) and weights that would not fit the memory limit of
+    :mod:`merc_bench.sizing` are refused before they are allocated.
+    """
+    if check_size and torch.get_default_device().type != "meta":
+        from merc_bench.sizing import check_weights_fit
+
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model, distiller = build_model(config, info, registry, check_size=False)
+        parameters = sum(p.numel() for module in (model, distiller) for p in module.parameters())
+        buffers = sum(b.numel() for module in (model, distiller) for b in module.buffers())
+        device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+        check_weights_fit(parameters, buffers, device, f"recipe {config.recipe!r}")
     context = build_context(config, info)
     mixers = {m: build_component(registry, "mixer", config.mixer, context) for m in context["modalities"]}
     model = MERCModel(

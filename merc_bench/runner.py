@@ -26,6 +26,7 @@ from merc_bench.errors import UserError
 from merc_bench.model import build_context, build_model, count_parameters
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.seed_cache import SeedCache, seed_key
+from merc_bench.sizing import check_training_memory
 from merc_bench.report import atomic_write_text, staged_output, summarise, write_outputs
 from merc_bench.tracking import Tracker, environment_tags, flatten
 from merc_bench.trainer import SeedResult, Trainer, needs_teacher, resolve_device, teacher_config
@@ -88,6 +89,7 @@ def prepare(
     device = resolve_device(config.device)  # a missing GPU is reported before any output is created
     if config.training.precision == "bf16" and device.type != "cuda":
         raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
+    check_training_memory(config, corpus, registry, device)  # sizes are checked before anything big is allocated
     return Prepared(config, corpus)
 
 

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 class BiGRUMixerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    layers: int = Field(1, gt=0)
+    layers: int = Field(1, gt=0, le=16)
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the GRU output")
 
 

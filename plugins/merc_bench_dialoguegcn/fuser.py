@@ -49,8 +49,8 @@ class DialogueGCNConfig(BaseModel):
         "bigru", description="own BiGRU over the concatenated encoder outputs, or the mixers' outputs"
     )
     gru_layers: int = Field(2, ge=1, le=4, description="layers of the own BiGRU (context='bigru')")
-    window_past: int = Field(10, ge=0, description="p: edges from up to p earlier utterances")
-    window_future: int = Field(10, ge=0, description="f: edges from up to f later utterances")
+    window_past: int = Field(10, ge=0, le=10_000, description="p: edges from up to p earlier utterances")
+    window_future: int = Field(10, ge=0, le=10_000, description="f: edges from up to f later utterances")
     relations: Literal["speaker_pairs", "same_or_different"] = Field(
         "speaker_pairs",
         description="2·M² (past/future, speaker of j, speaker of i) or 4 (past/future, same speaker?)",
@@ -62,7 +62,7 @@ class DialogueGCNConfig(BaseModel):
         None, ge=1, le=32, description="M: speaker slots for relations (default: the dataset's); higher share the last"
     )
     bases: int | None = Field(
-        None, ge=1, description="basis decomposition of the relation weights (None: one weight per relation)"
+        None, ge=1, le=2048, description="basis decomposition of the relation weights (None: one weight per relation)"
     )
     graph_aggregation: Literal["sum", "mean"] = Field(
         "sum", description="Eq. 3 over the neighbours: sum (paper) or mean"

@@ -35,9 +35,9 @@ from merc_bench_dialoguernn.cell import DialogueRNN
 class DialogueRNNFuserConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    global_size: int = Field(500, gt=0, description="D_g, size of the global state")
-    party_size: int = Field(500, gt=0, description="D_p, size of each party state")
-    emotion_size: int = Field(300, gt=0, description="D_e, size of the emotion state (per direction)")
+    global_size: int = Field(500, gt=0, le=65536, description="D_g, size of the global state")
+    party_size: int = Field(500, gt=0, le=65536, description="D_p, size of each party state")
+    emotion_size: int = Field(300, gt=0, le=65536, description="D_e, size of the emotion state (per direction)")
     bidirectional: bool = Field(True, description="BiDialogueRNN (the variant the paper reports best)")
     context_attention: Literal["general", "simple"] = Field(
         "general", description="general: the paper's u_tᵀ W_α g_j; simple: w·g_j without a query"

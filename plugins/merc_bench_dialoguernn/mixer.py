@@ -27,9 +27,9 @@ from merc_bench_dialoguernn.cell import DialogueRNN
 class DialogueRNNMixerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    global_size: int | None = Field(None, gt=0, description="D_g (default: the hidden size, as MultiEMO)")
-    party_size: int | None = Field(None, gt=0, description="D_p (default: the hidden size)")
-    emotion_size: int | None = Field(None, gt=0, description="D_e per direction (default: the hidden size)")
+    global_size: int | None = Field(None, gt=0, le=65536, description="D_g (default: the hidden size, as MultiEMO)")
+    party_size: int | None = Field(None, gt=0, le=65536, description="D_p (default: the hidden size)")
+    emotion_size: int | None = Field(None, gt=0, le=65536, description="D_e per direction (default: the hidden size)")
     bidirectional: bool = Field(True, description="BiDialogueRNN (MultiEMO: on for IEMOCAP, off for MELD)")
     context_attention: Literal["general", "simple"] = Field(
         "simple", description="general: the paper's u_tᵀ W_α g_j; simple: w·g_j (MultiEMO's choice)"

@@ -35,7 +35,7 @@ class FocalLossConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gamma: float = Field(2.0, ge=0.0, le=10.0, description="γ: focusing strength (0 gives cross-entropy)")
-    alpha: float = Field(1.0, gt=0.0, description="α: constant scale of the loss")
+    alpha: float = Field(1.0, gt=0.0, le=1000, description="α: constant scale of the loss")
     form: Literal["standard", "mmgcn_code"] = Field(
         "standard", description="Lin et al.'s focal loss, or the variant in MMGCN's code"
     )

@@ -47,7 +47,7 @@ class MMGCNConfig(BaseModel):
     layers: int = Field(4, ge=1, le=64, description="K deep graph-convolution layers")
     alpha: float = Field(0.1, ge=0.0, le=1.0, description="α: weight of the initial residual H⁽⁰⁾")
     lamda: float = Field(
-        0.5, gt=0.0, description="λ of the identity-mapping strength β_l = log(λ/l + 1) (GCNII's spelling)"
+        0.5, gt=0.0, le=1000, description="λ of the identity-mapping strength β_l = log(λ/l + 1) (GCNII's spelling)"
     )
     layer_weight: Literal["mixed", "concatenated"] = Field(
         "mixed", description="W⁽ˡ⁾ applied to (1−α)P̃H + αH⁽⁰⁾ (paper) or to [P̃H; H⁽⁰⁾] (authors' code)"

@@ -46,9 +46,9 @@ from merc_bench.model import FuserOutput
 class MultiAttnConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    heads: int = Field(4, gt=0, description="attention heads (must divide the hidden size)")
-    layers: int = Field(6, gt=0, description="stacked MultiAttn layers per modality (MultiEMO: 6 IEMOCAP, 2 MELD)")
-    feed_forward_multiplier: int = Field(4, gt=0, description="feed-forward size = multiplier × H")
+    heads: int = Field(4, gt=0, le=1024, description="attention heads (must divide the hidden size)")
+    layers: int = Field(6, gt=0, le=64, description="stacked MultiAttn layers per modality (MultiEMO: 6 IEMOCAP, 2 MELD)")
+    feed_forward_multiplier: int = Field(4, gt=0, le=64, description="feed-forward size = multiplier × H")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in every sublayer (MultiEMO runs with 0)")
 
 

@@ -52,13 +52,13 @@ from merc_bench.model import ModelOutput
 class MultiEMOLossesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ce_weight: float = Field(0.2, ge=0.0, description="weight of the cross-entropy (MultiEMO: 0.2 IEMOCAP, 0.4 MELD)")
-    swfc_weight: float = Field(0.4, ge=0.0, description="weight of SWFC (0.4 IEMOCAP, 0.3 MELD)")
-    soft_hgr_weight: float = Field(0.4, ge=0.0, description="weight of Soft-HGR (0.4 IEMOCAP, 0.3 MELD)")
-    temperature: float = Field(0.8, gt=0.0, description="SWFC τ (0.8 IEMOCAP, 1.4 MELD)")
-    focusing: float = Field(2.4, ge=0.0, description="SWFC γ (2.4 IEMOCAP, 2.0 MELD)")
+    ce_weight: float = Field(0.2, ge=0.0, le=1000, description="weight of the cross-entropy (MultiEMO: 0.2 IEMOCAP, 0.4 MELD)")
+    swfc_weight: float = Field(0.4, ge=0.0, le=1000, description="weight of SWFC (0.4 IEMOCAP, 0.3 MELD)")
+    soft_hgr_weight: float = Field(0.4, ge=0.0, le=1000, description="weight of Soft-HGR (0.4 IEMOCAP, 0.3 MELD)")
+    temperature: float = Field(0.8, gt=0.0, le=1000, description="SWFC τ (0.8 IEMOCAP, 1.4 MELD)")
+    focusing: float = Field(2.4, ge=0.0, le=100, description="SWFC γ (2.4 IEMOCAP, 2.0 MELD)")
     sample_weight_power: float = Field(
-        1.1, ge=0.0, description="SWFC λ on the inverse class frequency (1.1 IEMOCAP, 1.2 MELD)"
+        1.1, ge=0.0, le=100, description="SWFC λ on the inverse class frequency (1.1 IEMOCAP, 1.2 MELD)"
     )
     weighted_cross_entropy: bool = Field(False, description="class-weight the CE too (MultiEMO: no)")
     soft_hgr_variant: Literal["wang2019", "multiemo_code"] = Field(

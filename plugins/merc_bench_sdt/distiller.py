@@ -24,9 +24,9 @@ from merc_bench.model import ModelOutput
 class SelfDistillationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(1.0, gt=0, description="T: SDT uses 1 on IEMOCAP, 8 on MELD")
-    unimodal_weight: float = Field(1.0, ge=0, description="weight of each modality head's cross-entropy")
-    kl_weight: float = Field(1.0, ge=0, description="weight of each KL term")
+    temperature: float = Field(1.0, gt=0, le=1000, description="T: SDT uses 1 on IEMOCAP, 8 on MELD")
+    unimodal_weight: float = Field(1.0, ge=0, le=1000, description="weight of each modality head's cross-entropy")
+    kl_weight: float = Field(1.0, ge=0, le=1000, description="weight of each KL term")
     detach_teacher: bool = Field(False, description="stop gradients through the fused logits (SDT: no)")
 
 

@@ -28,7 +28,7 @@ from merc_bench_sdt.transformer import SDTTransformerBlock, real_positions, scat
 class CrossModalFuserConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    heads: int = Field(8, gt=0)
+    heads: int = Field(8, gt=0, le=1024, description="attention heads (must divide the hidden size)")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     unimodal_gate: Literal["learned", "frozen_identity"] = Field(
         "learned", description="SDT: learned on IEMOCAP, identity and frozen on MELD"

@@ -17,7 +17,7 @@ from merc_bench_sdt.transformer import SDTTransformerBlock
 class TransformerMixerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    heads: int = Field(8, gt=0, description="attention heads (must divide the hidden size)")
+    heads: int = Field(8, gt=0, le=1024, description="attention heads (must divide the hidden size)")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
 
 

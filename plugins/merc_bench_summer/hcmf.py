@@ -41,9 +41,9 @@ from merc_bench.model import FuserOutput
 class HCMFConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    heads: int = Field(4, gt=0)
-    layers: int = Field(6, gt=0, description="L stacked layers per branch")
-    feed_forward_multiplier: int = Field(4, gt=0, description="feed-forward size = multiplier × H")
+    heads: int = Field(4, gt=0, le=1024, description="attention heads (must divide the hidden size)")
+    layers: int = Field(6, gt=0, le=64, description="L stacked layers per branch")
+    feed_forward_multiplier: int = Field(4, gt=0, le=64, description="feed-forward size = multiplier × H")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     combine: Literal["gated", "mean", "concat"] = Field(
         "gated", description="how the branches become one representation (the paper does not say)"

@@ -39,12 +39,12 @@ class IKDConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     smoothing: float = Field(0.1, gt=0.0, lt=1.0, description="ε of the label-smoothed loss")
-    smooth_weight: float = Field(0.4, ge=0.0, description="k1")
-    align_weight: float = Field(0.3, ge=0.0, description="k2")
-    cross_weight: float = Field(0.3, ge=0.0, description="k3")
-    teacher_modality: str = Field("text", description="the teacher's one modality")
-    teacher_mixer: str = Field("transformer", description="the teacher's intra-modal mixer (SDT's)")
-    teacher_epochs: int | None = Field(None, gt=0, description="teacher epochs (default: the student's)")
+    smooth_weight: float = Field(0.4, ge=0.0, le=1000, description="k1")
+    align_weight: float = Field(0.3, ge=0.0, le=1000, description="k2")
+    cross_weight: float = Field(0.3, ge=0.0, le=1000, description="k3")
+    teacher_modality: str = Field("text", max_length=100, description="the teacher's one modality")
+    teacher_mixer: str = Field("transformer", max_length=200, description="the teacher's intra-modal mixer (SDT's)")
+    teacher_epochs: int | None = Field(None, gt=0, le=100_000, description="teacher epochs (default: the student's)")
 
 
 def label_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,

@@ -40,9 +40,9 @@ from merc_bench.model import MixerOutput
 class SDMoEConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    experts: int = Field(6, ge=1, description="n BiGRU experts (paper: unspecified; 6 is the least where α=2 routes)")
-    alpha: float = Field(2.0, gt=0, description="α: keep experts with weights in (μ − ασ, μ + ασ)")
-    temperature: float = Field(0.5, gt=0, description="τ of the Gumbel-softmax gate")
+    experts: int = Field(6, ge=1, le=64, description="n BiGRU experts (paper: unspecified; 6 is the least where α=2 routes)")
+    alpha: float = Field(2.0, gt=0, le=100, description="α: keep experts with weights in (μ − ασ, μ + ασ)")
+    temperature: float = Field(0.5, gt=0, le=100, description="τ of the Gumbel-softmax gate")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the mixed output")
 
 

@@ -163,18 +163,18 @@ class SyntheticConfig(BaseModel):
     shape: Literal["meld", "iemocap"] = Field(
         "meld", description="which benchmark to imitate: sizes, classes, frequencies, speakers, lengths"
     )
-    seed: int = Field(0, ge=0, description="seed of every random draw; same seed, same corpus")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random draw; same seed, same corpus")
     train_dialogues: int | None = Field(
-        None, ge=1, description="train split size in dialogues (default: 40 for meld, 24 for iemocap)"
+        None, ge=1, le=10_000, description="train split size in dialogues (default: 40 for meld, 24 for iemocap)"
     )
     dev_dialogues: int | None = Field(
-        None, ge=1, description="dev split size in dialogues (default: 12 for meld, 6 for iemocap)"
+        None, ge=1, le=10_000, description="dev split size in dialogues (default: 12 for meld, 6 for iemocap)"
     )
     test_dialogues: int | None = Field(
-        None, ge=1, description="test split size in dialogues (default: 24 for meld, 8 for iemocap)"
+        None, ge=1, le=10_000, description="test split size in dialogues (default: 24 for meld, 8 for iemocap)"
     )
     noise: float = Field(
-        1.0, ge=0.0, description="multiplies the noise of every modality's signal; higher is harder"
+        1.0, ge=0.0, le=1000, description="multiplies the noise of every modality's signal; higher is harder"
     )
     uninformative_text_fraction: float = Field(
         0.25, ge=0.0, le=1.0, description="fraction of utterances whose text carries no emotion ('Okay.')"

@@ -43,7 +43,7 @@ class MiniLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(64, ge=1, description="texts per forward pass inside sentence-transformers")
+    batch_size: int = Field(64, ge=1, le=65536, description="texts per forward pass inside sentence-transformers")
     device: str = Field("cpu", description="torch device for inference, e.g. cpu or cuda")
 
 
