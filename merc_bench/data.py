@@ -254,7 +254,7 @@ def _where(corpus: Corpus, source: str | None) -> str:
     origin = next((provenance[key] for key in ("feature_store", "source") if isinstance(provenance.get(key), str)),
                   None)
     name = getattr(getattr(corpus, "info", None), "name", "?")
-    return f"dataset {short_repr(name)}" + (f" ({short_repr(origin, 200)})" if origin else "")
+    return f"dataset {short_repr(name)}" + (f" ({short_repr(origin, 200)})" if origin and origin != name else "")
 
 
 def _check_info(info: Any, where: str) -> None:
@@ -295,7 +295,8 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
     if count == 0:
         raise UserError(f"{here} has no utterances; remove it or give it at least one labelled utterance.")
     if speakers.shape[0] != count:
-        raise UserError(f"{here} has {count} labels but {speakers.shape[0]} speakers; every utterance needs one of each.")
+        raise UserError(f"{here} has {count} labels but {speakers.shape[0]} speakers; every utterance needs one of "
+                        "each.")
     for name, array, bound, what in (("label", labels, info.num_classes, f"the {info.num_classes} classes"),
                                      ("speaker", speakers, info.num_speakers, f"{info.num_speakers} speaker slots")):
         bad = np.flatnonzero((array < 0) | (array >= bound))

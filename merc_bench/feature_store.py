@@ -296,6 +296,8 @@ def _validated(manifest: Any, where: str) -> Manifest:
                 problems.append(f"{location} is not a manifest field")
             elif item["type"] == "missing":
                 problems.append(f"{location} is missing")
+            elif item["type"] == "value_error":  # our own checks: the message names the values
+                problems.append(f"{location}: {item['msg'].removeprefix('Value error, ')}")
             else:
                 problems.append(f"{location} = {short_repr(item.get('input'), 60)}: {item['msg']}")
         more = f" (and {error.error_count() - 6} more)" if error.error_count() > 6 else ""
@@ -391,15 +393,15 @@ def _dialogues(arrays: dict[str, np.ndarray], entry: SplitEntry, info: DatasetIn
     columns = {}
     for name, bound, what in (("labels", info.num_classes, f"the {info.num_classes} classes"),
                               ("speakers", info.num_speakers, f"the {info.num_speakers} speaker slots")):
-        values = arrays[name].astype(np.int64)
-        outside = (values < 0) | (values >= bound)
+        values = arrays[name]
+        outside = (values < 0) | (values >= bound)  # before the int64 cast, which would wrap huge uint64 values
         if outside.any():
             position = _first(outside)
             dialogue = int(np.searchsorted(bounds, position, side="right")) - 1
             raise UserError(f"{where}: dialogue {short_repr(entry.ids[dialogue])}, utterance "
                             f"{position - int(bounds[dialogue])}: {name[:-1]} {int(values[position])} is outside "
                             f"0..{bound - 1} ({what}); {int(outside.sum())} such value(s) in this file.")
-        columns[name] = values
+        columns[name] = values.astype(np.int64)
     counts = np.bincount(columns["labels"], minlength=info.num_classes).tolist()
     if counts != entry.class_counts:
         raise UserError(f"{where}: the labels count {counts} per class; the manifest says {entry.class_counts}.")
@@ -431,7 +433,8 @@ def read_corpus(folder: Path, *, verify: bool = True, nonfinite: str = "refuse")
         path = _inside(folder, entry.file, f"the {split} file (listed in the manifest)")
         where = repr(str(folder / entry.file))
         if verify and sha256_file(path) != entry.sha256:
-            raise UserError(f"{where} does not match its sha256 in {MANIFEST} (file changed or damaged); convert again.")
+            raise UserError(f"{where} does not match its sha256 in {MANIFEST} (file changed or damaged); convert "
+                            "again.")
         arrays = read_npz(path, specs=_specs(entry, info.feature_dims), budget=budget, source=where)
         budget -= sum(array.nbytes for array in arrays.values())
         splits[split] = _dialogues(arrays, entry, info, where)

@@ -85,11 +85,13 @@ def _gib(count: int) -> str:
 def _header(stream: IO[bytes], source: str) -> tuple[tuple, bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(stream)
+    except zipfile.BadZipFile as error:  # a small member is inflated, and its CRC checked, on the first read
+        raise UserError(f"{source} is damaged ({short_repr(str(error), 120)}).") from None
     except _READ_ERRORS as error:
         raise UserError(f"{source} is not a .npy array (bad magic string: {short_repr(str(error), 120)}).") from None
     if version not in ((1, 0), (2, 0)):
-        raise UserError(f"{source} is a .npy file of format version {version[0]}.{version[1]}; merc-bench reads versions "
-                        "1.0 and 2.0 (what numpy.save writes for numeric arrays).")
+        raise UserError(f"{source} is a .npy file of format version {version[0]}.{version[1]}; merc-bench reads "
+                        "versions 1.0 and 2.0 (what numpy.save writes for numeric arrays).")
     reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
         shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER)
@@ -108,7 +110,8 @@ def _check_dtype(dtype: np.dtype, spec: ArraySpec, source: str) -> None:
     if not plain or dtype.kind not in kinds or (itemsize is not None and dtype.itemsize != itemsize) \
             or (dtype.kind in "fiu" and dtype.itemsize > 8):
         raise UserError(f"{source} holds {short_repr(str(dtype), 60)} values; expected {wanted}. Object, structured, "
-                        "complex, boolean and text arrays are refused where numbers belong (and pickled arrays always).")
+                        "complex, boolean and text arrays are refused where numbers belong (and pickled arrays "
+                        "always).")
 
 
 def read_npy(stream: IO[bytes], *, source: str, size: int, spec: ArraySpec, budget: int) -> np.ndarray:
@@ -117,7 +120,8 @@ def read_npy(stream: IO[bytes], *, source: str, size: int, spec: ArraySpec, budg
     _check_dtype(dtype, spec, source)
     expected = spec[2]
     if len(shape) != len(expected) or any(want is not None and got != want for got, want in zip(shape, expected)):
-        wanted = "(" + ", ".join("any" if n is None else str(n) for n in expected) + ("," if len(expected) == 1 else "") + ")"
+        sizes = ["any" if n is None else str(n) for n in expected]
+        wanted = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
         raise UserError(f"{source} has shape {short_repr(shape)}; expected {wanted}.")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > budget:

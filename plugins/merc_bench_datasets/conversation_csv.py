@@ -191,6 +191,10 @@ class ConversationCSVDataset:
                                 f"{', '.join(self._required_columns())} and one row per utterance.")
             reader.fieldnames = columns
             needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
+            twice = [c for c in needed if columns.count(c) > 1]
+            if twice:
+                raise UserError(f"{where} names the column {twice[0]!r} {columns.count(twice[0])} times; which one "
+                                "holds the data is ambiguous. Rename or remove the copies.")
             missing = [c for c in needed if c not in columns]
             if missing:
                 options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
@@ -206,9 +210,10 @@ class ConversationCSVDataset:
                 rows.append(row)
                 lines.append(reader.line_num)
         except csv.Error as error:
-            raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: not valid CSV ({error}). An "
-                            "unclosed or stray quote makes the rest of the file one field: check the quoting near "
-                            f"that line. Fields are limited to {csv.field_size_limit():,} characters.") from None
+            raise UserError(f"conversation-csv: {str(path)!r} near line {reader.line_num + 1}: not valid CSV "
+                            f"({error}). An unclosed or stray quote makes the rest of the file one field: check the "
+                            f"quoting near that line. Fields are limited to {csv.field_size_limit():,} characters.") \
+                from None
         if not rows:
             raise UserError(f"{where} has a header but no rows.")
         # The digest of the bytes parsed above (keys the embedding cache and goes into the provenance).
@@ -371,7 +376,8 @@ class ConversationCSVDataset:
                          for m in modalities},
         }
         if prefixed:
-            provenance["dialogue_ids"] = "prefixed with their split (train/..., dev/..., test/...): ids repeat across splits"
+            provenance["dialogue_ids"] = ("prefixed with their split (train/..., dev/..., test/...): ids repeat "
+                                          "across splits")
         if encoder is not None:
             provenance["text_encoder"] = {"name": encoder.name, "version": str(encoder.version),
                                           "dimension": int(encoder.dimension)}
@@ -383,8 +389,8 @@ class ConversationCSVDataset:
         column = self.columns["label_column"]
         if self.classes is not None:
             if not self.classes or len(set(self.classes)) != len(self.classes):
-                raise UserError(f"conversation-csv: dataset.classes {short_repr(self.classes)} must list distinct class "
-                                "names.")
+                raise UserError(f"conversation-csv: dataset.classes {short_repr(self.classes)} must list distinct "
+                                "class names.")
             allowed = set(self.classes)
             for table in tables.values():
                 for row, line in zip(table.rows, table.lines):
@@ -400,8 +406,8 @@ class ConversationCSVDataset:
             raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the label column {column!r} is empty; "
                             "every utterance needs a label.")
         if len(found) < 2:
-            raise UserError(f"conversation-csv: column {column!r} holds only {short_repr(found)}; a classifier needs at least "
-                            "two classes.")
+            raise UserError(f"conversation-csv: column {column!r} holds only {short_repr(found)}; a classifier "
+                            "needs at least two classes.")
         return found
 
     def _structure(self, table: _Table, index: dict[str, int]) -> list[tuple[str, list[int], np.ndarray, np.ndarray]]:
@@ -432,8 +438,8 @@ class ConversationCSVDataset:
                                         "position in its dialogue.")
                     if number in orders:
                         raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {short_repr(key)} has "
-                                        f"{order_column!r} = {value if len(value) <= 40 else value[:37] + chr(46) * 3} twice (lines "
-                                        f"{table.lines[orders[number]]} and {table.lines[i]}).")
+                                        f"{order_column!r} = {value if len(value) <= 40 else value[:37] + '...'} "
+                                        f"twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
                     orders[number] = i
                 members = [orders[number] for number in sorted(orders)]
             names = [table.rows[i][speaker_column].strip() for i in members]

@@ -92,6 +92,8 @@ class DecodedText:
 
 def decode_csv_bytes(data: bytes) -> DecodedText:
     """Decode a CSV file's bytes: UTF-8 (BOM allowed), else cp1252, else Latin-1; then undo C1 mojibake."""
+    # The BOM goes first, so a file that starts with one but is not UTF-8 after it does not keep it as "ï»¿".
+    data = data.removeprefix(b"\xef\xbb\xbf")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
             text = data.decode(encoding)
