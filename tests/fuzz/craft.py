@@ -161,14 +161,15 @@ def pickled_npy(shape: tuple = (1,)) -> bytes:
 
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> None:
-    """Write ``files`` (relative path -> bytes, or ``"->target"`` for a symlink) under ``root``."""
+    """Write ``files`` (relative path -> bytes, or ``"->target"`` for a symlink) under ``root``.
+
+    No empty folders: git would not keep them, and a clone would then differ from a fresh run.
+    """
     for relative, content in sorted(files.items()):
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str) and content.startswith("->"):
             os.symlink(content[2:], path)
-        elif isinstance(content, str) and content == "<dir>":
-            path.mkdir(exist_ok=True)
         else:
             path.write_bytes(content)
 
