@@ -310,7 +310,10 @@ def _inside(folder: Path, name: str, what: str) -> Path:
     path = folder / name
     if not path.exists() and not path.is_symlink():
         raise UserError(f"{what} {str(path)!r} is missing.")
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop (RuntimeError before Python 3.13)
+        raise UserError(f"{what} {str(path)!r} cannot be resolved: {short_repr(str(error), 120)}.") from None
     if not resolved.is_relative_to(folder.resolve()):
         raise UserError(f"{what} {str(path)!r} is a symlink to {str(resolved)!r}, outside the folder; a converted "
                         "folder's files must be inside it.")

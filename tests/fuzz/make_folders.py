@@ -296,6 +296,10 @@ def cases() -> list[tuple[str, str, str, bool, Files]]:
         ("symlink-absolute", "dev.npz a symlink to /dev/zero", "refuse", False, {**build(), "dev.npz": "->/dev/zero"}),
         ("symlink-dangling", "test.npz a dangling symlink", "refuse", False,
          {**build(), "test.npz": "->does-not-exist.npz"}),
+        ("symlink-loop", "dev.npz a symlink to itself", "refuse", False, {**build(), "dev.npz": "->dev.npz"}),
+        ("manifest-is-folder", "manifest.json is a folder", "refuse", False,
+         {**{k: v for k, v in build().items() if k != "manifest.json"},
+          "manifest.json/placeholder.txt": b"a folder named manifest.json\n"}),
         ("manifest-symlink-out", "manifest.json a symlink out of the folder", "refuse", False,
          {**build(), "manifest.json": "->../_outside/manifest.json"}),
         # -- hashes --------------------------------------------------------------------------------------
