@@ -559,6 +559,10 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         error_console.print(f"error: {error}", markup=False, highlight=False)
         sys.exit(2)
+    finally:
+        sizing = sys.modules.get("merc_bench.sizing")  # imported by every command that takes --max-memory
+        if sizing is not None:
+            sizing.restore_max_memory()  # the option's limit ends with its command
 
 
 if __name__ == "__main__":

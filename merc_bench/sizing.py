@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from merc_bench.registry import Registry
 
 __all__ = ["MAX_MEMORY_VARIABLE", "MemoryEstimate", "MemoryLimit", "parse_size", "format_size", "memory_limit",
-           "set_max_memory", "estimate_training_memory", "check_training_memory", "check_weights_fit"]
+           "set_max_memory", "restore_max_memory", "estimate_training_memory", "check_training_memory", "check_weights_fit"]
 
 #: Environment variable holding the ``--max-memory`` limit (inherited by tune's worker processes).
 MAX_MEMORY_VARIABLE = "MERC_BENCH_MAX_MEMORY"
@@ -81,29 +81,33 @@ def format_size(size: float) -> str:
     return f"{size / 2**30:,.2f} GiB" if size >= 2**30 else f"{size / 2**20:,.1f} MiB"
 
 
+_replaced: list[str | None] = []  # values of MAX_MEMORY_VARIABLE that set_max_memory replaced, oldest first
+
+
 def set_max_memory(text: str | None) -> None:
     """Apply a ``--max-memory`` option for the running command.
 
     The limit goes into the environment, where every later check and tune's worker processes read
-    it; when called inside a command-line command, the previous value is restored as the command
-    ends, so one in-process ``main()`` call does not leak its limit into the next.
+    it; the command line's ``main`` calls :func:`restore_max_memory` when the command ends, so one
+    in-process ``main()`` call does not leak its limit into the next.
     """
     if text is None:
         return
     parse_size(text)
-    previous = os.environ.get(MAX_MEMORY_VARIABLE)
+    _replaced.append(os.environ.get(MAX_MEMORY_VARIABLE))
     os.environ[MAX_MEMORY_VARIABLE] = text
-    import click
 
-    context = click.get_current_context(silent=True)
-    if context is not None:
-        def restore() -> None:
-            if previous is None:
-                os.environ.pop(MAX_MEMORY_VARIABLE, None)
-            else:
-                os.environ[MAX_MEMORY_VARIABLE] = previous
 
-        context.call_on_close(restore)
+def restore_max_memory() -> None:
+    """Undo every :func:`set_max_memory` since the last restore."""
+    if not _replaced:
+        return
+    previous = _replaced[0]
+    _replaced.clear()
+    if previous is None:
+        os.environ.pop(MAX_MEMORY_VARIABLE, None)
+    else:
+        os.environ[MAX_MEMORY_VARIABLE] = previous
 
 
 @dataclass(frozen=True)
