@@ -261,8 +261,8 @@ def _check_info(info: Any, where: str) -> None:
     if not isinstance(info, DatasetInfo):
         raise UserError(f"{where}: the dataset returned {type(info).__name__} as its facts, not a DatasetInfo.")
     classes = info.classes
-    if (not isinstance(classes, (tuple, list)) or len(classes) < 2 or len(set(classes)) != len(classes)
-            or not all(isinstance(c, str) and c for c in classes)):
+    if (not isinstance(classes, (tuple, list)) or len(classes) < 2
+            or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes)):
         raise UserError(f"{where}: classes {short_repr(classes)} must be at least two distinct, non-empty names.")
     if not isinstance(info.num_speakers, (int, np.integer)) or isinstance(info.num_speakers, bool) \
             or info.num_speakers < 1:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import struct
 import zipfile
 import zlib
@@ -34,6 +33,11 @@ import numpy as np
 
 from merc_bench.data import short_repr
 from merc_bench.errors import UserError
+
+try:
+    import resource
+except ImportError:  # not on Windows: no address-space limit to respect
+    resource = None
 
 __all__ = ["ArraySpec", "memory_budget", "read_npy", "read_npy_file", "read_npy_header", "read_npz"]
 
@@ -64,8 +68,8 @@ def memory_budget() -> int:
                     limits.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS) if resource else (None, None)
+    if resource and soft != resource.RLIM_INFINITY:
         used = 0
         try:
             with open("/proc/self/status") as stream:

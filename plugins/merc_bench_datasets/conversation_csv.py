@@ -32,7 +32,7 @@ emotion label and the text. This dataset reads such files with a configurable co
   ``--set dataset.nonfinite=zero`` (merc-bench's generic dataset option). When no
   ``text`` features are given and ``text_encoder`` is set (default ``minilm``), the text column is
   embedded with that registered text encoder; the vectors are cached under
-  ``cache_dir`` (default ``$MERC_BENCH_CACHE_DIR``, else ``~/.cache/merc-bench/embeddings``) keyed by
+  ``cache_dir`` (default ``embeddings/`` in ``$MERC_BENCH_CACHE``, else ``~/.cache/merc-bench``) keyed by
   the CSV's sha256, the text column and the encoder's name and version (see
   :mod:`merc_bench.prepare`).
 * **Family** (``meld`` or ``iemocap``) selects a recipe's per-family defaults (learning rate,
@@ -101,8 +101,8 @@ class ConversationCSVConfig(BaseModel):
     family: Literal["meld", "iemocap"] = Field("meld", description="selects the recipes' per-family defaults")
     name: str = Field("conversation-csv", description="dataset name shown in outputs")
     delimiter: str = Field(",", min_length=1, max_length=1)
-    cache_dir: str | None = Field(None, description="embedding cache folder (default $MERC_BENCH_CACHE_DIR or "
-                                                    "~/.cache/merc-bench/embeddings)")
+    cache_dir: str | None = Field(None, description="embedding cache folder (default embeddings/ in "
+                                                    "$MERC_BENCH_CACHE, else ~/.cache/merc-bench)")
 
 
 @dataclass
