@@ -24,8 +24,10 @@ class TrainingDiverged(UserError, FloatingPointError):
 def unknown_name_message(what: str, name: str, known: Iterable[str]) -> str:
     """Say that ``name`` is not a known ``what``, listing the known names and close matches."""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    message = f"unknown {what} {name!r}."
+    # A name typed by a user may be huge: quoted in part, and matched only when it could be a typo.
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5) if len(name) <= 100 else []
+    shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
+    message = f"unknown {what} {shown}."
     if close:
         message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
     message += f" Known {what}s: {', '.join(known) if known else '(none registered)'}."
