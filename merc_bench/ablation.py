@@ -27,7 +27,10 @@ from merc_bench.data import Corpus
 from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text
+from merc_bench.model import build_context
 from merc_bench.runner import Prepared, execute
+from merc_bench.sizing import check_training_memory
+from merc_bench.trainer import resolve_device
 
 __all__ = ["component_grid", "modality_grid", "run_grid", "grid_table"]
 
@@ -105,6 +108,13 @@ def run_grid(
             configs.append((labels, RunConfig.model_validate(values)))
         except pydantic.ValidationError as error:
             raise UserError(describe_validation_error(error, name)) from None
+    # Every row's component options and size are checked before the first row trains.
+    for _, config in configs:
+        for kind in ("encoder", "mixer", "fuser", "distiller"):
+            choice = getattr(config, kind)
+            registry.get(kind, choice.name).make_config(choice.config, where=f"{config.recipe}: {kind}")
+        build_context(config, corpus.info)  # a modality subset the dataset lacks
+        check_training_memory(config, corpus, registry, resolve_device(config.device))
     summaries = []
     with tracker.run(name, tags={"grid": name}):
         for index, (labels, config) in enumerate(configs, start=1):

@@ -93,3 +93,16 @@ def test_compare_whose_reference_diverged_writes_nothing(tmp_path, diverging, ca
     assert _exit_code(["compare", "bigru-concat", "early-fusion", "--seeds", "1", "--out", str(out), *TINY]) == 2
     assert "the comparison has no table: the reference failed" in " ".join(capsys.readouterr().err.split())
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_compare_checks_every_recipe_before_training_any(tmp_path, capsys, monkeypatch):
+    trained = []
+    original = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, *a, **k: trained.append(1) or original(self, *a, **k))
+    out = tmp_path / "cmp"
+    argv = ["compare", "bigru-concat", "sdt", "--seeds", "1", "--out", str(out), *TINY]
+    assert _exit_code([*argv, "--set", "mixer.heads=3"]) == 2  # bigru-concat's mixer has no heads option
+    assert _exit_code([*argv, "--max-memory", "1M"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "heads" in err and "too large to train here" in err
+    assert trained == [] and not out.exists()
