@@ -5,12 +5,13 @@ import fractions
 import os
 import pickle
 import struct
+import sys
 
 import numpy as np
 import pytest
 
 from merc_bench.errors import UserError
-from merc_bench.safe_pickle import UnsafePickleError, load_pickle
+from merc_bench.safe_pickle import PickleLimitError, UnsafePickleError, default_max_bytes, load_pickle
 from layout_fixtures import pickle_bytes
 
 
@@ -150,3 +151,173 @@ def test_truncated_empty_and_garbage_files(tmp_path):
         assert str(path) in str(caught.value) and fragment in str(caught.value)
     with pytest.raises(UserError, match="cannot read"):
         load_pickle(tmp_path / "missing.pkl")
+
+
+# -- numpy arrays are rebuilt from checked parts ------------------------------------------------------
+ALLOWED_ARRAYS = {
+    "bool": np.array([True, False, True]), "int8": np.arange(-3, 3, dtype=np.int8),
+    "int16": np.arange(4, dtype=np.int16), "int32": np.arange(4, dtype=np.int32), "int64": np.arange(4),
+    "uint8": np.arange(4, dtype=np.uint8), "uint16": np.arange(4, dtype=np.uint16),
+    "uint32": np.arange(4, dtype=np.uint32), "uint64": np.array([2**64 - 1], dtype=np.uint64),
+    "float16": np.linspace(0, 1, 5, dtype=np.float16), "float64": np.linspace(0, 1, 5),
+    "complex64": np.array([1 + 2j], np.complex64), "complex128": np.array([1 - 2j]),
+    "big-endian": np.arange(6, dtype=">f8").reshape(2, 3), "big-endian-int": np.arange(3, dtype=">i4"),
+    "utterance-ids": np.array(["dia0_utt0", "dia0_utt1", "é"]), "bytes-ids": np.array([b"a", b"bc"]),
+    "big-endian-ids": np.array(["ab", "c"], dtype=">U2"), "zero-d": np.array(3.5), "empty": np.zeros((0, 5)),
+    "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    "strided": np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2],
+}
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_allowed_dtypes_round_trip_as_writable_arrays(tmp_path, protocol):
+    loaded = load_pickle(write(tmp_path, "arrays.pkl", pickle.dumps(ALLOWED_ARRAYS, protocol=protocol)))
+    for name, expected in ALLOWED_ARRAYS.items():
+        got = loaded[name]
+        assert type(got) is np.ndarray and got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert np.array_equal(got, expected) and got.flags.writeable, name
+    assert loaded["fortran"].flags.f_contiguous
+    scalars = [np.bool_(True), np.float16(1.5), np.int8(-3), np.str_("dia0"), np.bytes_(b"x"), np.complex64(1j),
+               np.dtype(">i2"), np.dtype("U7")]
+    again = load_pickle(write(tmp_path, "scalars.pkl", pickle.dumps(scalars, protocol=protocol)))
+    assert [type(v) for v in again] == [type(v) for v in scalars] and again == scalars
+
+
+@pytest.mark.parametrize("value, named", [
+    (np.array([1, None], dtype=object), "'O8', object"),
+    (np.zeros(2, dtype=[("a", "<f4"), ("b", "<i4")]), "structured"),
+    (np.array(["2020-01-01"], dtype="M8[D]"), "datetime64"),
+    (np.array([1], dtype="m8[s]"), "timedelta64"),
+    (np.zeros(2, dtype=np.longdouble), "'f16'"),
+    (np.zeros(2, dtype="V4"), "void"),
+])
+def test_other_dtypes_are_refused_by_name(tmp_path, value, named):
+    path = write(tmp_path, "odd.pkl", pickle.dumps({"x": value}, protocol=4))
+    with pytest.raises(UnsafePickleError) as caught:
+        load_pickle(path)
+    assert named in str(caught.value) and str(path) in str(caught.value)
+
+
+def _bool_array(payload: bytes) -> bytes:
+    """protocol-4 ``bool`` array whose buffer holds ``payload`` (numpy's own pickle, with the bytes swapped)."""
+    raw = pickle.dumps(np.zeros(len(payload), dtype=bool), protocol=4)
+    return raw.replace(bytes([len(payload)]) + b"\0" * len(payload), bytes([len(payload)]) + payload)
+
+
+def test_bools_are_stored_as_0_or_1(tmp_path):
+    loaded = load_pickle(write(tmp_path, "bools.pkl", _bool_array(b"\x00\x02\xff")))
+    assert loaded.tolist() == [False, True, True] and loaded.view(np.uint8).tolist() == [0, 1, 1]
+
+
+def test_code_points_beyond_unicode_are_refused(tmp_path):
+    raw = pickle.dumps(np.array(["ab"]), protocol=4).replace(b"a\0\0\0b\0\0\0", b"a\0\0\0\x00\x00\x11\x00")
+    with pytest.raises(UserError, match="character code above 0x10ffff"):
+        load_pickle(write(tmp_path, "codes.pkl", raw))
+
+
+# -- resource limits ---------------------------------------------------------------------------------
+def test_a_claimed_4gb_is_refused_before_anything_is_allocated(tmp_path):
+    import tracemalloc
+
+    raw = b"\x80\x04\x8e" + struct.pack("<Q", 4_000_000_000) + b"."  # BINBYTES8 claiming 4 GB, 12 bytes
+    path = write(tmp_path, "claim.pkl", raw)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError) as over_item:
+            load_pickle(path)
+        with pytest.raises(UserError) as past_end:
+            load_pickle(path, max_item_bytes=1 << 40)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert "4,000,000,000-byte" in str(over_item.value) and "1,073,741,824 bytes for one item" in str(over_item.value)
+    assert "only 1 bytes follow" in str(past_end.value) and str(path) in str(past_end.value)
+
+
+def test_bytearray_of_a_count_is_refused(tmp_path):
+    raw = b"\x80\x02c__builtin__\nbytearray\nJ\x00(k\xee\x85R."  # bytearray(4_000_000_000): 33 bytes
+    assert len(raw) == 33
+    with pytest.raises(UnsafePickleError, match="a number would allocate"):
+        load_pickle(write(tmp_path, "count.pkl", raw))
+
+
+def test_allocation_limit_counts_array_payloads(tmp_path, monkeypatch):
+    path = write(tmp_path, "big.pkl", pickle.dumps([np.zeros(1 << 20)], protocol=4))  # 8 MiB of data
+    assert load_pickle(path)[0].shape == (1 << 20,)
+    with pytest.raises(PickleLimitError) as caught:
+        load_pickle(path, max_bytes=4 << 20)
+    message = str(caught.value)
+    assert str(path) in message and "4,194,304 bytes" in message and "MERC_BENCH_PICKLE_MAX_BYTES" in message
+    monkeypatch.setenv("MERC_BENCH_PICKLE_MAX_BYTES", "6M")
+    assert default_max_bytes(100) == 6 << 20
+    with pytest.raises(PickleLimitError, match="6,291,456 bytes"):
+        load_pickle(path)
+    monkeypatch.setenv("MERC_BENCH_PICKLE_MAX_BYTES", "lots")
+    with pytest.raises(UserError, match="MERC_BENCH_PICKLE_MAX_BYTES='lots' is not a size"):
+        load_pickle(path)
+
+
+def test_default_allocation_limit_follows_file_size_and_free_memory(monkeypatch):
+    import psutil
+
+    monkeypatch.delenv("MERC_BENCH_PICKLE_MAX_BYTES", raising=False)
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(1 << 40))
+    assert default_max_bytes(1000) == 256 << 20
+    assert default_max_bytes(10 << 20) == 640 << 20
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(200 << 20))
+    assert default_max_bytes(1000) == 100 << 20
+
+
+def test_memo_objects_and_depth_limits(tmp_path):
+    names = write(tmp_path, "names.pkl", pickle.dumps([f"id{i}" for i in range(200)], protocol=4))
+    assert len(load_pickle(names, max_memo=1000)) == 200
+    with pytest.raises(PickleLimitError, match="more than 100 values in its memo"):
+        load_pickle(names, max_memo=100)
+    numbers = write(tmp_path, "numbers.pkl", pickle.dumps(list(range(5000)), protocol=4))
+    with pytest.raises(PickleLimitError, match="more than 1,000 values"):
+        load_pickle(numbers, max_objects=1000)
+    nested: list = []
+    for _ in range(9):
+        nested = [nested]
+    deep = write(tmp_path, "deep.pkl", pickle.dumps(nested, protocol=4))
+    assert load_pickle(deep, max_depth=10) == nested
+    with pytest.raises(PickleLimitError, match="more than 5 levels deep"):
+        load_pickle(deep, max_depth=5)
+
+
+def test_shared_containers_are_counted_each_time_and_cycles_refused(tmp_path):
+    shared: list = [0]
+    for _ in range(40):
+        shared = [shared, shared]  # 2^40 items for a loop, a few hundred bytes of pickle
+    with pytest.raises(PickleLimitError, match="shared containers are counted"):
+        load_pickle(write(tmp_path, "bomb.pkl", pickle.dumps(shared, protocol=4)))
+    small = [[1, 2]] * 3  # honest sharing stays well under the limit
+    assert load_pickle(write(tmp_path, "shared.pkl", pickle.dumps(small, protocol=4))) == small
+    cycle: list = [1]
+    cycle.append(cycle)
+    with pytest.raises(UnsafePickleError, match="contains itself"):
+        load_pickle(write(tmp_path, "cycle.pkl", pickle.dumps(cycle, protocol=4)))
+
+
+def test_keys_that_could_collide_are_refused(tmp_path):
+    ok = {"dia0": 1, 7: 2, np.int64(3): 3, 2.5: 4, None: 5, b"x": 6}
+    assert load_pickle(write(tmp_path, "keys.pkl", pickle.dumps(ok, protocol=4))) == ok
+    modulus = sys.hash_info.modulus
+    for name, value in [("big", {k * modulus: 0 for k in range(1, 50)}), ("tuple", {(1, 2): 0}),
+                        ("set", {k * modulus for k in range(1, 50)}), ("frozenset-key", {frozenset([1]): 0})]:
+        with pytest.raises(UnsafePickleError, match="dictionary key or set member"):
+            load_pickle(write(tmp_path, f"{name}.pkl", pickle.dumps(value, protocol=4)))
+
+
+def test_messages_quote_untrusted_text_in_bounded_previews(tmp_path):
+    raw = b"c" + b"m" * 100_000 + b"\n" + b"n" * 50_000 + b"\n."
+    with pytest.raises(UnsafePickleError) as caught:
+        load_pickle(write(tmp_path, "long.pkl", raw))
+    assert len(str(caught.value)) < 700 and "mmmm" in str(caught.value)
+    dtype = pickle.dumps(np.zeros(1, np.float32), protocol=2).replace(b"X\x02\x00\x00\x00f4",
+                                                                      b"X\x00\x00\x01\x00" + b"q" * 65536)
+    with pytest.raises(UserError) as caught:
+        load_pickle(write(tmp_path, "dtype.pkl", dtype))
+    assert len(str(caught.value)) < 700 and "qqqq" in str(caught.value)
