@@ -321,3 +321,8 @@ def test_messages_quote_untrusted_text_in_bounded_previews(tmp_path):
     with pytest.raises(UserError) as caught:
         load_pickle(write(tmp_path, "dtype.pkl", dtype))
     assert len(str(caught.value)) < 700 and "qqqq" in str(caught.value)
+    payload = pickle.dumps(np.zeros(1, np.float32), protocol=3).replace(b"X\x02\x00\x00\x00f4",
+                                                                        b"B\x00\x00\x10\x00" + b"b" * (1 << 20))
+    with pytest.raises(UserError) as caught:  # numpy.dtype(<1 MiB of bytes>): previewed, not repr'd whole
+        load_pickle(write(tmp_path, "bytes.pkl", payload))
+    assert len(str(caught.value)) < 700 and "bbbb" in str(caught.value)

@@ -211,7 +211,8 @@ def exec_payloads() -> None:
         "numpy-runstring": (glob("numpy.testing._private.utils", "runstring", 3), lambda n: (python(n), {})),
         "numpy-frompyfunc": (glob("numpy", "frompyfunc", 3), lambda n: (Raw(glob("builtins", "eval", 3)), 1, 1)),
         "copyreg-reconstructor": (glob("copyreg", "_reconstructor", 2),
-                                  lambda n: (Raw(glob("builtins", "object", 2)), Raw(glob("builtins", "object", 2)), None)),
+                                  lambda n: (Raw(glob("builtins", "object", 2)), Raw(glob("builtins", "object", 2)),
+                                             None)),
         "builtins-open": (glob("builtins", "open", 2), lambda n: ("/dev/null", "w")),
         "builtins-type": (glob("builtins", "type", 2), lambda n: ("X", (), {"__reduce__": None})),
         "builtins-compile": (glob("builtins", "compile", 2), lambda n: (python(n), "f", "exec")),
@@ -384,8 +385,10 @@ def array_attacks() -> None:
         "scalar-numpy1-unbuilt-dtype": call(glob(OLD, "scalar", 2), (Raw(dtype("f8", None)), b"\0" * 8), 2),
     }
     for kind, body in cases.items():
-        add(f"array-{kind}", whole(2, body), "refuse", UNSAFE if kind in (
-            "data-list", "data-none", "data-int", "scalar-object", "reconstruct-twice", "scalar-list-data") else DAMAGED,
+        unsafe = ("data-list", "data-none", "data-int", "scalar-object", "reconstruct-twice", "scalar-list-data")
+        limit = ("huge-shape", "shape-product-wraps", "zero-size-huge-dims", "zero-size-claims-exabytes")
+        fragment = UNSAFE if kind in unsafe else LIMIT if kind in limit else DAMAGED
+        add(f"array-{kind}", whole(2, body), "refuse", fragment,
             commands=("inspect", "convert", "run") if kind in ("short-buffer", "huge-shape") else ("inspect",))
     proto5 = {
         "frombuffer-short": frombuffer(bytearray(8), dtype("f8", plain_state(), 5), (100,)),
@@ -567,7 +570,8 @@ def call_attacks() -> None:
     for kind, (func, args, fragment) in calls.items():
         add(f"call-{kind}", whole(2, call(glob("builtins", func, 2), args, 2)), "refuse", fragment)
     add("call-ordereddict-int", whole(2, call(glob("collections", "OrderedDict", 2), (5,), 2)), "refuse", DAMAGED)
-    add("call-defaultdict-list-value", whole(2, call(glob("collections", "defaultdict", 2), ([],), 2)), "refuse", UNSAFE)
+    add("call-defaultdict-list-value", whole(2, call(glob("collections", "defaultdict", 2), ([],), 2)), "refuse",
+        UNSAFE)
     add("call-defaultdict-dtype", whole(2, call(glob("collections", "defaultdict", 2),
                                                 (Raw(glob("numpy", "dtype", 2)),), 2)), "refuse", UNSAFE)
     add("call-defaultdict-three", whole(2, call(glob("collections", "defaultdict", 2),
