@@ -33,11 +33,8 @@ import numpy as np
 
 from merc_bench.data import short_repr
 from merc_bench.errors import UserError
+from merc_bench.memory import available_memory
 
-try:
-    import resource
-except ImportError:  # not on Windows: no address-space limit to respect
-    resource = None
 
 __all__ = ["ArraySpec", "memory_budget", "read_npy", "read_npy_file", "read_npy_header", "read_npz"]
 
@@ -55,31 +52,9 @@ ArraySpec = tuple[str, int | None, tuple[int | None, ...]]
 
 
 def memory_budget() -> int:
-    """Bytes an array read may take: 3/4 of the memory this process can still get.
-
-    The smaller of the machine's available memory (``MemAvailable``) and what the address-space
-    limit (``RLIMIT_AS``, e.g. under a test's cap) leaves above the process's current size.
-    """
-    limits = []
-    try:
-        with open("/proc/meminfo") as stream:
-            for line in stream:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS) if resource else (None, None)
-    if resource and soft != resource.RLIM_INFINITY:
-        used = 0
-        try:
-            with open("/proc/self/status") as stream:
-                used = next((int(line.split()[1]) * 1024 for line in stream if line.startswith("VmSize:")), 0)
-        except (OSError, ValueError, IndexError):
-            pass
-        limits.append(max(soft - used, 0))
-    if not limits:  # no /proc (not Linux) and no limit: trust the machine, as numpy does
-        return 1 << 62
-    return min(limits) * 3 // 4
+    """Bytes an array read may take: 3/4 of the memory this process can still get
+    (:func:`merc_bench.memory.available_memory`: available RAM, or less under ``RLIMIT_AS``)."""
+    return available_memory() * 3 // 4
 
 
 def _gib(count: int) -> str:

@@ -68,6 +68,7 @@ from typing import Any, Callable
 import numpy as np
 
 from merc_bench.errors import UserError
+from merc_bench.memory import available_memory, parse_size
 
 __all__ = ["PickleLimitError", "SafeUnpickler", "UnsafePickleError", "allowed_globals", "default_max_bytes",
            "load_pickle", "MAX_BYTES_ENV"]
@@ -916,28 +917,12 @@ def _audit(loader: SafeUnpickler, root: Any) -> None:
 
 
 # -- the entry point ----------------------------------------------------------------------------------
-def _parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?\s*", text)
-    if not match:
-        raise UserError(f"{MAX_BYTES_ENV}={_preview(text)} is not a size; give bytes or a number with K, M, G or T "
-                        "(e.g. 16G).")
-    scale = 1024 ** " KMGT".index(match.group(2).upper() or " ")
-    return int(float(match.group(1)) * scale)
-
-
 def default_max_bytes(file_size: int) -> int:
     """The allocation limit for a file of ``file_size`` bytes (see the module docstring)."""
     configured = os.environ.get(MAX_BYTES_ENV, "").strip()
     if configured:
-        return _parse_size(configured)
-    limit = max(64 * file_size, 256 * _MIB)
-    try:
-        import psutil
-
-        limit = min(limit, psutil.virtual_memory().available // 2)
-    except Exception:  # noqa: BLE001 - no reading of free memory: the file-relative limit alone
-        pass
-    return limit
+        return parse_size(configured, where=MAX_BYTES_ENV)
+    return min(max(64 * file_size, 256 * _MIB), available_memory() // 2)
 
 
 def load_pickle(path: Path | str, *, max_bytes: int | None = None, max_item_bytes: int = MAX_ITEM_BYTES,

@@ -29,16 +29,16 @@ free memory of the CUDA device), or ``--max-memory`` / ``MERC_BENCH_MAX_MEMORY``
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from merc_bench import memory
 from merc_bench.errors import UserError
+from merc_bench.memory import format_size
 
 if TYPE_CHECKING:
     from merc_bench.config import RunConfig
@@ -61,24 +61,11 @@ HEURISTIC_VALUES_PER_WIDTH = 2
 #: kernel workspaces): measured 60–70 MiB above the tensors for small models on the CPU.
 RUNTIME_OVERHEAD = 64 << 20
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 
 
 def parse_size(text: str, *, where: str = "--max-memory") -> int:
-    """Bytes from ``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"64gb"`` or a plain byte count (binary units)."""
-    match = _SIZE.fullmatch(str(text))
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0.0
-    if not match or not math.isfinite(value) or value < 1 << 20:
-        shown = str(text) if len(str(text)) <= 40 else str(text)[:37] + "..."
-        raise UserError(f"{where} {shown!r} is not a memory size of at least 1 MiB: use a number with an "
-                        "optional unit K, M, G or T (binary, e.g. 8G = 8 GiB; GB and GiB are read the same).")
-    return int(value)
-
-
-def format_size(size: float) -> str:
-    """Bytes as GiB with two decimals (MiB below 1 GiB)."""
-    return f"{size / 2**30:,.2f} GiB" if size >= 2**30 else f"{size / 2**20:,.1f} MiB"
+    """Bytes from ``"8G"``, ``"512M"``, ``"1.5GiB"`` … (:func:`merc_bench.memory.parse_size`), at least 1 MiB."""
+    return memory.parse_size(text, where=where)
 
 
 _replaced: list[str | None] = []  # values of MAX_MEMORY_VARIABLE that set_max_memory replaced, oldest first
@@ -126,9 +113,7 @@ def memory_limit(device: torch.device | str) -> MemoryLimit:
         free, _ = torch.cuda.mem_get_info(device)
         limit = MemoryLimit(int(free), f"free memory of {device}")
     else:
-        import psutil
-
-        limit = MemoryLimit(int(psutil.virtual_memory().available), "available memory")
+        limit = MemoryLimit(memory.available_memory(), "available memory")
     configured = os.environ.get(MAX_MEMORY_VARIABLE)
     if configured:
         chosen = parse_size(configured, where=f"--max-memory ({MAX_MEMORY_VARIABLE})")

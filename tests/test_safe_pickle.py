@@ -254,7 +254,7 @@ def test_allocation_limit_counts_array_payloads(tmp_path, monkeypatch):
     with pytest.raises(PickleLimitError, match="6,291,456 bytes"):
         load_pickle(path)
     monkeypatch.setenv("MERC_BENCH_PICKLE_MAX_BYTES", "lots")
-    with pytest.raises(UserError, match="MERC_BENCH_PICKLE_MAX_BYTES='lots' is not a size"):
+    with pytest.raises(UserError, match="MERC_BENCH_PICKLE_MAX_BYTES 'lots' is not a memory size"):
         load_pickle(path)
 
 
