@@ -210,8 +210,12 @@ def test_component_space_is_frozen_and_a_failing_trial_does_not_stop_the_study(t
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert failed and all("CUDA out of memory (simulated)" in t.user_attrs["error"] for t in failed)
     assert len(_finished(study)) == 5
+    base = study.user_attrs["merc_bench"]["base"]
     for trial in study.trials:
         config = trial.user_attrs["config"]
+        if trial.user_attrs.get("origin") == "recipe settings":  # trial 0: the base recipe itself
+            assert {k: v for k, v in config.items() if k != "recipe"} == {k: v for k, v in base.items() if k != "recipe"}
+            continue
         assert config["model"]["modality_heads"] == (config["distiller"]["name"] == "self-distillation")
         assert "mixer.bigru.layers" not in trial.params
         if config["mixer"]["name"] == "bigru":
@@ -245,12 +249,12 @@ def tiny_corpus():
     ("[slots]\nmixxer = ['bigru']", "slots.mixxer"),
     ("[slots]\nmixer = ['bigur']", "Did you mean 'bigru'"),
     ("[training]\nlrr = 1e-3", "Did you mean 'lr'"),
-    ("[training]\nlr = { low = 1e-2, high = 1e-3 }", "low must be below high"),
+    ("[training]\nlr = { low = 1e-2, high = 1e-3 }", "low \\(0.01\\) is above high"),
     ("[training]\nclass_weights = { low = 0, high = 1 }", "give a list of choices"),
-    ("[mixer.bigru]\nlayerz = 2", "option of mixer 'bigru'"),
+    ("[mixer.bigru]\nlayerz = 2", "unknown mixer 'bigru' option 'layerz'"),
     ("[fuser.hcmf]\ncombine = { low = 1, high = 2 }", "not a number"),
     ("[fuser.hcmf]\nlayers = 2", "not among the allowed fusers"),
-    ("[optimizer]\nlr = 1", "not a section"),
+    ("[optimizer]\nlr = 1", "unknown section .optimizer."),
 ])
 def test_space_file_mistakes_name_file_key_and_value(tmp_path, tiny_corpus, text, message):
     from merc_bench.config import RunConfig
@@ -274,6 +278,71 @@ def test_space_file_may_be_yaml(tmp_path):
                     "  distiller: [self-distillation, none]\ntraining:\n  lr: {low: 1.0e-3, high: 1.0e-2, log: true}\n"
                     "mixer:\n  bigru:\n    layers: 1\n")
     assert read_space_file(toml) == read_space_file(yaml)
+
+
+def test_a_third_party_components_short_name_works_in_slots_and_in_its_table(tmp_path, tiny_corpus):
+    from merc_bench.config import RunConfig
+    from merc_bench.model import build_context
+
+    registry = _registry("")
+    registry.register("fuser", "tfn", get_registry().get("fuser", "concat").obj,
+                      config=get_registry().get("fuser", "concat").config, plugin="dist")
+    base = registry.get("recipe", "bigru-concat").obj.resolve("meld") | {"dataset": {"name": "synthetic"}}
+    context = build_context(RunConfig.model_validate(base), tiny_corpus.info)
+    path = tmp_path / "space.toml"
+    path.write_text('[slots]\nfuser = ["tfn", "concat"]\n[fuser.tfn]\ndropout = [0.0, 0.2]\n')
+    space = build_space(registry, base, read_space_file(path), fixed_slots=True, where=str(path), context=context,
+                        corpus=tiny_corpus)
+    assert space.slots["fuser"] == ["concat", "dist:tfn"]
+    assert space.params["fuser.dist:tfn.dropout"] == {"choices": [0.0, 0.2]}
+    path.write_text('[fuser.dist:tfn]\ndropout = 0.1\n')  # TOML: a colon needs quotes
+    with pytest.raises(UserError, match="not valid TOML"):
+        read_space_file(path)
+
+
+def test_trial_0_trains_the_recipe_even_where_the_space_excludes_it(capsys, tmp_path):
+    """The space excludes bigru-concat's lr, batch size and hidden size; trial 0 still trains them."""
+    space = tmp_path / "space.toml"
+    space.write_text("[training]\nlr = { low = 1e-2, high = 2e-2, log = true }\nbatch_size = [4]\n"
+                     "[model]\nhidden_size = 8\n")
+    command = ["tune", "bigru-concat", "--trials", "2", "--epochs", "1", "--pruner", "none", "--no-track",
+               "--space", str(space), *TINY_FLAGS]
+    assert cli(command) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("trial 0 bigru-concat's own settings, outside the space: training.lr = 0.001 (the space: 0.01 to 0.02, "
+            "log); training.batch_size = 16 (the space: 4); model.hidden_size = 16 (the space fixes 8)") in printed
+    study = _storage_study(f"sqlite:///{tmp_path / 'tunes/bigru-concat-synthetic/study.db'}", "bigru-concat-synthetic")
+    first, second = study.trials
+    assert first.state == second.state == TrialState.COMPLETE
+    config = first.user_attrs["config"]
+    assert (config["training"]["lr"], config["training"]["batch_size"], config["model"]["hidden_size"]) == (1e-3, 16, 16)
+    assert {"training.lr", "training.batch_size"}.isdisjoint(first.params)  # outside: not recorded as parameters
+    assert first.params["training.weight_decay"] == config["training"]["weight_decay"]  # inside: recorded
+    config = second.user_attrs["config"]
+    assert 1e-2 <= config["training"]["lr"] <= 2e-2 and config["training"]["batch_size"] == 4
+    assert config["model"]["hidden_size"] == 8
+
+    from merc_bench.tune.final import final_rows
+
+    labels = [labels["recipe"] for labels, _ in final_rows(study, "bigru-concat")]
+    if study.best_trial.number != 0:
+        assert labels[0] == "bigru-concat recipe settings, outside the space (trial 0)"
+
+
+def test_a_study_whose_every_trial_failed_exits_2_naming_the_first_error(monkeypatch, capsys):
+    from merc_bench.errors import TrainingDiverged
+
+    def diverge(self, seed, **options):
+        raise TrainingDiverged("the loss became nan at epoch 1 (simulated)")
+
+    monkeypatch.setattr(Trainer, "fit", diverge)
+    assert cli(["tune", "bigru-concat", "--trials", "2", "--epochs", "1", "--no-track", *TINY_FLAGS]) == 2
+    captured = capsys.readouterr()
+    error = " ".join(captured.err.split())
+    assert "every trial of study 'bigru-concat-synthetic' failed, none finished; the first, trial 0: " \
+           "TrainingDiverged: the loss became nan at epoch 1 (simulated)" in error
+    assert "Traceback" not in captured.err + captured.out  # a UserError in a trial is reported, not traced
+    assert "trials.csv" in error and Path("tunes/bigru-concat-synthetic/trials.csv").is_file()
 
 
 # -- worker processes: kill and resume, two workers --------------------------------------------------

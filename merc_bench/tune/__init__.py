@@ -4,9 +4,11 @@ One study = one Optuna study in a database (``tunes/<study>/study.db`` unless ``
 MLflow parent run, and a folder ``tunes/<study>/`` with the plots, ``trials.csv`` and, with
 ``--final-seeds``, the test table. The parts:
 
-* :mod:`.space` — what is searched (slots × components' own spaces × trainer ranges, ``--space``);
+* :mod:`.space_file`, :mod:`.space` — the ``--space`` file read and checked; what is searched (slots ×
+  components' own spaces × trainer ranges);
 * :mod:`.objective` — one trial: configure, validate, train, report validation per epoch;
-* :mod:`.study` — storage with heartbeats, sampler, pruner, the worker loop and trial budget;
+* :mod:`.study`, :mod:`.budget` — storage with heartbeats, sampler, pruner, the worker loop; the
+  exact trial budget (slots taken atomically in the study's database);
 * :mod:`.workers` — ``--workers K`` local processes;
 * :mod:`.tracking` — the MLflow parent and children;
 * :mod:`.report`, :mod:`.final` — top trials, importances, plots; the best configuration on test.
@@ -15,8 +17,15 @@ Base configuration: the recipe named on the command line, whose components are t
 the space file lists alternatives; without a recipe every slot ranges over all registered
 components and sizes and training settings come from ``bigru-concat`` (hidden 256, 20 epochs).
 ``--set`` and ``--epochs`` change the base like they change a run. The base recipe's own settings
-are enqueued as trial 0. The search space, base configuration and command are frozen in the study
-when it is created; rerunning with different ones is refused (start another ``--study``).
+are enqueued as trial 0, which trains them exactly even where the space cannot hold them (then
+the output and the ``--final-seeds`` reference row say "outside the space"). The search space,
+base configuration and command are frozen in the study when it is created; rerunning with
+different ones is refused (start another ``--study``).
+
+Order of the checks: the ``--space`` file is read and checked against the registry and the
+configurations before the study's folder or storage is touched, so a bad file leaves nothing
+behind. A study none of whose trials finished because every one failed exits with a
+:class:`~merc_bench.errors.UserError` (exit code 2) naming the first trial's error.
 """
 
 from __future__ import annotations
@@ -40,9 +49,11 @@ from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
 from merc_bench.trainer import resolve_device
 from merc_bench.tune import report, study as studies
+from merc_bench.tune.budget import TrialBudget
 from merc_bench.tune.final import run_final
-from merc_bench.tune.objective import Objective
-from merc_bench.tune.space import SearchSpace, build_space, canonical, first_trial_params, read_space_file
+from merc_bench.tune.objective import RECIPE_ORIGIN, Objective
+from merc_bench.tune.space import SearchSpace, build_space, canonical, recipe_in_space, read_space_file
+from merc_bench.tune.space_file import clip
 from merc_bench.tune.tracking import NoStudyTracker, StudyTracker
 from merc_bench.tune.workers import share_cores, spawn_workers, stop_workers, wait_for_workers
 
@@ -119,7 +130,7 @@ def _base_values(registry: Registry, request: TuneRequest, corpus: Corpus, datas
 
 
 def _definition(study: optuna.Study, registry: Registry, request: TuneRequest, key: dict[str, Any],
-                base: dict[str, Any], file_values: dict[str, Any], corpus: Corpus) -> dict[str, Any]:
+                base: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     """The study's frozen definition: created (with trial 0 enqueued) on first use, else checked."""
     stored = study.user_attrs.get("merc_bench")
     if stored is not None:
@@ -130,14 +141,12 @@ def _definition(study: optuna.Study, registry: Registry, request: TuneRequest, k
                             "Rerun it with its own settings, or start a new study with --study NAME.")
         SearchSpace.from_json(stored["space"]).check_registered(registry, study.study_name)
         return stored
-    context = build_context(RunConfig.model_validate(base), corpus.info)
-    space = build_space(registry, base, file_values, fixed_slots=request.recipe is not None,
-                        where=str(request.space), context=context, corpus=corpus)
+    params, outside = recipe_in_space(space, base, registry)
     stored = {"request": key, "base": base, "space": space.to_json(), "uid": uuid.uuid4().hex,
+              "recipe_params": params, "recipe_outside_space": outside,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     study.set_user_attr("merc_bench", stored)
-    study.enqueue_trial(first_trial_params(space, base, registry), user_attrs={"origin": "recipe settings"},
-                        skip_if_exists=True)
+    study.enqueue_trial(params, user_attrs={"origin": RECIPE_ORIGIN}, skip_if_exists=True)
     return stored
 
 
@@ -150,17 +159,20 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     if request.grace_period <= request.heartbeat_interval:
         raise UserError(f"--grace-period ({request.grace_period} s) must be longer than --heartbeat-interval "
                         f"({request.heartbeat_interval} s), or live trials would be failed as dead.")
+    file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
     dataset, overrides = split_dataset_overrides(request.dataset, request.overrides)
     corpus = load_corpus(registry, dataset, request.data_dir)
     name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
     study_dir = request.out or Path("tunes") / name
-    check_writable(study_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)  # the default sqlite storage lives in it
-    url = request.storage or studies.default_storage_url(study_dir)
-    file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
     key = {"recipe": request.recipe, "dataset": dataset, "modalities": request.modalities, "overrides": overrides,
            "space": file_values, "metric": request.metric, "epochs": request.epochs}
     base = _base_values(registry, request, corpus, dataset, overrides)
+    # Checked before anything is written: a space no trial could train is one error, not a folder of failures.
+    space = build_space(registry, base, file_values, fixed_slots=request.recipe is not None, where=str(request.space),
+                        context=build_context(RunConfig.model_validate(base), corpus.info), corpus=corpus)
+    check_writable(study_dir)
+    study_dir.mkdir(parents=True, exist_ok=True)  # the default sqlite storage lives in it
+    url = request.storage or studies.default_storage_url(study_dir)
     device = resolve_device(base["device"])
     on_stale = studies.StaleTrials()
     storage = studies.open_storage(url, heartbeat_interval=request.heartbeat_interval,
@@ -169,25 +181,33 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     # A resumed or parallel worker must not repeat earlier random draws: the seed includes the
     # worker's index and how many trials the study already has.
     study.sampler = studies.make_sampler(request.seed + 1000 * request.worker_index + len(study.trials))
-    definition = _definition(study, registry, request, key, base, file_values, corpus)
+    definition = _definition(study, registry, request, key, base, space)
     # The frozen base decides what is trained; this process's --device decides where (machines may differ).
     space, base = SearchSpace.from_json(definition["space"]), dict(definition["base"], device=base["device"])
+    recipe_params = definition.get("recipe_params")
+    if recipe_params is None:  # a study created before trial 0's parameters were frozen with it
+        recipe_params = recipe_in_space(space, base, registry)[0]
     tracker = NoStudyTracker() if request.no_track else StudyTracker(request.tracking_uri)
     on_stale.tracker = tracker
     parent_id = tracker.open_parent(uid=definition["uid"], name=f"tune-{name}", tags={
         "study": name, "storage": studies.safe_url(url), "recipe": request.recipe or f"(components, base {DEFAULT_BASE})",
         "dataset": corpus.info.name, "objective": f"dev {request.metric}", "pruner": request.pruner})
+    max_failures = request.max_failures or request.trials
     objective = Objective(registry=registry, corpus=corpus, space=space, base=base, metric=request.metric,
-                          trials=request.trials, max_failures=request.max_failures or request.trials, tracker=tracker,
-                          parent_id=parent_id, device=device, label=name,
-                          console=console)
+                          max_failures=max_failures, tracker=tracker, parent_id=parent_id, device=device, label=name,
+                          recipe_params=recipe_params, console=console)
     finished, running = studies.progress(study)
     if request.worker_index == 0:
         searched = ", ".join(f"{slot} ∈ {{{', '.join(names)}}}" for slot, names in space.slots.items())
+        outside = definition.get("recipe_outside_space") or []
+        recipe = f"{request.recipe or DEFAULT_BASE}'s own settings"
+        more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
+        where = f"outside the space: {'; '.join(outside[:5])}{more}" if outside else "inside the space"
         for line in (f"study      {name} · {studies.safe_url(url)} · {finished} finished, {running} running of "
                      f"{request.trials}",
                      f"space      {searched}; {len(space.params)} trainer/override parameters; objective dev "
                      f"{request.metric} (test is never read); pruner {request.pruner}",
+                     f"trial 0    {recipe}, {where}",
                      f"tracking   {tracker.location} · folder {study_dir}"):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     workers = []
@@ -197,10 +217,12 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
         argv = request.worker_argv(study=name, storage=url, out=study_dir,
                                    tracking_uri=None if request.no_track else tracker.location)
         workers = spawn_workers(argv, request.workers - 1, study_dir=study_dir, device=request.device)
+    budget = TrialBudget(storage.engine, definition["uid"], trials=request.trials, stale_after=request.grace_period)
     status = "FAILED"
     try:
-        studies.run_worker(study, objective, trials=request.trials, timeout=request.timeout,
-                           poll_seconds=min(request.heartbeat_interval, 5))
+        studies.run_worker(study, objective, storage=storage, budget=budget, timeout=request.timeout,
+                           poll_seconds=min(request.heartbeat_interval, 5), max_failures=max_failures,
+                           callbacks=[objective.announce, objective.say_when_stopping])
         failed = wait_for_workers(workers, console)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -210,14 +232,31 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
         stop_workers(workers)
         if request.worker_index == 0 and status != "FINISHED":
             tracker.close_parent(parent_id, status)
+    first_failure = _every_trial_failed(study)
     if request.worker_index == 0:
         _finish(study, request, tracker=tracker, parent_id=parent_id, study_dir=study_dir, console=console,
-                registry=registry, corpus=corpus, dataset=dataset, hook=hook)
+                registry=registry, corpus=corpus, dataset=dataset, hook=hook,
+                status="FAILED" if first_failure else "FINISHED")
+    if first_failure is not None:
+        error = clip(first_failure.user_attrs.get("error", ""), 500)
+        raise UserError(f"every trial of study {name!r} failed, none finished; the first, trial "
+                        f"{first_failure.number}: {error} Fix the cause, then start a new study (--study NAME) or "
+                        f"rerun with a higher --max-failures; every trial's error is in "
+                        f"{str(study_dir / 'trials.csv')!r}.")
     return 1 if failed else 0
 
 
+def _every_trial_failed(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The first failed trial when trials failed and none finished; else None."""
+    if studies.progress(study)[0]:
+        return None
+    failed = studies.failures(study)
+    return min(failed, key=lambda t: t.number) if failed else None
+
+
 def _finish(study: optuna.Study, request: TuneRequest, *, tracker: Any, parent_id: str | None, study_dir: Path,
-            console: Any, registry: Registry, corpus: Corpus, dataset: dict[str, Any], hook: Any) -> None:
+            console: Any, registry: Registry, corpus: Corpus, dataset: dict[str, Any], hook: Any,
+            status: str = "FINISHED") -> None:
     """Tag the best trial, save plots and the trial table, report, and run ``--final-seeds``."""
     best = report.best_trial(study)
     paths = [report.write_trials_csv(study, study_dir), *report.save_plots(study, study_dir)]
@@ -236,7 +275,7 @@ def _finish(study: optuna.Study, request: TuneRequest, *, tracker: Any, parent_i
                           console=console, hook=hook)
         tracker.log_parent_artifacts(parent_id, paths)
         console.print(f"written    {', '.join(str(p) for p in paths)}", markup=False, highlight=False, soft_wrap=True)
-    tracker.close_parent(parent_id)
+    tracker.close_parent(parent_id, status)
 
 
 def report_study(name: str, *, storage: str | None, out: Path | None, console: Any, top: int = 10) -> None:

@@ -5,8 +5,10 @@ This is the only place a study touches test. The rows are ordinary runs through
 compare's (per-class ACC and F1, w-ACC, w-F1, macro-F1, mean ± std over seeds, paired bootstrap
 against a reference). The reference row is the study's first trial, the base recipe's own
 settings, trained on the same seeds (when it completed and is not itself the best), so the table
-answers "did tuning help, on test?". Finished seeds are kept in the seed cache, so rerunning the
-command reuses them. Everything is nested under the study's MLflow parent run.
+answers "did tuning help, on test?". When the space cannot hold the recipe's settings, the row
+says so ("recipe settings, outside the space"): the tuned row was chosen among other settings.
+Finished seeds are kept in the seed cache, so rerunning the command reuses them. Everything is
+nested under the study's MLflow parent run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from merc_bench import compare as comparing
 from merc_bench.data import Corpus
 from merc_bench.registry import Registry
 from merc_bench.seed_cache import SeedCache
+from merc_bench.tune.objective import RECIPE_ORIGIN
 from merc_bench.tune.report import best_trial
 
 __all__ = ["final_rows", "run_final"]
@@ -36,9 +39,11 @@ def final_rows(study: optuna.Study, label: str) -> list[tuple[dict[str, str], di
         return []
     rows = [(f"{label} tuned (trial {best.number})", best)]
     origin = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("origin") == "recipe settings" and t.number != best.number]
+              if t.user_attrs.get("origin") == RECIPE_ORIGIN and t.number != best.number]
     if origin:
-        rows.insert(0, (f"{label} recipe settings (trial {origin[0].number})", origin[0]))
+        outside = (study.user_attrs.get("merc_bench") or {}).get("recipe_outside_space")
+        what = "recipe settings, outside the space" if outside else "recipe settings"
+        rows.insert(0, (f"{label} {what} (trial {origin[0].number})", origin[0]))
     out = []
     for name, trial in rows:
         values = copy.deepcopy(trial.user_attrs["config"])

@@ -6,6 +6,10 @@ with ``evaluate_test=False``; IKD's teacher, trained and cached by the ordinary 
 computes its own test metrics for later runs, which the study does not use). Every epoch reports
 the validation value to Optuna, and the pruner may stop the trial there.
 
+Trial 0 (the enqueued trial whose ``origin`` is :data:`RECIPE_ORIGIN`, and its retries) trains the
+base recipe's configuration itself, whatever the space holds; it records as Optuna parameters only
+the recipe's values that the space can hold (:class:`~.space.RecipeTrial`).
+
 A trial whose configuration is invalid, or whose training raises (out of memory, a NaN loss, a
 component bug), is recorded as FAIL with the error in its ``error`` user attribute and its MLflow
 run; the study goes on. Failed trials do not count towards ``--trials`` (a killed worker's trial is
@@ -14,6 +18,7 @@ retried), but ``--max-failures`` of them stop the study, so a broken space canno
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
@@ -31,30 +36,28 @@ from merc_bench.model import build_context
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.trainer import Trainer
 from merc_bench.tracking import environment_tags, flatten
-from merc_bench.tune.space import SLOTS, SearchSpace, sample_config
+from merc_bench.tune.budget import FINISHED
+from merc_bench.tune.space import SLOTS, RecipeTrial, SearchSpace, sample_config
 
-__all__ = ["Objective", "BudgetReached", "FINISHED"]
+__all__ = ["Objective", "FINISHED", "RECIPE_ORIGIN"]
 
-#: Trial states that count towards ``--trials``.
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class BudgetReached(Exception):
-    """Other workers took the study's last trials while this one was starting its own."""
+#: The ``origin`` user attribute of trial 0, the base recipe's own settings.
+RECIPE_ORIGIN = "recipe settings"
 
 
 class Objective:
     """Callable for ``study.optimize``: one trial, tracked as a nested MLflow run."""
 
     def __init__(self, *, registry: Registry, corpus: Corpus, space: SearchSpace, base: dict[str, Any],
-                 metric: str, trials: int, max_failures: int, tracker: Any, parent_id: str | None,
-                 device: torch.device, label: str, console: Any = None) -> None:
+                 metric: str, max_failures: int, tracker: Any, parent_id: str | None,
+                 device: torch.device, label: str, recipe_params: dict[str, Any] | None = None,
+                 console: Any = None) -> None:
         self.registry = registry
         self.corpus = corpus
         self.space = space
         self.base = base
         self.metric = metric
-        self.trials = trials
+        self.recipe_params = recipe_params or {}
         self.max_failures = max_failures
         self.tracker = tracker
         self.parent_id = parent_id
@@ -64,7 +67,6 @@ class Objective:
         self.tags = environment_tags(device)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self._claim(trial)
         started = time.perf_counter()
         # A retried trial inherits the killed one's attributes: replace what describes this attempt.
         trial.set_user_attr("mlflow_run_id", None)
@@ -103,17 +105,13 @@ class Objective:
         return value
 
     # -- steps ------------------------------------------------------------------------------------
-    def _claim(self, trial: optuna.Trial) -> None:
-        """Refuse a trial beyond ``--trials``: finished ones plus those started before it (by number)."""
-        taken = sum(1 for t in trial.study.get_trials(deepcopy=False)
-                    if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number))
-        if taken >= self.trials:
-            trial.set_user_attr("skipped", f"the study had its {self.trials} trials when this one started")
-            raise BudgetReached(f"the study already has its {self.trials} trials")
-
     def _configure(self, trial: optuna.Trial) -> RunConfig:
         """The trial's configuration, validated exactly like ``merc-bench run`` validates a recipe."""
-        values = sample_config(trial, self.space, self.base, self.registry)
+        if trial.user_attrs.get("origin") == RECIPE_ORIGIN:
+            sample_config(RecipeTrial(trial, self.recipe_params), self.space, self.base, self.registry)
+            values = copy.deepcopy(self.base)  # the recipe itself, whatever the sampled values were
+        else:
+            values = sample_config(trial, self.space, self.base, self.registry)
         values["recipe"] = f"{self.label}#{trial.number}"
         try:
             config = RunConfig.model_validate(values)
@@ -170,9 +168,11 @@ class Objective:
         self.console.print(f"trial {trial.number:3d} {trial.state.name:8} {what} · {chosen} · {seconds:.1f} s",
                            markup=False, highlight=False, soft_wrap=True)
 
-    def stop_after_failures(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        failures = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.user_attrs.get("error"))
-        if failures >= self.max_failures:
-            if self.console is not None:
-                self.console.print(f"stopping: {failures} trials failed (--max-failures {self.max_failures})")
-            study.stop()
+    def say_when_stopping(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Say that this failure reached ``--max-failures`` (the worker loop then starts no trial)."""
+        if trial.state != TrialState.FAIL or not trial.user_attrs.get("error"):
+            return
+        failures = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                       if t.user_attrs.get("error"))
+        if failures >= self.max_failures and self.console is not None:
+            self.console.print(f"stopping: {failures} trials failed (--max-failures {self.max_failures})")

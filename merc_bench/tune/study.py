@@ -8,12 +8,13 @@ seconds (its worker was killed) is marked FAIL and re-queued with the same param
 :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (the retry's ``system_attrs`` name the
 original in ``failed_trial``). Completed trials are rows in the database: no kill loses one.
 
-Trial budget: ``--trials N`` counts COMPLETE and PRUNED trials of the whole study, so rerunning the
-same command after a kill finishes the N. Workers run in parallel, so a worker also counts trials
-that others are running (``MaxTrialsCallback`` over COMPLETE, PRUNED and RUNNING) before starting
-one, and the objective refuses a trial that lost that race (:class:`~.objective.BudgetReached`).
-A worker whose budget is taken by running trials waits for them: they finish, or their worker
-turns out dead and the retry is run here. So every worker returns once the study has its N trials.
+Trial budget (:mod:`.budget`): ``--trials N`` counts COMPLETE and PRUNED trials of the whole study,
+so rerunning the same command after a kill finishes the N. Counting and then starting a trial is a
+race between workers, so a worker first takes one of the study's N budget slots — atomically, in
+the study's own database — and only then creates its trial; a slot whose trial fails (an error, or
+a dead worker's trial failed by the heartbeat check) is free again. A worker whose free slots are
+all taken by running trials waits for them: they finish, or their worker turns out dead and the
+retry is run here. So every worker returns once the study has exactly its N finished trials.
 
 Sampler: TPE, multivariate with conditional groups (component parameters exist only when the
 component is chosen), seeded, with ``constant_liar`` so parallel workers do not all sample next to
@@ -24,22 +25,26 @@ drawn before (with one seed, a rerun after a kill would sample the killed trial'
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.study import MaxTrialsCallback
+from optuna.storages._heartbeat import get_heartbeat_thread  # the one study.optimize uses; no public name
 from optuna.trial import TrialState
 
 from merc_bench.errors import UserError
-from merc_bench.tune.objective import FINISHED, Objective
+from merc_bench.tune.budget import FINISHED, Bind, Claim, TrialBudget
 
-__all__ = ["default_storage_url", "open_storage", "open_study", "make_sampler", "make_pruner", "progress",
-           "run_worker", "StaleTrials", "PRUNERS", "safe_url"]
+__all__ = ["default_storage_url", "engine_kwargs", "open_storage", "open_study", "make_sampler", "make_pruner",
+           "progress", "failures", "run_worker", "StaleTrials", "PRUNERS", "safe_url"]
 
 PRUNERS = ("median", "hyperband", "none")
+_logger = logging.getLogger(__name__)
 
 
 def default_storage_url(study_dir: Path) -> str:
@@ -72,10 +77,14 @@ class StaleTrials:
         self.retry(study, trial)
 
 
+def engine_kwargs(url: str) -> dict[str, Any]:
+    # Waiting for a lock beats failing: several local workers share one sqlite file.
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
 def open_storage(url: str, *, heartbeat_interval: int | None, grace_period: int | None,
                  on_stale: StaleTrials | None) -> optuna.storages.RDBStorage:
-    # Waiting for a lock beats failing: several local workers share one sqlite file.
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = engine_kwargs(url)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -128,25 +137,70 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def run_worker(study: optuna.Study, objective: Objective, *, trials: int, timeout: float | None,
-               poll_seconds: float) -> None:
-    """Run trials until the study has ``trials`` finished ones, ``timeout`` passes, or too many fail."""
+def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
+               storage: optuna.storages.RDBStorage, budget: TrialBudget, timeout: float | None, poll_seconds: float,
+               max_failures: int,
+               callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = ()) -> None:
+    """Run trials until the study's ``budget.trials`` slots hold finished trials, ``timeout`` passes,
+    or ``max_failures`` trials have failed; ``callbacks`` see each trial this worker finished."""
     started = time.monotonic()
-    budget = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
     while True:
         fail_stale_trials(study)
-        finished, running = progress(study)
-        if finished >= trials or _failures(study) >= objective.max_failures:
+        if budget.standing(study).finished >= budget.trials or len(failures(study)) >= max_failures:
             return
         left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left <= 0:
             return
-        if finished + running < trials:
-            study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=False,
-                           callbacks=[objective.announce, budget, objective.stop_after_failures])
-        else:  # the rest of the budget is running elsewhere: wait until it finishes or goes stale
+        claim = budget.claim(study)
+        if claim is None:  # the free slots are running elsewhere: wait until they finish or go stale
             time.sleep(poll_seconds if left is None else min(poll_seconds, left))
+            continue
+        frozen = _run_trial(study, objective, storage, budget, claim)
+        for callback in callbacks:
+            callback(study, frozen)
 
 
-def _failures(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.user_attrs.get("error"))
+def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float],
+               storage: optuna.storages.RDBStorage, budget: TrialBudget, claim: Claim) -> optuna.trial.FrozenTrial:
+    """Ask for a trial, bind it to the claimed slot, run it with heartbeats, tell its state.
+
+    Ask and tell rather than ``study.optimize``, because the trial must hold its slot before it runs
+    and a trial popped by two workers (sqlite) must be left to the other one, untouched.
+    """
+    heartbeats = storage.get_heartbeat_interval() is not None
+    while True:
+        with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize": it is, below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            trial = study.ask()
+        if heartbeats:  # before the trial can hold a slot: a trial without any heartbeat is never found stale
+            storage.record_heartbeat(trial._trial_id)
+        bound = budget.bind(claim, trial.number)
+        if bound is Bind.BOUND:
+            break
+        if bound is Bind.CLAIM_LOST:
+            trial.set_user_attr("skipped", "its budget slot was taken as stale before it started")
+            return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        # Bind.TRIAL_TAKEN: another worker runs this trial; ask again (a new trial, or the next waiting one).
+    value, state = None, TrialState.COMPLETE
+    # Optuna's own heartbeat thread (what study.optimize starts): the trial is failed as stale if it stops.
+    with get_heartbeat_thread(trial._trial_id, storage):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        except Exception as error:  # recorded by the objective; the study goes on
+            state = TrialState.FAIL
+            if not isinstance(error, UserError):  # a bug in a component or in merc-bench: show where
+                _logger.warning(f"trial {trial.number} failed", exc_info=True)
+    if state is TrialState.COMPLETE and (value is None or not math.isfinite(value)):
+        state, value = TrialState.FAIL, None
+    return study.tell(trial, value if state is TrialState.COMPLETE else None,
+                      state=None if state is TrialState.COMPLETE else state, skip_if_finished=True)
+
+
+def failures(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that failed with an error (not the ones failed as stale, which are retried)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.user_attrs.get("error")]

@@ -1,0 +1,216 @@
+"""The ``--space`` file read and checked for form: bytes → UTF-8 text → TOML or YAML tables.
+
+A space file comes from anywhere (a colleague, a paper's repository), so reading it must not hang,
+exhaust memory or print a traceback, whatever it holds; :func:`read_space_file` turns every problem
+into one :class:`~merc_bench.errors.UserError` naming the file, the place and what was expected:
+
+* a regular file of at most :data:`MAX_SPACE_BYTES` (a pipe would block, ``/dev/zero`` never end);
+* UTF-8 (a UTF-8 byte-order mark is dropped; UTF-16, Latin-1 and binary files are named as such);
+* TOML through :mod:`tomllib`, whose time grows with the square of a dotted key's parts — a key of
+  more than 8 parts is refused before parsing (40,000 parts took 21 s);
+* YAML through PyYAML's pure-Python safe loader (the C loader recurses on the C stack) with no
+  aliases at all — a 389-byte file of nested aliases ("billion laughs") expands to gigabytes —, no
+  merge keys and no duplicate keys (which PyYAML would silently resolve to the last);
+* nesting no deeper than file → section → component → option → range or choices, keys that are
+  names and values that are finite numbers, strings, booleans, lists or tables (YAML's dates,
+  binary and sets are refused), checked without recursion.
+
+What the values mean (names, ranges, choices) is checked by :func:`merc_bench.tune.space.build_space`.
+Messages quote values from the file through :func:`preview`, never in full.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import re
+import reprlib
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from merc_bench.errors import UserError
+
+__all__ = ["MAX_SPACE_BYTES", "read_space_file", "preview", "clip", "bounded_name"]
+
+#: The largest space file read; real ones are a few hundred bytes.
+MAX_SPACE_BYTES = 1 << 20
+#: Containers inside containers: file → section → component → option → range or choices.
+MAX_DEPTH = 4
+#: Parts of one dotted TOML key; tomllib's time grows with the square of a key's parts.
+_MAX_KEY_PARTS = 8
+_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')"""
+_DOTTED_KEY = re.compile(rf"(?<![A-Za-z0-9_\-\"'.]){_KEY_PART}(?:[ \t]*+\.[ \t]*+{_KEY_PART}){{{_MAX_KEY_PARTS},}}")
+SCALARS = (bool, int, float, str, type(None))
+
+_preview_repr = reprlib.Repr()
+_preview_repr.maxstring = _preview_repr.maxother = 60
+_preview_repr.maxlist = _preview_repr.maxdict = 6
+_preview_repr.maxlevel = 2
+
+
+def preview(value: Any) -> str:
+    """A bounded ``repr`` of a value read from a file (at most 80 characters)."""
+    text = _preview_repr.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def clip(text: Any, limit: int = 300) -> str:
+    """A parser's message as one bounded line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bounded_name(text: str) -> str:
+    """A name from the file, bounded for messages."""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_space_file(path: Path) -> dict[str, Any]:
+    """The parsed ``--space`` file: TOML, or YAML for ``.yaml``/``.yml`` (needs PyYAML).
+
+    Only the file's form is checked here (size, encoding, syntax, nesting, key and value types);
+    :func:`build_space` checks its meaning.
+    """
+    where = f"--space {str(path)!r}"
+    text = _read_text(path, where)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        values = _parse_yaml(text, where)
+    else:
+        values = _parse_toml(text, where)
+    if values is None:  # an empty YAML document: nothing changed
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: the file must hold tables (slots, training, model, a slot with a component), "
+                        f"not a {type(values).__name__}.")
+    _check_form(values, where)
+    return values
+
+
+def _read_text(path: Path, where: str) -> str:
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise UserError(f"cannot read {where}: {error.strerror or error}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{where} is a folder; give the TOML or YAML file of the search space.")
+    if not stat.S_ISREG(info.st_mode):  # a pipe would block, a device never end
+        raise UserError(f"{where} is not a regular file (a device, pipe or socket); give a TOML or YAML file.")
+    if info.st_size > MAX_SPACE_BYTES:
+        raise UserError(f"{where} is {info.st_size} bytes; a space file may have at most {MAX_SPACE_BYTES} bytes "
+                        "(1 MiB).")
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_SPACE_BYTES + 1)
+    except OSError as error:
+        raise UserError(f"cannot read {where}: {error.strerror or error}.") from None
+    if len(data) > MAX_SPACE_BYTES:  # it grew after stat
+        raise UserError(f"{where} has more than {MAX_SPACE_BYTES} bytes; a space file may have at most 1 MiB.")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UserError(f"{where} is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8.")
+    if data.startswith(codecs.BOM_UTF8):  # Windows editors add one; it carries no content
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{where} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} (line "
+                        f"{line}) is not valid UTF-8. Save the file as UTF-8.") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise UserError(f"{where} contains a NUL byte (line {line}): it is binary, or UTF-16 without a byte-order "
+                        "mark. Save it as UTF-8 text.")
+    return text
+
+
+def _parse_toml(text: str, where: str) -> Any:
+    deep = _DOTTED_KEY.search(text)
+    if deep is not None:
+        line = text.count("\n", 0, deep.start()) + 1
+        raise UserError(f"{where}, line {line}: a dotted name of more than {_MAX_KEY_PARTS} parts; a space file "
+                        "needs at most 4 (mixer.sdmoe.experts.low).")
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise UserError(f"{where}: arrays or tables nested too deeply; a space file needs at most {MAX_DEPTH} "
+                        "levels.") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer of more digits than Python converts
+        raise UserError(f"{where} is not valid TOML: {clip(error)}") from None
+
+
+class _YamlRefused(Exception):
+    """A YAML construct the space loader does not accept (aliases, merge keys, duplicate keys)."""
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise UserError(f"{where} is YAML, which needs PyYAML (pip install pyyaml); or write the space as "
+                        "TOML.") from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader subclass, see below
+    except _YamlRefused as error:
+        raise UserError(f"{where}, {error}") from None
+    except RecursionError:
+        raise UserError(f"{where}: lists or mappings nested too deeply; a space file needs at most {MAX_DEPTH} "
+                        "levels.") from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:  # ValueError: an integer of too many digits
+        raise UserError(f"{where} is not valid YAML: {clip(error)}") from None
+
+
+def _yaml_loader(yaml: Any) -> type:
+    """PyYAML's pure-Python safe loader (the C one recurses on the C stack), refusing aliases — the
+    "billion laughs" expansion needs them and a space file does not —, merge keys and duplicate keys."""
+    merge_tag = "tag:yaml.org,2002:merge"
+
+    class SpaceLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{clip(event.anchor, 40)}) "
+                                   "are not allowed in a space file; write the values out.")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == merge_tag:
+                    raise _YamlRefused(f"line {line}: YAML merge keys (<<) are not allowed in a space file.")
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    raise _YamlRefused(f"line {line}: a key must be a name, not a {type(key).__name__}.") from None
+                if duplicate:
+                    raise _YamlRefused(f"line {line}: the key {preview(key)} appears twice in one mapping.")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return SpaceLoader
+
+
+def _check_form(values: dict[str, Any], where: str) -> None:
+    """Keys are names, values plain scalars, lists or tables, nested at most ``MAX_DEPTH`` deep
+    (iteratively: a parser may hand back deeper data than Python's recursion limit)."""
+    pending: list[tuple[Any, int, str]] = [(values, 1, "")]
+    while pending:
+        value, depth, key = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise UserError(f"{where}: {key} is nested too deeply; a space file needs at most {MAX_DEPTH} levels "
+                                "(section, component, option, then a range table or a list of choices).")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for name, item in items:
+                if isinstance(value, dict) and not isinstance(name, str):
+                    raise UserError(f"{where}: the key {preview(name)} {'in ' + key if key else ''} is not a name.")
+                label = bounded_name(str(name)) if isinstance(value, dict) else f"[{name}]"
+                pending.append((item, depth + 1, f"{key}.{label}" if key and isinstance(value, dict)
+                                else f"{key}{label}" if key else label))
+        elif not isinstance(value, SCALARS):
+            raise UserError(f"{where}: {key} = {preview(value)} is a {type(value).__name__}; a space file holds "
+                            "numbers, strings, booleans, lists and tables.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{where}: {key} = {value}: a space file's numbers must be finite.")
