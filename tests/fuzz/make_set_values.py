@@ -198,8 +198,8 @@ def cases() -> list[dict]:
              fragment="mixer 'transformer'"),
         case("run-ikd-without-text", "IKD without its teacher's modality, through run", [], command="run",
              recipe="summer-small", flags=["--modalities", "audio,visual"], fragment="distiller 'ikd'"),
-        case("compare-hidden-65536", "compare builds without prepare: the meta-device guard refuses",
-             ["model.hidden_size=65536"], command="compare", fragment="GiB of weights alone"),
+        case("compare-hidden-65536", "compare checks every recipe's training memory before the first trains",
+             ["model.hidden_size=65536"], command="compare", fragment="too large to train here"),
     ]
     names = [c["name"] for c in out]
     assert len(names) == len(set(names)), "case names must be unique"
