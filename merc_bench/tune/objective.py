@@ -46,7 +46,7 @@ RECIPE_ORIGIN = "recipe settings"
 
 
 class Objective:
-    """Callable for ``study.optimize``: one trial, tracked as a nested MLflow run."""
+    """One trial, tracked as a nested MLflow run; called by the worker loop (:func:`.study.run_worker`)."""
 
     def __init__(self, *, registry: Registry, corpus: Corpus, space: SearchSpace, base: dict[str, Any],
                  metric: str, max_failures: int, tracker: Any, parent_id: str | None,

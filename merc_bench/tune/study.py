@@ -168,19 +168,21 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float],
     and a trial popped by two workers (sqlite) must be left to the other one, untouched.
     """
     heartbeats = storage.get_heartbeat_interval() is not None
+    trial = _ask(study)
     while True:
-        with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize": it is, below
-            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-            trial = study.ask()
         if heartbeats:  # before the trial can hold a slot: a trial without any heartbeat is never found stale
             storage.record_heartbeat(trial._trial_id)
         bound = budget.bind(claim, trial.number)
         if bound is Bind.BOUND:
             break
-        if bound is Bind.CLAIM_LOST:
+        if bound is Bind.TRIAL_TAKEN:  # another worker popped this waiting trial too and runs it: ask again
+            trial = _ask(study)
+            continue
+        # Bind.CLAIM_LOST (this worker was slower than --grace-period): the trial may take another free slot.
+        claim = budget.claim(study)
+        if claim is None:
             trial.set_user_attr("skipped", "its budget slot was taken as stale before it started")
             return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        # Bind.TRIAL_TAKEN: another worker runs this trial; ask again (a new trial, or the next waiting one).
     value, state = None, TrialState.COMPLETE
     # Optuna's own heartbeat thread (what study.optimize starts): the trial is failed as stale if it stops.
     with get_heartbeat_thread(trial._trial_id, storage):
@@ -199,6 +201,12 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float],
         state, value = TrialState.FAIL, None
     return study.tell(trial, value if state is TrialState.COMPLETE else None,
                       state=None if state is TrialState.COMPLETE else state, skip_if_finished=True)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize": see _run_trial
+        warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+        return study.ask()
 
 
 def failures(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
