@@ -280,6 +280,14 @@ def test_space_file_may_be_yaml(tmp_path):
     assert read_space_file(toml) == read_space_file(yaml)
 
 
+def test_a_yaml_space_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml raises ImportError
+    path = tmp_path / "space.yaml"
+    path.write_text("training:\n  epochs: 2\n")
+    with pytest.raises(UserError, match="needs PyYAML .pip install pyyaml.; or write the space as TOML"):
+        read_space_file(path)
+
+
 def test_a_third_party_components_short_name_works_in_slots_and_in_its_table(tmp_path, tiny_corpus):
     from merc_bench.config import RunConfig
     from merc_bench.model import build_context
@@ -300,7 +308,7 @@ def test_a_third_party_components_short_name_works_in_slots_and_in_its_table(tmp
         read_space_file(path)
 
 
-def test_trial_0_trains_the_recipe_even_where_the_space_excludes_it(capsys, tmp_path):
+def test_trial_0_trains_the_recipe_even_where_the_space_excludes_it(monkeypatch, capsys, tmp_path):
     """The space excludes bigru-concat's lr, batch size and hidden size; trial 0 still trains them."""
     space = tmp_path / "space.toml"
     space.write_text("[training]\nlr = { low = 1e-2, high = 2e-2, log = true }\nbatch_size = [4]\n"
@@ -322,11 +330,11 @@ def test_trial_0_trains_the_recipe_even_where_the_space_excludes_it(capsys, tmp_
     assert 1e-2 <= config["training"]["lr"] <= 2e-2 and config["training"]["batch_size"] == 4
     assert config["model"]["hidden_size"] == 8
 
-    from merc_bench.tune.final import final_rows
+    from merc_bench.tune import final
 
-    labels = [labels["recipe"] for labels, _ in final_rows(study, "bigru-concat")]
-    if study.best_trial.number != 0:
-        assert labels[0] == "bigru-concat recipe settings, outside the space (trial 0)"
+    monkeypatch.setattr(final, "best_trial", lambda study: second)  # whichever won, trial 0 is the reference row
+    labels = [labels["recipe"] for labels, _ in final.final_rows(study, "bigru-concat")]
+    assert labels == ["bigru-concat recipe settings, outside the space (trial 0)", "bigru-concat tuned (trial 1)"]
 
 
 def test_a_study_whose_every_trial_failed_exits_2_naming_the_first_error(monkeypatch, capsys):
