@@ -474,3 +474,13 @@ def test_killed_worker_resumes_without_losing_trials_sqlite(tmp_path):
 @pytest.mark.slow
 def test_two_workers_share_one_study_sqlite(tmp_path):
     two_workers(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_a_trial_too_large_for_the_memory_limit_fails_before_allocating(capsys):
+    """Each trial's configuration passes the run's memory check; a study of only such trials exits 2."""
+    with pytest.raises(SystemExit) as stop:
+        main(["tune", "--dataset", "synthetic", "--trials", "2", "--epochs", "1", "--max-memory", "2M", "--no-track",
+              "--set", "dataset.train_dialogues=6"])
+    assert stop.value.code == 2
+    output = " ".join(capsys.readouterr().err.split())
+    assert "too large to train here" in output and "limit of 2.0 MiB" in output

@@ -33,6 +33,7 @@ from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
 from merc_bench.model import build_context
+from merc_bench.sizing import check_training_memory
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.trainer import Trainer
 from merc_bench.tracking import environment_tags, flatten
@@ -121,6 +122,8 @@ class Objective:
             choice = getattr(config, kind)
             self.registry.get(kind, choice.name).make_config(choice.config, where=kind)
         build_context(config, self.corpus.info)
+        # A sampled size too large for this machine fails the trial with the figure, before allocating.
+        check_training_memory(config, self.corpus, self.registry, self.device)
         trial.set_user_attr("config", config.model_dump(mode="json"))
         return config
 
