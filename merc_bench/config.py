@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from merc_bench.errors import UserError, unknown_name_message
+from merc_bench.errors import UserError, preview, unknown_name_message
 
 __all__ = [
     "ComponentChoice",
@@ -141,12 +141,6 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _shown(value: Any, limit: int = 80) -> str:
-    """A bounded repr of what the user typed, for messages (an argument may be megabytes long)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``key.path=value``; the value is read as JSON when it parses (numbers, booleans, lists).
 
@@ -154,11 +148,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     the parser, an integer of more than 4300 digits): the typed field then rejects it by name.
     """
     if "=" not in text:
-        raise UserError(f"--set {_shown(text)} is not of the form key=value (for example --set training.lr=1e-4).")
+        raise UserError(f"--set {preview(text)} is not of the form key=value (for example --set training.lr=1e-4).")
     key, raw = text.split("=", 1)
     path = [part for part in key.strip().split(".") if part]
     if not path:
-        raise UserError(f"--set {_shown(text)} has an empty key.")
+        raise UserError(f"--set {preview(text)} has an empty key.")
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; so is the int digit limit
@@ -189,12 +183,12 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         path, value = parse_override(text)
         head = path[0]
         if head not in RunConfig.model_fields:
-            raise UserError(f"--set {_shown(text)}: " + unknown_name_message("setting", head, RunConfig.model_fields))
+            raise UserError(f"--set {preview(text)}: " + unknown_name_message("setting", head, RunConfig.model_fields))
         if head in COMPONENT_SLOTS:
             choice = config.setdefault(head, {"name": "", "config": {}})
             if len(path) == 1:
                 if not isinstance(value, str):
-                    raise UserError(f"--set {_shown(text)}: a component is chosen by name, got {_shown(value)}.")
+                    raise UserError(f"--set {preview(text)}: a component is chosen by name, got {preview(value)}.")
                 if value != choice.get("name"):
                     config[head] = {"name": value, "config": {}}
                 continue
@@ -210,6 +204,6 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any, text: str) ->
     """``target[path[0]]...[path[-1]] = value``, making groups on the way; a value is not a group."""
     for part in path[:-1]:
         if not isinstance(target.setdefault(part, {}), dict):
-            raise UserError(f"--set {_shown(text)}: {_shown(part)} is a value, not a group of settings.")
+            raise UserError(f"--set {preview(text)}: {preview(part)} is a value, not a group of settings.")
         target = target[part]
     target[path[-1]] = value

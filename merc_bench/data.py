@@ -12,7 +12,6 @@ mid-training or a NaN loss, and an empty split as a meaningless score with exit 
 from __future__ import annotations
 
 import hashlib
-import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 
 __all__ = ["MODALITIES", "NONFINITE_POLICIES", "Dialogue", "DatasetInfo", "Corpus", "Batch", "collate", "batches",
-           "validate_corpus", "nonfinite_option", "short_repr"]
+           "validate_corpus", "nonfinite_option"]
 
 #: Modality names, in the order tables and configs list them.
 MODALITIES = ("text", "audio", "visual")
@@ -215,21 +214,6 @@ NONFINITE_POLICIES = ("refuse", "zero")
 #: collate() casts every feature to float32; a finite float64 beyond this becomes inf there.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 60
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
-_SHORT.maxlevel = 2
-
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """A repr of untrusted ``value`` for an error message: never more than ``limit`` characters."""
-    try:
-        text = _SHORT.repr(value)
-    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the message being built
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def nonfinite_option(options: Mapping[str, Any], declared: Sequence[str] | Mapping[str, Any]) -> tuple[dict, str]:
     """Split the generic dataset option ``nonfinite`` from a dataset's own options.
 
@@ -242,7 +226,7 @@ def nonfinite_option(options: Mapping[str, Any], declared: Sequence[str] | Mappi
     options = dict(options)
     policy = options.get("nonfinite", "refuse") if "nonfinite" in declared else options.pop("nonfinite", "refuse")
     if not isinstance(policy, str) or policy not in NONFINITE_POLICIES:
-        raise UserError(f"--set dataset.nonfinite={short_repr(policy)} is not a policy; use refuse (the default: "
+        raise UserError(f"--set dataset.nonfinite={preview(policy)} is not a policy; use refuse (the default: "
                         "NaN/inf features are an error) or zero (replace them with 0 and record the count).")
     return options, policy
 
@@ -254,7 +238,7 @@ def _where(corpus: Corpus, source: str | None) -> str:
     origin = next((provenance[key] for key in ("feature_store", "source") if isinstance(provenance.get(key), str)),
                   None)
     name = getattr(getattr(corpus, "info", None), "name", "?")
-    return f"dataset {short_repr(name)}" + (f" ({short_repr(origin, 200)})" if origin and origin != name else "")
+    return f"dataset {preview(name)}" + (f" ({preview(origin, 200)})" if origin and origin != name else "")
 
 
 def _check_info(info: Any, where: str) -> None:
@@ -263,18 +247,18 @@ def _check_info(info: Any, where: str) -> None:
     classes = info.classes
     if (not isinstance(classes, (tuple, list)) or len(classes) < 2
             or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes)):
-        raise UserError(f"{where}: classes {short_repr(classes)} must be at least two distinct, non-empty names.")
+        raise UserError(f"{where}: classes {preview(classes)} must be at least two distinct, non-empty names.")
     if not isinstance(info.num_speakers, (int, np.integer)) or isinstance(info.num_speakers, bool) \
             or info.num_speakers < 1:
-        raise UserError(f"{where}: num_speakers {short_repr(info.num_speakers)} must be a whole number of at least 1.")
+        raise UserError(f"{where}: num_speakers {preview(info.num_speakers)} must be a whole number of at least 1.")
     dims = info.feature_dims
     if not isinstance(dims, Mapping) or not dims:
-        raise UserError(f"{where}: feature_dims {short_repr(dims)} must name at least one modality and its size.")
+        raise UserError(f"{where}: feature_dims {preview(dims)} must name at least one modality and its size.")
     for modality, dim in dims.items():
         if not isinstance(modality, str) or not modality:
-            raise UserError(f"{where}: feature_dims names the modality {short_repr(modality)}; expected a name.")
+            raise UserError(f"{where}: feature_dims names the modality {preview(modality)}; expected a name.")
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
-            raise UserError(f"{where}: modality {modality!r} has feature size {short_repr(dim)}; a modality needs at "
+            raise UserError(f"{where}: modality {modality!r} has feature size {preview(dim)}; a modality needs at "
                             "least one feature (a zero-width modality carries nothing to learn from).")
 
 
@@ -283,9 +267,9 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
     if not isinstance(dialogue, Dialogue):
         raise UserError(f"{where}: the {split} split holds a {type(dialogue).__name__}, not a Dialogue.")
     if not isinstance(dialogue.id, str):
-        raise UserError(f"{where}: a {split} dialogue has the id {short_repr(dialogue.id)} of type "
+        raise UserError(f"{where}: a {split} dialogue has the id {preview(dialogue.id)} of type "
                         f"{type(dialogue.id).__name__}; dialogue ids are strings.")
-    here = f"{where}: dialogue {short_repr(dialogue.id)} ({split} split)"
+    here = f"{where}: dialogue {preview(dialogue.id)} ({split} split)"
     labels, speakers = dialogue.labels, dialogue.speakers
     for name, array in (("labels", labels), ("speakers", speakers)):
         if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind not in "iu":
@@ -309,7 +293,7 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
     missing = [m for m in info.feature_dims if m not in features]
     extra = [m for m in features if m not in info.feature_dims]
     if missing or extra:
-        raise UserError(f"{here}: features hold {short_repr(sorted(map(str, features)))} but the dataset declares "
+        raise UserError(f"{here}: features hold {preview(sorted(map(str, features)))} but the dataset declares "
                         f"{', '.join(info.feature_dims)}; every dialogue needs exactly the declared modalities.")
     for modality, dim in info.feature_dims.items():
         matrix = features[modality]
@@ -349,7 +333,7 @@ def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | 
         raise UserError(f"{source or 'the dataset'} returned a {type(corpus).__name__}, not a Corpus.")
     where = _where(corpus, source)
     if nonfinite not in NONFINITE_POLICIES:
-        raise UserError(f"nonfinite policy {short_repr(nonfinite)} is not known; use refuse or zero.")
+        raise UserError(f"nonfinite policy {preview(nonfinite)} is not known; use refuse or zero.")
     _check_info(corpus.info, where)
     info = corpus.info
     owner: dict[str, str] = {}
@@ -379,7 +363,7 @@ def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | 
         modality, entries = next(iter(bad.items()))
         split, dialogue_id, row, col, _ = entries[0]
         value = next(d for d in corpus.split(split) if d.id == dialogue_id).features[modality][row, col]
-        raise UserError(f"{where}: dialogue {short_repr(dialogue_id)} ({split} split), utterance {row}: {modality} "
+        raise UserError(f"{where}: dialogue {preview(dialogue_id)} ({split} split), utterance {row}: {modality} "
                         f"feature {col} is {float(value):g}, not a finite float32 number; in all, non-finite values: "
                         f"{summary}. Repair the features, or replace them with 0 and record the count with "
                         "`--set dataset.nonfinite=zero`.")

@@ -43,8 +43,8 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from merc_bench.data import Corpus, DatasetInfo, Dialogue, short_repr, validate_corpus
-from merc_bench.errors import UserError
+from merc_bench.data import Corpus, DatasetInfo, Dialogue, validate_corpus
+from merc_bench.errors import UserError, preview
 from merc_bench.safe_arrays import ArraySpec, memory_budget, read_npz
 
 __all__ = ["FORMAT", "MANIFEST", "Manifest", "write_corpus", "read_corpus", "read_manifest", "is_feature_store",
@@ -279,7 +279,7 @@ class Manifest(BaseModel):
             files[entry.file] = split
             for dialogue in entry.ids:
                 if dialogue in owner:
-                    raise ValueError(f"dialogue {short_repr(dialogue)} is listed in {owner[dialogue]} and {split}")
+                    raise ValueError(f"dialogue {preview(dialogue)} is listed in {owner[dialogue]} and {split}")
                 owner[dialogue] = split
         return self
 
@@ -299,7 +299,7 @@ def _validated(manifest: Any, where: str) -> Manifest:
             elif item["type"] == "value_error":  # our own checks: the message names the values
                 problems.append(f"{location}: {item['msg'].removeprefix('Value error, ')}")
             else:
-                problems.append(f"{location} = {short_repr(item.get('input'), 60)}: {item['msg']}")
+                problems.append(f"{location} = {preview(item.get('input'), 60)}: {item['msg']}")
         more = f" (and {error.error_count() - 6} more)" if error.error_count() > 6 else ""
         raise UserError(f"{where} is not a valid {FORMAT} v{FORMAT_VERSION} manifest: " + "; ".join(problems) + more
                         + ". Convert the data again with `merc-bench data convert`.") from None
@@ -313,7 +313,7 @@ def _inside(folder: Path, name: str, what: str) -> Path:
     try:
         resolved = path.resolve()
     except (OSError, RuntimeError) as error:  # a symlink loop (RuntimeError before Python 3.13)
-        raise UserError(f"{what} {str(path)!r} cannot be resolved: {short_repr(str(error), 120)}.") from None
+        raise UserError(f"{what} {str(path)!r} cannot be resolved: {preview(str(error), 120)}.") from None
     if not resolved.is_relative_to(folder.resolve()):
         raise UserError(f"{what} {str(path)!r} is a symlink to {str(resolved)!r}, outside the folder; a converted "
                         "folder's files must be inside it.")
@@ -350,10 +350,10 @@ def _load_manifest(folder: Path) -> Manifest:
     except RecursionError:
         raise UserError(f"{where} nests its JSON too deeply. {hint}") from None
     except ValueError as error:  # JSONDecodeError, NaN/Infinity, integers of more than 4300 digits
-        raise UserError(f"{where} is not valid JSON ({short_repr(str(error), 120)}). {hint}") from None
+        raise UserError(f"{where} is not valid JSON ({preview(str(error), 120)}). {hint}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
             or manifest.get("format_version") != FORMAT_VERSION:
-        found = (short_repr(manifest.get("format"), 40), short_repr(manifest.get("format_version"), 20)) \
+        found = (preview(manifest.get("format"), 40), preview(manifest.get("format_version"), 20)) \
             if isinstance(manifest, dict) else (f"a JSON {type(manifest).__name__}", "none")
         raise UserError(f"{where} is not a {FORMAT} v{FORMAT_VERSION} manifest (format {found[0]}, version "
                         f"{found[1]}). {hint}")
@@ -383,11 +383,11 @@ def _dialogues(arrays: dict[str, np.ndarray], entry: SplitEntry, info: DatasetIn
     ids = arrays["ids"]
     if ids.dtype.itemsize // 4 > MAX_ID_CHARS or ids.tolist() != entry.ids:
         raise UserError(f"{where}: the ids array differs from the manifest's ids (first ids "
-                        f"{short_repr(ids[:3].tolist())}, manifest {short_repr(entry.ids[:3])}).")
+                        f"{preview(ids[:3].tolist())}, manifest {preview(entry.ids[:3])}).")
     lengths = arrays["lengths"].astype(np.int64)
     if (lengths < 1).any():
         position = _first(lengths < 1)
-        raise UserError(f"{where}: dialogue {short_repr(entry.ids[position])} has length {int(lengths[position])}; "
+        raise UserError(f"{where}: dialogue {preview(entry.ids[position])} has length {int(lengths[position])}; "
                         "every dialogue needs at least one utterance.")
     if (lengths > entry.utterances).any() or int(lengths.sum()) != entry.utterances:
         raise UserError(f"{where}: the dialogue lengths add up to {int(lengths.sum(dtype=np.float64)):.0f} "
@@ -401,7 +401,7 @@ def _dialogues(arrays: dict[str, np.ndarray], entry: SplitEntry, info: DatasetIn
         if outside.any():
             position = _first(outside)
             dialogue = int(np.searchsorted(bounds, position, side="right")) - 1
-            raise UserError(f"{where}: dialogue {short_repr(entry.ids[dialogue])}, utterance "
+            raise UserError(f"{where}: dialogue {preview(entry.ids[dialogue])}, utterance "
                             f"{position - int(bounds[dialogue])}: {name[:-1]} {int(values[position])} is outside "
                             f"0..{bound - 1} ({what}); {int(outside.sum())} such value(s) in this file.")
         columns[name] = values.astype(np.int64)

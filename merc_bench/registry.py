@@ -22,14 +22,13 @@ dimensions) out of the per-component configs, where they could disagree.
 from __future__ import annotations
 
 import inspect
-import reprlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
 
-from merc_bench.errors import UserError, unknown_name_message
+from merc_bench.errors import UserError, preview, unknown_name_message
 
 __all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildRefused", "Entry", "Registry", "RegistrationError"]
 
@@ -154,30 +153,15 @@ def describe_validation_error(error: pydantic.ValidationError, owner: str) -> st
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
-            problems.append(f"{_preview(location)} is not an option")
+            problems.append(f"{preview(location)} is not an option")
         else:
-            problems.append(f"{_preview(location)} = {_preview(item.get('input'))}: {item['msg']}")
+            problems.append(f"{preview(location)} = {preview(item.get('input'))}: {item['msg']}")
     return f"invalid configuration for {owner}: " + "; ".join(problems[:_MAX_PROBLEMS]) + (
         f"; and {len(problems) - _MAX_PROBLEMS} more problems." if len(problems) > _MAX_PROBLEMS else ".")
 
 
 #: Enough problems to fix at once; a config with hundreds of bad keys would otherwise print them all.
 _MAX_PROBLEMS = 5
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
-_REPR.maxlist = _REPR.maxdict = 4
-_REPR.maxlevel = 2
-
-
-def _preview(value: Any, limit: int = 80) -> str:
-    """A bounded repr: error messages quote what a user typed, which may be huge."""
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the message being built
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 @dataclass
 class Registry:
     """All registered components, by kind and name."""

@@ -31,8 +31,7 @@ from typing import IO
 
 import numpy as np
 
-from merc_bench.data import short_repr
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 from merc_bench.memory import available_memory
 
 
@@ -65,9 +64,9 @@ def _header(stream: IO[bytes], source: str) -> tuple[tuple, bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(stream)
     except zipfile.BadZipFile as error:  # a small member is inflated, and its CRC checked, on the first read
-        raise UserError(f"{source} is damaged ({short_repr(str(error), 120)}).") from None
+        raise UserError(f"{source} is damaged ({preview(str(error), 120)}).") from None
     except _READ_ERRORS as error:
-        raise UserError(f"{source} is not a .npy array (bad magic string: {short_repr(str(error), 120)}).") from None
+        raise UserError(f"{source} is not a .npy array (bad magic string: {preview(str(error), 120)}).") from None
     if version not in ((1, 0), (2, 0)):
         raise UserError(f"{source} is a .npy file of format version {version[0]}.{version[1]}; merc-bench reads "
                         "versions 1.0 and 2.0 (what numpy.save writes for numeric arrays).")
@@ -75,9 +74,9 @@ def _header(stream: IO[bytes], source: str) -> tuple[tuple, bool, np.dtype]:
     try:
         shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER)
     except _READ_ERRORS as error:
-        raise UserError(f"{source} has an unreadable .npy header ({short_repr(str(error), 160)}).") from None
+        raise UserError(f"{source} has an unreadable .npy header ({preview(str(error), 160)}).") from None
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise UserError(f"{source}: the .npy header's shape {short_repr(shape)} is not a tuple of sizes.")
+        raise UserError(f"{source}: the .npy header's shape {preview(shape)} is not a tuple of sizes.")
     return shape, bool(fortran), dtype
 
 
@@ -88,7 +87,7 @@ def _check_dtype(dtype: np.dtype, spec: ArraySpec, source: str) -> None:
     plain = not dtype.hasobject and dtype.fields is None and dtype.subdtype is None and dtype.itemsize > 0
     if not plain or dtype.kind not in kinds or (itemsize is not None and dtype.itemsize != itemsize) \
             or (dtype.kind in "fiu" and dtype.itemsize > 8):
-        raise UserError(f"{source} holds {short_repr(str(dtype), 60)} values; expected {wanted}. Object, structured, "
+        raise UserError(f"{source} holds {preview(str(dtype), 60)} values; expected {wanted}. Object, structured, "
                         "complex, boolean and text arrays are refused where numbers belong (and pickled arrays "
                         "always).")
 
@@ -101,15 +100,15 @@ def read_npy(stream: IO[bytes], *, source: str, size: int, spec: ArraySpec, budg
     if len(shape) != len(expected) or any(want is not None and got != want for got, want in zip(shape, expected)):
         sizes = ["any" if n is None else str(n) for n in expected]
         wanted = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
-        raise UserError(f"{source} has shape {short_repr(shape)}; expected {wanted}.")
+        raise UserError(f"{source} has shape {preview(shape)}; expected {wanted}.")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > budget:
-        raise UserError(f"{source} claims {_gib(nbytes)} of data (shape {short_repr(shape)}, {dtype}), more than the "
+        raise UserError(f"{source} claims {_gib(nbytes)} of data (shape {preview(shape)}, {dtype}), more than the "
                         f"{_gib(budget)} of memory merc-bench may use for it; refusing to allocate it.")
     try:
         offset = stream.tell()
     except _READ_ERRORS as error:
-        raise UserError(f"{source} cannot be read: {short_repr(str(error), 120)}.") from None
+        raise UserError(f"{source} cannot be read: {preview(str(error), 120)}.") from None
     if offset + nbytes != size:
         state = "is truncated" if offset + nbytes > size else "has trailing bytes"
         raise UserError(f"{source} {state}: its header promises {nbytes:,} bytes of data after {offset} header bytes, "
@@ -124,7 +123,7 @@ def read_npy(stream: IO[bytes], *, source: str, size: int, spec: ArraySpec, budg
                 raise EOFError(f"{nbytes - position:,} bytes missing")
             position += got
     except _READ_ERRORS as error:
-        raise UserError(f"{source} cannot be read ({short_repr(str(error), 160)}); the file is damaged.") from None
+        raise UserError(f"{source} cannot be read ({preview(str(error), 160)}); the file is damaged.") from None
     array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
@@ -182,7 +181,7 @@ def read_npz(path: Path, *, specs: Mapping[str, ArraySpec], budget: int, source:
                 names = [member.filename for member in members]
                 wanted = sorted(f"{name}.npy" for name in specs)
                 if sorted(names) != wanted:
-                    raise UserError(f"{where} holds the arrays {short_repr(sorted(names), 200)}; expected exactly "
+                    raise UserError(f"{where} holds the arrays {preview(sorted(names), 200)}; expected exactly "
                                     f"{', '.join(wanted)}.")
                 declared = 0
                 for member in members:
@@ -205,4 +204,4 @@ def read_npz(path: Path, *, specs: Mapping[str, ArraySpec], budget: int, source:
     except _READ_ERRORS as error:
         if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile) and error.strerror:
             raise UserError(f"cannot read {where}: {error.strerror}.") from None
-        raise UserError(f"{where} is not a readable .npz file ({short_repr(str(error), 160)}).") from None
+        raise UserError(f"{where} is not a readable .npz file ({preview(str(error), 160)}).") from None

@@ -59,7 +59,6 @@ import collections
 import os
 import pickle
 import re
-import reprlib
 import struct
 import sys
 from pathlib import Path
@@ -67,7 +66,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 from merc_bench.memory import available_memory, parse_size
 
 __all__ = ["PickleLimitError", "SafeUnpickler", "UnsafePickleError", "allowed_globals", "default_max_bytes",
@@ -94,28 +93,6 @@ class PickleLimitError(UserError):
     """A pickle would exceed a resource limit (memory, length, memo, objects or nesting)."""
 
 
-class _Preview(reprlib.Repr):
-    """reprlib, but bytes are cut before their repr is made (reprlib would repr them whole first)."""
-
-    def repr_bytes(self, value: bytes, level: int) -> str:
-        return repr(value[:40]) + ("..." if len(value) > 40 else "")
-
-    repr_bytearray = repr_bytes
-
-
-_preview_repr = _Preview()
-_preview_repr.maxstring = 60
-_preview_repr.maxother = 60
-_preview_repr.maxlist = _preview_repr.maxtuple = _preview_repr.maxdict = 4
-_preview_repr.maxlevel = 2
-
-
-def _preview(value: Any) -> str:
-    """A bounded repr of untrusted data (at most 80 characters)."""
-    text = _preview_repr.repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _kind(value: Any) -> str:
     """A type's name for messages (the types that can occur are this module's or built-in ones)."""
     return value.qualname if isinstance(value, _Global) else type(value).__name__[:40]
@@ -123,7 +100,7 @@ def _kind(value: Any) -> str:
 
 def _clip(text: str) -> str:
     """A name from the file as is when short and printable, else a bounded repr."""
-    return text if len(text) <= 60 and text.isprintable() else _preview(text)
+    return text if len(text) <= 60 and text.isprintable() else preview(text)
 
 
 # -- numpy: dtypes and arrays rebuilt from checked parts ---------------------------------------------
@@ -148,7 +125,7 @@ class _DtypeSpec:
         if self.dtype is not None:
             raise loader.damaged("sets the state of one numpy dtype twice")
         if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
-            raise loader.damaged(f"gives a numpy dtype the state {_preview(state)}; expected numpy's "
+            raise loader.damaged(f"gives a numpy dtype the state {preview(state)}; expected numpy's "
                                  "(3, byteorder, None, None, None, elsize, alignment, flags)")
         order, subarray, names, fields, elsize = state[1:6]
         metadata = state[8] if len(state) == 9 else None
@@ -156,7 +133,7 @@ class _DtypeSpec:
             raise loader.unsafe("declares a numpy dtype with fields, a sub-array or metadata (a structured or "
                                 "extended dtype); feature arrays may have plain numeric, bool or string dtypes only")
         if type(elsize) is not int or type(state[6]) is not int or type(state[7]) is not int:
-            raise loader.damaged(f"gives a numpy dtype a non-integer size in its state {_preview(state)}")
+            raise loader.damaged(f"gives a numpy dtype a non-integer size in its state {preview(state)}")
         kind, size = self.kind, self.size
         if kind in "US":
             unit = 4 if kind == "U" else 1
@@ -172,7 +149,7 @@ class _DtypeSpec:
         if order == "|" and single:
             order = ""
         elif order not in ("<", ">"):
-            raise loader.damaged(f"gives the numpy dtype {kind}{size} the byte order {_preview(order)}; expected "
+            raise loader.damaged(f"gives the numpy dtype {kind}{size} the byte order {preview(order)}; expected "
                                  "'<' or '>' ('|' only for one-byte items)")
         self.dtype = np.dtype(f"{'' if single else order}{kind}{size}")
         return self.dtype
@@ -194,11 +171,11 @@ class _ArraySpec:
         if type(state) is tuple and len(state) == 5 and type(state[0]) is int:
             state = state[1:]
         if type(state) is not tuple or len(state) != 4:
-            raise loader.damaged(f"gives a numpy array the state {_preview(state)}; expected numpy's "
+            raise loader.damaged(f"gives a numpy array the state {preview(state)}; expected numpy's "
                                  "(version, shape, dtype, is_fortran, data)")
         shape, dtype, fortran, data = state
         if fortran not in (0, 1) or type(fortran) not in (bool, int):
-            raise loader.damaged(f"gives a numpy array the Fortran flag {_preview(fortran)}")
+            raise loader.damaged(f"gives a numpy array the Fortran flag {preview(fortran)}")
         return loader.make_array(data, dtype, shape, "F" if fortran else "C")
 
 
@@ -214,38 +191,38 @@ def _as_dtype(loader: SafeUnpickler, value: Any) -> np.dtype:
 
 def _numpy_dtype(loader: SafeUnpickler, args: tuple) -> _DtypeSpec:
     if not 1 <= len(args) <= 3 or type(args[0]) is not str or any(type(a) not in (bool, int) for a in args[1:]):
-        raise loader.damaged(f"calls numpy.dtype with {_preview(args)}; expected numpy's (typestring, align, copy)")
+        raise loader.damaged(f"calls numpy.dtype with {preview(args)}; expected numpy's (typestring, align, copy)")
     match = _TYPESTR.fullmatch(args[0])
     kind = match.group(1) if match else args[0][:1]
     if kind in _KIND_NAMES:
-        raise loader.unsafe(f"holds a numpy array of dtype {_preview(args[0])}, {_KIND_NAMES[kind]}; feature "
+        raise loader.unsafe(f"holds a numpy array of dtype {preview(args[0])}, {_KIND_NAMES[kind]}; feature "
                             "files may hold only plain numeric, bool and U/S string arrays")
     size = int(match.group(2)) if match else -1
     if kind in "US" and match and size <= _MAX_STRING_ITEM:
         return _DtypeSpec(kind, size)
     if match and size in _ITEM_SIZES.get(kind, ()):
         return _DtypeSpec(kind, size)
-    raise loader.unsafe(f"asks for the numpy dtype {_preview(args[0])}; feature files may hold only bool, int8-64, "
+    raise loader.unsafe(f"asks for the numpy dtype {preview(args[0])}; feature files may hold only bool, int8-64, "
                         "uint8-64, float16/32/64, complex64/128 and U/S string arrays")
 
 
 def _numpy_reconstruct(loader: SafeUnpickler, args: tuple) -> _ArraySpec:
     if (len(args) != 3 or args[0] is not _NDARRAY or type(args[1]) is not tuple
             or type(args[2]) not in (bytes, str) or len(args[2]) > 8):
-        raise loader.damaged(f"calls numpy's _reconstruct with {_preview(args)}; expected (numpy.ndarray, (0,), b'b')")
+        raise loader.damaged(f"calls numpy's _reconstruct with {preview(args)}; expected (numpy.ndarray, (0,), b'b')")
     return _ArraySpec()
 
 
 def _numpy_frombuffer(loader: SafeUnpickler, args: tuple) -> np.ndarray:
     if len(args) != 4 or args[3] not in ("C", "F"):
-        raise loader.damaged(f"calls numpy's _frombuffer with {_preview(args)}; expected (buffer, dtype, shape, "
+        raise loader.damaged(f"calls numpy's _frombuffer with {preview(args)}; expected (buffer, dtype, shape, "
                              "'C' or 'F')")
     return loader.make_array(args[0], args[1], args[2], args[3])
 
 
 def _numpy_scalar(loader: SafeUnpickler, args: tuple) -> np.generic:
     if len(args) != 2:
-        raise loader.damaged(f"calls numpy's scalar with {_preview(args)}; expected (dtype, data)")
+        raise loader.damaged(f"calls numpy's scalar with {preview(args)}; expected (dtype, data)")
     return loader.make_array(args[1], args[0], (), "C")[()]
 
 
@@ -269,7 +246,7 @@ def _copy_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
         if not args:
             return kind()
         if len(args) != 1 or type(args[0]) not in (list, tuple, set, frozenset, dict):
-            raise loader.damaged(f"calls {kind.__name__} with {_preview(args)}; expected one container")
+            raise loader.damaged(f"calls {kind.__name__} with {preview(args)}; expected one container")
         loader.charge(OBJECT_COST * len(args[0]), f"a {kind.__name__} of {len(args[0]):,} items")
         if kind in (set, frozenset):
             loader.check_keys(args[0])
@@ -285,7 +262,7 @@ def _mapping_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
         if not args:
             return kind()
         if len(args) != 1 or type(args[0]) not in (list, tuple, dict, collections.OrderedDict):
-            raise loader.damaged(f"calls {kind.__name__} with {_preview(args)}; expected a list of pairs")
+            raise loader.damaged(f"calls {kind.__name__} with {preview(args)}; expected a list of pairs")
         return loader.fill_mapping(kind(), args[0], kind.__name__)
 
     return build
@@ -307,7 +284,7 @@ def _scalar_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
 
     def build(loader: SafeUnpickler, args: tuple) -> Any:
         if len(args) > (2 if kind is complex else 1) or not all(_text_or_number(a) for a in args):
-            raise loader.damaged(f"calls {kind.__name__} with {_preview(args)}; expected a number or short text")
+            raise loader.damaged(f"calls {kind.__name__} with {preview(args)}; expected a number or short text")
         return kind(*args)
 
     return build
@@ -316,7 +293,7 @@ def _scalar_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
 def _str(loader: SafeUnpickler, args: tuple) -> str:
     if args == () or (len(args) == 1 and type(args[0]) is str):
         return str(*args)
-    raise loader.damaged(f"calls str with {_preview(args)}; expected text")
+    raise loader.damaged(f"calls str with {preview(args)}; expected text")
 
 
 def _bytes_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
@@ -331,7 +308,7 @@ def _bytes_of(kind: type) -> Callable[[SafeUnpickler, tuple], Any]:
         if len(args) == 2 and type(args[0]) is str and _is_latin1(args[1]):
             loader.charge(len(args[0]), f"a {len(args[0]):,}-byte {kind.__name__}")
             return kind(args[0], "latin-1")
-        raise loader.unsafe(f"calls {kind.__name__} with {_preview(args)}; only a copy of bytes or of Latin-1 text is "
+        raise loader.unsafe(f"calls {kind.__name__} with {preview(args)}; only a copy of bytes or of Latin-1 text is "
                             "plain data (a number would allocate that many bytes)")
 
     return build
@@ -347,7 +324,7 @@ def _is_latin1(encoding: Any) -> bool:
 def _latin1_encode(loader: SafeUnpickler, args: tuple) -> bytes:
     """``_codecs.encode`` as Python 3 pickles ``bytes`` at protocol <= 2, and nothing else."""
     if len(args) not in (1, 2) or type(args[0]) is not str or (len(args) == 2 and not _is_latin1(args[1])):
-        raise loader.unsafe(f"calls _codecs.encode with {_preview(args)}, which is not allowed in a feature file: "
+        raise loader.unsafe(f"calls _codecs.encode with {preview(args)}, which is not allowed in a feature file: "
                             "only Latin-1 text (how Python 3 pickles bytes) is; other codecs decompress or decode data")
     loader.charge(len(args[0]), f"a {len(args[0]):,}-byte bytes object")
     return args[0].encode("latin-1")
@@ -543,7 +520,7 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
         dtype = _as_dtype(self, dtype)
         if (type(shape) is not tuple or len(shape) > 32
                 or any(type(d) is not int or not 0 <= d < 1 << 48 for d in shape)):
-            raise self.damaged(f"gives a numpy array the shape {_preview(shape)}; expected at most 32 sizes "
+            raise self.damaged(f"gives a numpy array the shape {preview(shape)}; expected at most 32 sizes "
                                "between 0 and 2^48")
         if type(data) is str:  # Python 2 byte strings decoded as Latin-1, as numpy's own loader accepts
             self.charge(len(data), f"a {len(data):,}-byte array")
@@ -558,11 +535,11 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
         for d in shape:
             count, span = count * d, span * max(d, 1)
         if span > self.max_item_bytes:  # an empty array whose other sizes claim terabytes misleads its readers too
-            raise self.limit(f"it declares a numpy array of shape {_preview(shape)} and dtype {dtype.str}, "
+            raise self.limit(f"it declares a numpy array of shape {preview(shape)} and dtype {dtype.str}, "
                              f"{span:,} bytes with empty dimensions counted as 1",
                              f"{self.max_item_bytes:,} bytes for one item")
         if count * dtype.itemsize != len(data):
-            raise self.damaged(f"declares a numpy array of shape {_preview(shape)} and dtype {dtype.str} "
+            raise self.damaged(f"declares a numpy array of shape {preview(shape)} and dtype {dtype.str} "
                                f"({count * dtype.itemsize:,} bytes) with {len(data):,} bytes of data")
         if count == 0:
             return np.empty(shape, dtype, order=order)
@@ -637,7 +614,7 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
     def _load_put(self) -> None:
         line = self.readline()[:-1]
         if len(line) > 12 or not line.isdigit():
-            raise self.damaged(f"has the memo index {_preview(line)}")
+            raise self.damaged(f"has the memo index {preview(line)}")
         self._memo_put(int(line))
 
     def _load_binput(self) -> None:
@@ -686,7 +663,7 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
     def _new(self, cls: Any, args: Any, kwargs: Any) -> Any:
         # NEWOBJ makes an instance without __init__: only an empty plain container is data.
         if not (isinstance(cls, _Global) and cls.value in _CONTAINERS) or args != () or kwargs != {}:
-            raise self.unsafe(f"creates a {_kind(cls)} object with NEWOBJ and arguments {_preview(args)}")
+            raise self.unsafe(f"creates a {_kind(cls)} object with NEWOBJ and arguments {preview(args)}")
         return cls.value()
 
     def _load_inst(self) -> None:
@@ -724,7 +701,7 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
                 continue
             if isinstance(key, np.generic) and key.dtype.kind in "biufUS":
                 continue
-            raise self.unsafe(f"uses {_preview(key) if kind is int else 'a ' + _kind(key)} as a dictionary key or "
+            raise self.unsafe(f"uses {preview(key) if kind is int else 'a ' + _kind(key)} as a dictionary key or "
                               "set member; feature files key by text or integers below 2^61")
 
     def fill_mapping(self, target: dict, items: Any, what: str) -> dict:
@@ -733,7 +710,7 @@ class SafeUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpick
         else:
             pairs = list(items)
             if not all(type(p) in (tuple, list) and len(p) == 2 for p in pairs):
-                raise self.damaged(f"builds a {what} from {_preview(items)}; expected (key, value) pairs")
+                raise self.damaged(f"builds a {what} from {preview(items)}; expected (key, value) pairs")
         self.charge(OBJECT_COST * len(pairs), f"a {what} of {len(pairs):,} items")
         self.check_keys(p[0] for p in pairs)
         target.update(pairs)
@@ -963,11 +940,11 @@ def load_pickle(path: Path | str, *, max_bytes: int | None = None, max_item_byte
             raise UserError(f"cannot read {source!r}: {error.strerror or error}.") from None
         except (EOFError, pickle.UnpicklingError, struct.error) as error:
             raise UserError(
-                f"{source!r} is truncated or not a pickle ({_preview(str(error))[1:-1] or type(error).__name__}); "
+                f"{source!r} is truncated or not a pickle ({preview(str(error))[1:-1] or type(error).__name__}); "
                 f"the file is {size:,} bytes. Download it again and compare its checksum."
             ) from None
         except Exception as error:  # any other failure while rebuilding objects means damaged input
             raise UserError(
                 f"{source!r} is damaged or not a feature pickle ({type(error).__name__}: "
-                f"{_preview(str(error))[1:-1]}). Download it again and compare its checksum."
+                f"{preview(str(error))[1:-1]}). Download it again and compare its checksum."
             ) from None

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict
 
 from merc_bench import hookimpl
 from merc_bench.cli import main
-from merc_bench.data import Corpus, DatasetInfo, Dialogue, nonfinite_option, short_repr, validate_corpus
-from merc_bench.errors import UserError
+from merc_bench.data import Corpus, DatasetInfo, Dialogue, nonfinite_option, validate_corpus
+from merc_bench.errors import UserError, preview
 from merc_bench.feature_store import MAX_MANIFEST_BYTES, read_corpus, write_corpus
 from merc_bench.plugins import get_registry, plugin_manager
 from merc_bench.runner import load_corpus, prepare
@@ -132,13 +132,13 @@ def test_nonfinite_option_is_generic_unless_declared():
 
 
 def test_short_repr_bounds_untrusted_values():
-    assert len(short_repr("x" * 10_000)) <= 80 and short_repr([1] * 1000).endswith("...]")
+    assert len(preview("x" * 10_000)) <= 80 and preview([1] * 1000).endswith("...]")
 
     class Hostile:
         def __repr__(self):
             raise RuntimeError("no")
 
-    assert "Hostile" in short_repr(Hostile())  # a raising __repr__ does not replace the message being built
+    assert "Hostile" in preview(Hostile())  # a raising __repr__ does not replace the message being built
 
 
 # -- a third-party dataset goes through the same checks ---------------------------------------------

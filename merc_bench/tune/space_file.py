@@ -25,13 +25,12 @@ from __future__ import annotations
 import codecs
 import math
 import re
-import reprlib
 import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 
 __all__ = ["MAX_SPACE_BYTES", "read_space_file", "preview", "clip", "bounded_name"]
 
@@ -44,18 +43,6 @@ _MAX_KEY_PARTS = 8
 _KEY_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')"""
 _DOTTED_KEY = re.compile(rf"(?<![A-Za-z0-9_\-\"'.]){_KEY_PART}(?:[ \t]*+\.[ \t]*+{_KEY_PART}){{{_MAX_KEY_PARTS},}}")
 SCALARS = (bool, int, float, str, type(None))
-
-_preview_repr = reprlib.Repr()
-_preview_repr.maxstring = _preview_repr.maxother = 60
-_preview_repr.maxlist = _preview_repr.maxdict = 6
-_preview_repr.maxlevel = 2
-
-
-def preview(value: Any) -> str:
-    """A bounded ``repr`` of a value read from a file (at most 80 characters)."""
-    text = _preview_repr.repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
 
 def clip(text: Any, limit: int = 300) -> str:
     """A parser's message as one bounded line."""

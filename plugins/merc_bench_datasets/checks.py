@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 
 __all__ = [
     "DatasetWarning", "Family", "FAMILIES", "IEMOCAP_VALIDATION_IDS", "MELD_DEV_IDS",
@@ -113,7 +113,7 @@ def label_array(value: Any, *, source: str, dialogue: Any, field: str, classes: 
     if raw.ndim != 1 or raw.dtype.kind not in "iubf":
         raise UserError(
             f"{_where(source, dialogue, field)}: expected one integer class id per utterance, got "
-            f"{_preview(value)}."
+            f"{preview(value)}."
         )
     labels = raw.astype(np.int64)
     if raw.dtype.kind == "f" and not np.array_equal(labels, raw):
@@ -161,7 +161,7 @@ def speaker_indices(value: Any, *, source: str, dialogue: Any, field: str, num_s
         except (ValueError, TypeError):
             raise UserError(
                 f"{_where(source, dialogue, field)}: expected 'M'/'F' strings, one-hot vectors or integer indices, "
-                f"got {_preview(value)}."
+                f"got {preview(value)}."
             ) from None
         if raw.ndim == 2:
             speakers = raw.argmax(axis=1).astype(np.int64) if raw.shape[1] else np.zeros(len(raw), np.int64)
@@ -213,8 +213,3 @@ def documented_differences(family: Family, labels: dict[str, list[np.ndarray]]) 
             differences.append(f"{name} class counts {counts.tolist()} differ from the documented {list(expected)} "
                                f"({', '.join(family.classes)})")
     return differences
-
-
-def _preview(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -65,8 +65,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue, short_repr
-from merc_bench.errors import UserError
+from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue
+from merc_bench.errors import UserError, preview
 from merc_bench.safe_arrays import memory_budget, read_npy_file, read_npy_header
 from merc_bench_datasets.meld_annotations import decode_csv_bytes
 
@@ -199,7 +199,7 @@ class ConversationCSVDataset:
             if missing:
                 options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
                 described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
-                shown = ", ".join(short_repr(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+                shown = ", ".join(preview(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
                 raise UserError(f"{where} has no column {described}; its {len(columns)} columns are {shown}. Name the "
                                 f"right column with --set dataset.<option>=<column> (delimiter {self.delimiter!r}).")
             for row in reader:
@@ -240,7 +240,7 @@ class ConversationCSVDataset:
                 value = row[self.split_column].strip().lower()
                 if value not in _SPLIT_VALUES:
                     raise UserError(f"conversation-csv: {str(path)!r} line {table.lines[index]}: column "
-                                    f"{self.split_column!r} holds {short_repr(row[self.split_column])}; expected "
+                                    f"{self.split_column!r} holds {preview(row[self.split_column])}; expected "
                                     "train, dev "
                                     "(or valid/validation/val) or test.")
                 picked[_SPLIT_VALUES[value]].append(index)
@@ -389,14 +389,14 @@ class ConversationCSVDataset:
         column = self.columns["label_column"]
         if self.classes is not None:
             if not self.classes or len(set(self.classes)) != len(self.classes):
-                raise UserError(f"conversation-csv: dataset.classes {short_repr(self.classes)} must list distinct "
+                raise UserError(f"conversation-csv: dataset.classes {preview(self.classes)} must list distinct "
                                 "class names.")
             allowed = set(self.classes)
             for table in tables.values():
                 for row, line in zip(table.rows, table.lines):
                     if row[column].strip() not in allowed:
                         raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: label "
-                                        f"{short_repr(row[column])} in column {column!r} is not one of dataset.classes "
+                                        f"{preview(row[column])} in column {column!r} is not one of dataset.classes "
                                         f"({', '.join(self.classes)}).")
             return list(self.classes)
         found = sorted({row[column].strip() for table in tables.values() for row in table.rows})
@@ -406,7 +406,7 @@ class ConversationCSVDataset:
             raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the label column {column!r} is empty; "
                             "every utterance needs a label.")
         if len(found) < 2:
-            raise UserError(f"conversation-csv: column {column!r} holds only {short_repr(found)}; a classifier "
+            raise UserError(f"conversation-csv: column {column!r} holds only {preview(found)}; a classifier "
                             "needs at least two classes.")
         return found
 
@@ -433,11 +433,11 @@ class ConversationCSVDataset:
                         number = math.nan
                     if math.isnan(number):
                         raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: "
-                                        f"{order_column!r} holds {short_repr(value)}; expected a number giving the "
+                                        f"{order_column!r} holds {preview(value)}; expected a number giving the "
                                         "utterance's "
                                         "position in its dialogue.")
                     if number in orders:
-                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {short_repr(key)} has "
+                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {preview(key)} has "
                                         f"{order_column!r} = {value if len(value) <= 40 else value[:37] + '...'} "
                                         f"twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
                     orders[number] = i
