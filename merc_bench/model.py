@@ -156,8 +156,16 @@ def select_modalities(info: DatasetInfo, requested: list[str] | None) -> tuple[s
 
 
 def build_context(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
-    """The build-context values constructors may ask for by name (see merc_bench.registry)."""
+    """The build-context values constructors may ask for by name (see merc_bench.registry).
+
+    Also where a configuration meets the dataset, so settings that depend on it are checked here,
+    before any training: the modality subset and explicit class weights (one per class).
+    """
     modalities = select_modalities(info, config.modalities)
+    weights = config.training.class_weights
+    if isinstance(weights, list) and len(weights) != info.num_classes:
+        raise UserError(f"training.class_weights has {len(weights)} values, but dataset {info.name!r} has "
+                        f"{info.num_classes} classes ({', '.join(info.classes)}).")
     return {
         "hidden_size": config.model.hidden_size,
         "modalities": modalities,

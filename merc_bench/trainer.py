@@ -37,7 +37,7 @@ from merc_bench.data import Batch, Corpus, Dialogue, batches
 from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.metrics import classification_metrics
-from merc_bench.model import MERCModel, build_context, build_model, select_modalities
+from merc_bench.model import MERCModel, build_context, build_model
 from merc_bench.registry import Registry
 
 __all__ = ["SeedResult", "Trainer", "cache_dir", "needs_teacher", "resolve_device", "seed_everything",
@@ -77,18 +77,12 @@ def seed_everything(seed: int) -> None:
 
 def class_weight_tensor(config: RunConfig, corpus: Corpus, device: torch.device) -> torch.Tensor | None:
     setting = config.training.class_weights
-    classes = corpus.info.num_classes
     if setting == "none":
         return None
     if setting == "inverse_frequency":
         counts = corpus.class_counts("train").astype(np.float64)
         weights = counts.sum() / np.maximum(counts, 1.0)
-    else:
-        if len(setting) != classes:
-            raise UserError(
-                f"training.class_weights has {len(setting)} values, but dataset {corpus.info.name!r} has "
-                f"{classes} classes ({', '.join(corpus.info.classes)})."
-            )
+    else:  # one per class: build_context checked the length
         weights = np.asarray(setting, dtype=np.float64)
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
@@ -141,7 +135,7 @@ class Trainer:
         self.corpus = corpus.standardized() if config.training.standardize_features else corpus
         self.registry = registry
         self.device = device or resolve_device(config.device)
-        self.modalities = select_modalities(corpus.info, config.modalities)
+        self.modalities = build_context(config, corpus.info)["modalities"]  # checks the config against the data
         self.on_epoch = on_epoch
         self.progress = progress
         if config.training.precision == "bf16" and self.device.type != "cuda":

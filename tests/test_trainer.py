@@ -189,3 +189,12 @@ def test_compiled_training_matches_eager():
     compiled = make_trainer(*settings, "training.compile=true", recipe="sdt", modalities=["text", "audio"]).fit(0)
     assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=1e-4)
     assert compiled.history[0]["dev_weighted_f1"] == pytest.approx(eager.history[0]["dev_weighted_f1"], abs=1e-6)
+
+
+def test_class_weights_of_the_wrong_length_are_refused_by_validate(capsys):
+    from merc_bench.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["validate", "bigru-concat", "--set", "training.class_weights=[1, 2]"])
+    assert stop.value.code == 2
+    assert "class_weights has 2 values, but dataset 'synthetic' has 7 classes" in " ".join(capsys.readouterr().err.split())
