@@ -46,22 +46,31 @@ VARIABLE = "MERC_BENCH_TEST_POSTGRES_URL"
 
 
 class _Trivial:
-    """Sleeps a few milliseconds; one trial in five raises; ``die_at``: exit the process in the first
-    trial numbered at least that (its heartbeat stops, like a killed worker's)."""
+    """Sleeps a few milliseconds; one trial in five raises; ``die_at``: the first worker to run a trial
+    numbered at least that exits in it (its heartbeat stops, like a killed worker's). Which worker
+    that is depends on scheduling, so the workers race for ``marker`` (created once) to decide."""
 
-    def __init__(self, seed: str, die_at: int | None) -> None:
+    def __init__(self, seed: str, die_at: int | None, marker: str) -> None:
         self.random = random.Random(seed)
         self.die_at = die_at
+        self.marker = marker
 
     def __call__(self, trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
         time.sleep(self.random.uniform(0.002, 0.03))
-        if self.die_at is not None and trial.number >= self.die_at:
+        if self.die_at is not None and trial.number >= self.die_at and self._first_to_die():
             os._exit(9)
         if self.random.random() < 0.2:
             trial.set_user_attr("error", "planned failure")
             raise UserError("planned failure")  # a UserError: the worker logs no traceback for it
         return x
+
+    def _first_to_die(self) -> bool:
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
 
 
 def _serve(url: str, index: int, jobs: multiprocessing.Queue, done: multiprocessing.Queue) -> None:
@@ -77,12 +86,21 @@ def _serve(url: str, index: int, jobs: multiprocessing.Queue, done: multiprocess
                                          grace_period=GRACE, heartbeat_stale_trial_callback=StaleTrials(),
                                          skip_compatibility_check=True, skip_table_creation=True)
     while (job := jobs.get()) is not None:
-        name, key, die_at = job
-        study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=index))
-        budget = TrialBudget(storage.engine, key, trials=TRIALS, stale_after=GRACE)
-        run_worker(study, _Trivial(f"{key}-{index}", die_at), storage=storage, budget=budget, timeout=120, poll_seconds=0.05,
-                   max_failures=10**6)
-        done.put(index)
+        name, key, die_at, marker = job
+        started = time.monotonic()
+        try:
+            study = optuna.load_study(study_name=name, storage=storage,
+                                      sampler=optuna.samplers.RandomSampler(seed=index))
+            budget = TrialBudget(storage.engine, key, trials=TRIALS, stale_after=GRACE)
+            # No timeout: the loop must end by the budget alone, however slow a loaded machine makes it.
+            run_worker(study, _Trivial(f"{key}-{index}", die_at, marker), storage=storage, budget=budget, timeout=None,
+                       poll_seconds=0.05, max_failures=10**6)
+            how = f"returned after {time.monotonic() - started:.1f} s with {budget.standing(study)}"
+        except Exception:  # noqa: BLE001 - reported to the test: a forkserver child's stderr is not captured
+            import traceback
+
+            how = f"raised after {time.monotonic() - started:.1f} s: {traceback.format_exc()}"
+        done.put((index, how))
 
 
 class _Pool:
@@ -96,8 +114,10 @@ class _Pool:
         self.done = self.context.Queue()
         self.workers: list[tuple[multiprocessing.Process, multiprocessing.Queue] | None] = [None] * WORKERS
 
-    def run(self, name: str, key: str, die_at: int | None, timeout: float = 150) -> list[int | None]:
-        """Give every worker the study; each worker's exit code once all returned (None: still alive)."""
+    def run(self, name: str, key: str, die_at: int | None, marker: str,
+            timeout: float = 400) -> tuple[list[int | None], list[str]]:
+        """Give every worker the study; each worker's exit code once all returned (None: still alive),
+        and how each returned worker's loop ended."""
         for index, worker in enumerate(self.workers):
             if worker is None or not worker[0].is_alive():
                 jobs = self.context.Queue()
@@ -105,15 +125,17 @@ class _Pool:
                 process.start()
                 self.workers[index] = (process, jobs)
         for index, (_, jobs) in enumerate(self.workers):
-            jobs.put((name, key, die_at if index == 0 else None))
-        waiting, deadline = set(range(WORKERS)), time.monotonic() + timeout
+            jobs.put((name, key, die_at, marker))
+        waiting, deadline, reports = set(range(WORKERS)), time.monotonic() + timeout, []
         while waiting and time.monotonic() < deadline:
             try:
-                waiting.discard(self.done.get(timeout=0.1))
+                index, how = self.done.get(timeout=0.1)
+                waiting.discard(index)
+                reports.append(f"worker {index} {how}")
             except queue.Empty:
                 waiting -= {i for i in waiting if not self.workers[i][0].is_alive()}
-        assert not waiting, f"workers {sorted(waiting)} did not return within {timeout} s"
-        return [process.exitcode for process, _ in self.workers]
+        assert not waiting, f"workers {sorted(waiting)} did not return within {timeout} s: {reports}"
+        return [process.exitcode for process, _ in self.workers], reports
 
     def close(self) -> None:
         for process, jobs in filter(None, self.workers):
@@ -152,21 +174,22 @@ def pool(request, tmp_path_factory, cpu_burner):
 
 
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
-def test_four_workers_end_with_exactly_n_finished_trials(pool, repetition):
+def test_four_workers_end_with_exactly_n_finished_trials(pool, repetition, tmp_path):
     storage = pool.storage
     name, key = f"budget-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     study.enqueue_trial({"x": 0.5}, user_attrs={"origin": "recipe settings"})
-    die_at = 3 if repetition % 3 == 0 else None  # worker 0 dies in its first trial numbered 3 or more
+    die_at = 3 if repetition % 3 == 0 else None  # one worker dies in the first trial numbered 3 or more
     started = time.monotonic()
-    codes = pool.run(name, key, die_at)
+    codes, reports = pool.run(name, key, die_at, str(tmp_path / "died"))
     seconds = time.monotonic() - started
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        assert len(finished) == TRIALS, (f"{len(finished)} finished trials for a budget of {TRIALS}: "
-                                         f"{[(t.number, t.state.name) for t in trials]}")
+        assert len(finished) == TRIALS, (f"{len(finished)} finished trials for a budget of {TRIALS} after "
+                                         f"{seconds:.1f} s: {[(t.number, t.state.name) for t in trials]}; {reports}")
+        assert not [r for r in reports if " raised after " in r], reports
         # No trial was created beyond the budget: each one finished, failed by plan, or was killed and retried.
         planned = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("error")]
         killed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("error")]
@@ -175,18 +198,19 @@ def test_four_workers_end_with_exactly_n_finished_trials(pool, repetition):
         assert not [t for t in trials if t.user_attrs.get("skipped")], "a trial was created without a budget slot"
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         assert len(trials) == TRIALS + len(planned) + len(killed) + len(waiting)
+        # A loaded machine can also starve a live worker's heartbeat past the grace period: its trial is
+        # then failed and retried like a dead one's, which must not change the count either.
+        for trial in killed:
+            retry = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
+            assert retry and all(t.params == trial.params for t in retry)
         if die_at is not None:
-            assert codes[0] == 9 and len(killed) == 1, (codes, [(t.number, t.state.name) for t in trials])
-            retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
-            assert retry and all(t.params == killed[0].params for t in retry)
+            assert sorted(codes, key=str) == [9] + [None] * (WORKERS - 1) and killed, (codes, reports)
         else:
-            assert codes[0] is None and not killed, codes
-        assert codes[1:] == [None] * (WORKERS - 1), codes  # alive, waiting for the next study
+            assert codes == [None] * WORKERS, (codes, reports)  # alive, waiting for the next study
         assert trials[0].user_attrs.get("origin") == "recipe settings" and trials[0].params == {"x": 0.5}
         assert not [t for t in trials if t.state == TrialState.RUNNING]
         budget = TrialBudget(storage.engine, key, trials=TRIALS, stale_after=GRACE)
         assert budget.standing(study).finished == TRIALS
-        assert seconds < 60, f"a repetition took {seconds:.1f} s"
     finally:
         optuna.delete_study(study_name=name, storage=storage)
         with storage.engine.begin() as connection:
