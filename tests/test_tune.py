@@ -367,7 +367,9 @@ def _environment(tmp_path: Path) -> dict[str, str]:
 def kill_and_resume(tmp_path: Path, storage: str) -> None:
     """SIGKILL a worker mid-trial, rerun the command: completed trials kept, the killed one retried."""
     study_name = f"kill-{uuid.uuid4().hex[:8]}"
-    epochs = 30
+    # Long enough trials that a poller starved by a loaded machine still finds the second one mid-way
+    # (with 30 epochs a CI run under load once saw the worker finish both trials first).
+    epochs = 120
     command = _command(tmp_path, storage, study_name, "--trials", "2", "--epochs", str(epochs), "--no-track")
     worker = subprocess.Popen(command, cwd=tmp_path, env=_environment(tmp_path), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
