@@ -422,7 +422,11 @@ def two_workers(tmp_path: Path, storage: str) -> None:
     study = _storage_study(storage, study_name)
     assert [t.number for t in study.trials] == list(range(trials))  # no duplicate, no extra, none lost
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2, "both workers should have run trials"
+    # Whether worker 1 gets a trial is scheduling, not a guarantee: it re-imports torch while the first
+    # process already trains, and a CI run under load once saw the first finish all six before it
+    # asked. What is guaranteed: it ran (its log exists) and ended cleanly (the command's exit code 0
+    # includes every worker's), and no trial was run twice or lost, checked above.
+    assert 1 <= len({t.user_attrs["worker"] for t in study.trials}) <= 2
     assert (tmp_path / study_name / "worker-1.log").is_file()
     import mlflow
 
@@ -463,7 +467,9 @@ def two_machines(tmp_path: Path, storage: str) -> None:
     study = _storage_study(storage, study_name)
     assert [t.number for t in study.trials] == list(range(trials))  # no duplicate, no extra, none lost
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2, "both processes should have run trials"
+    # As with --workers: whether the second process gets a trial before the first has claimed all six
+    # is scheduling; that both ended cleanly and shared one budget exactly is the guarantee.
+    assert 1 <= len({t.user_attrs["worker"] for t in study.trials}) <= 2
     assert sum(t.user_attrs.get("origin") == "recipe settings" for t in study.trials) == 1
     optuna.delete_study(study_name=study_name, storage=storage)
 
