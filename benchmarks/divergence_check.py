@@ -23,7 +23,7 @@ from machine import append_results, git_commit, machine_facts  # noqa: E402  ben
 
 import merc_bench.trainer as trainer_module  # noqa: E402
 from merc_bench.plugins import get_registry  # noqa: E402
-from merc_bench.runner import prepare  # noqa: E402
+from merc_bench.pipeline import prepare  # noqa: E402
 from merc_bench.trainer import Trainer  # noqa: E402
 
 

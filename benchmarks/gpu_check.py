@@ -29,7 +29,8 @@ import torch
 
 from machine import machine_facts  # benchmarks/machine.py, beside this script
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench import teachers  # noqa: E402
+from merc_bench.pipeline import prepare
 from merc_bench.trainer import Trainer, seed_everything
 
 REFERENCE_SDT_SECONDS = 10.0  # public SDT code, MELD-shape train epoch, batch 8, fp32, H200 (issue 4)
@@ -50,7 +51,7 @@ def with_teacher(trainer: Trainer, model_distiller: tuple) -> tuple:
     if callable(getattr(distiller, "attach_teacher", None)):
         from merc_bench.model import build_model
 
-        config = trainer.teacher_config()
+        config = teachers.teacher_config(trainer.config, trainer.corpus.info, trainer.registry)
         teacher, _ = build_model(config, trainer.corpus.info, trainer.registry)
         distiller.attach_teacher(teacher.to(trainer.device), config.model.hidden_size)
     return model, distiller

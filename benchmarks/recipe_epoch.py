@@ -27,7 +27,8 @@ from machine import append_results, git_commit, machine_facts  # noqa: E402  ben
 
 from merc_bench.model import build_model  # noqa: E402
 from merc_bench.plugins import get_registry  # noqa: E402
-from merc_bench.runner import prepare  # noqa: E402
+from merc_bench import teachers  # noqa: E402
+from merc_bench.pipeline import prepare  # noqa: E402
 from merc_bench.trainer import Trainer, seed_everything  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def measure(recipe: str, batch_limit: int) -> str:
     seed_everything(0)
     model, distiller = trainer.build()
     if callable(getattr(distiller, "attach_teacher", None)):
-        teacher_config = trainer.teacher_config()
+        teacher_config = teachers.teacher_config(prepared.config, prepared.corpus.info, registry)
         teacher, _ = build_model(teacher_config, prepared.corpus.info, registry)
         distiller.attach_teacher(teacher, teacher_config.model.hidden_size)
     parameters = [p for p in model.parameters() if p.requires_grad]

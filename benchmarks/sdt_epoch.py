@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.trainer import Trainer, seed_everything
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py (this script's folder is on sys.path)
 from merc_bench.model import FuserOutput

@@ -1,11 +1,47 @@
-"""merc-bench: Multimodal Emotion Recognition in Conversations, one core, components as plugins."""
+"""merc-bench: Multimodal Emotion Recognition in Conversations, one core, components as plugins.
 
-from merc_bench.hookspecs import hookimpl
-from merc_bench.data import Batch, Corpus, DatasetInfo, Dialogue
+The public API, for notebooks and scripts (see README, "From Python") and for plugin authors
+(see CONTRIBUTING). Everything but ``hookimpl``, ``UserError`` and ``__version__`` is imported on
+first use (PEP 562), so ``import merc_bench`` and ``merc-bench --help`` do not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from merc_bench.errors import UserError
-from merc_bench.recipes import Recipe
-from merc_bench.plugins import get_registry
+from merc_bench.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["hookimpl", "Batch", "Corpus", "DatasetInfo", "Dialogue", "Recipe", "UserError", "get_registry", "__version__"]
+# public name -> the module that defines it
+_LAZY = {
+    # running things
+    "run": "merc_bench.api", "compare": "merc_bench.api", "ablate": "merc_bench.api",
+    "tune": "merc_bench.api", "load_results": "merc_bench.api",
+    "Comparison": "merc_bench.api", "Ablation": "merc_bench.api", "Study": "merc_bench.api",
+    "LoadedResults": "merc_bench.api", "RunResult": "merc_bench.pipeline",
+    # data
+    "Batch": "merc_bench.data", "Corpus": "merc_bench.data", "DatasetInfo": "merc_bench.data",
+    "Dialogue": "merc_bench.data",
+    # writing plugins
+    "Recipe": "merc_bench.recipes", "AblationGrid": "merc_bench.ablation",
+    "MixerOutput": "merc_bench.model", "FuserOutput": "merc_bench.model", "ModelOutput": "merc_bench.model",
+    "get_registry": "merc_bench.plugins",
+}
+
+__all__ = ["hookimpl", "UserError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'merc_bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,120 +1,110 @@
-"""``merc-bench ablate``: the SUMMER paper's ablation grids as ordinary, tracked runs.
+"""Ablation grids as ordinary, tracked runs; the grids themselves come from plugins.
 
-* Components (Table IV): the 8 combinations of {SDMoE vs SDT's intra-modal transformer} ×
-  {HCMF vs SDT's cross-modal fusion} × {IKD vs SDT's self-distillation}, in the paper's row order,
-  each reported with ACC and w-F1 and the difference from the all-SDT row.
-* Modalities (Table I, ``--modalities-grid``): the 7 non-empty modality subsets through SDT's
-  original attention path (recipe ``sdt``).
-
-A swapped-in SDT component takes its options from the ``sdt`` recipe for the dataset's family;
-everything else (sizes, training) comes from the recipe being ablated. Self-distillation needs
-per-modality heads, so rows with it switch them on. Every row is trained by the same runner as
-``merc-bench run`` and tracked under one parent MLflow run.
+A grid is an :class:`AblationGrid` a plugin declares through the ``merc_bench_ablation_grids`` hook
+(the SUMMER plugin declares the paper's Table IV component grid and Table I modality grid): a name,
+the label columns, and a function from (registry, recipe, dataset info) to rows — (labels,
+run-config values) pairs. The core knows no paper: it runs any declared grid. Every row is resolved
+and validated through :func:`merc_bench.pipeline.resolve` before the first row trains, then trained
+by :func:`merc_bench.pipeline.execute` like ``merc-bench run``, all under one parent MLflow run.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
-import pydantic
 from rich.markup import escape
 
-from merc_bench.config import RunConfig, apply_flags, apply_overrides
-from merc_bench.data import Corpus
-from merc_bench.errors import TrainingDiverged, UserError
-from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.data import Corpus, DatasetInfo
+from merc_bench.errors import TrainingDiverged, UserError, unknown_name_message
+from merc_bench.events import Subscriber
+from merc_bench.pipeline import execute, resolve
+from merc_bench.registry import Registry
 from merc_bench.report import atomic_write_text
-from merc_bench.model import build_context
-from merc_bench.runner import Prepared, execute
-from merc_bench.sizing import check_training_memory
-from merc_bench.trainer import resolve_device
 
-__all__ = ["component_grid", "modality_grid", "run_grid", "grid_table"]
+__all__ = ["AblationGrid", "Row", "declared_grids", "find_grid", "run_grid", "grid_table"]
 
-#: Table IV's row order: (SDMoE, HCMF, IKD).
-COMPONENT_ROWS = [
-    (False, False, False), (True, False, False), (False, True, False), (False, False, True),
-    (True, True, False), (False, True, True), (True, False, True), (True, True, True),
-]
-SUMMER_PARTS = {"mixer": "sdmoe", "fuser": "hcmf", "distiller": "ikd"}
+#: (labels shown in the table, run-config values without the dataset)
+Row = tuple[dict[str, str], dict[str, Any]]
 
 
-def component_grid(registry: Registry, recipe: str, family: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-    """(row labels, run-config dict without dataset) for each of the 8 component combinations."""
-    base = registry.get("recipe", recipe).obj.resolve(family)
-    if any(base[slot]["name"] != name for slot, name in SUMMER_PARTS.items()):
-        raise UserError(f"recipe {recipe!r} does not use SDMoE, HCMF and IKD; ablate a SUMMER recipe "
-                        "(summer or summer-small).")
-    sdt = registry.get("recipe", "sdt").obj.resolve(family)
-    rows = []
-    for flags in COMPONENT_ROWS:
-        values = copy.deepcopy(base)
-        for (slot, _), use_summer in zip(SUMMER_PARTS.items(), flags):
-            if not use_summer:
-                values[slot] = copy.deepcopy(sdt[slot])
-        values["model"]["modality_heads"] = not flags[2]
-        values["recipe"] = f"{recipe}[{'+'.join(n for (s, n), f in zip(SUMMER_PARTS.items(), flags) if f) or 'sdt'}]"
-        labels = {"SDMoE": "✓" if flags[0] else "✗", "HCMF": "✓" if flags[1] else "✗", "IKD": "✓" if flags[2] else "✗"}
-        rows.append((labels, values))
-    return rows
+@dataclass(frozen=True)
+class AblationGrid:
+    """A grid of runs a plugin declares for ``merc-bench ablate --grid NAME``."""
+
+    name: str
+    description: str
+    label_columns: tuple[str, ...]
+    #: (registry, recipe or None, dataset info) → rows; raises UserError for a recipe it cannot ablate
+    rows: Callable[[Registry, "str | None", DatasetInfo], list[Row]]
+    #: whether this grid ablates a recipe (``ablate RECIPE`` without --grid takes the first that does)
+    applies_to: Callable[[Registry, str], bool] = lambda registry, recipe: False
+    default_recipe: str | None = None
+    paper: str = ""
 
 
-def modality_grid(registry: Registry, family: str, modalities: tuple[str, ...]) -> list[tuple[dict[str, str], dict]]:
-    """Table I: every non-empty modality subset through SDT's original attention path."""
-    base = registry.get("recipe", "sdt").obj.resolve(family)
-    rows = []
-    for size in range(1, len(modalities) + 1):
-        for subset in itertools.combinations(modalities, size):
-            values = copy.deepcopy(base)
-            values["modalities"] = list(subset)
-            values["recipe"] = f"sdt[{'+'.join(subset)}]"
-            rows.append(({"modalities": "+".join(subset)}, values))
-    return rows
+def declared_grids(hook: Any) -> dict[str, AblationGrid]:
+    """Every grid the plugins declare, by name (the first plugin to declare a name keeps it)."""
+    grids: dict[str, AblationGrid] = {}
+    for declared in hook.merc_bench_ablation_grids():
+        for grid in declared or []:
+            if not isinstance(grid, AblationGrid):
+                raise UserError(f"a plugin's merc_bench_ablation_grids returned {type(grid).__name__}, not an "
+                                "AblationGrid.")
+            grids.setdefault(grid.name, grid)
+    return grids
+
+
+def find_grid(grids: dict[str, AblationGrid], name: str | None, recipe: str | None,
+              registry: Registry) -> tuple[AblationGrid, str | None]:
+    """The grid to run and the recipe it ablates: ``--grid`` if given, else the first grid for ``recipe``."""
+    if name is not None:
+        if name not in grids:
+            raise UserError(unknown_name_message("ablation grid", name, list(grids)))
+        grid = grids[name]
+        return grid, recipe or grid.default_recipe
+    if recipe is None:
+        recipe = next((g.default_recipe for g in grids.values() if g.default_recipe), None)
+        if recipe is None:
+            raise UserError("no plugin declares an ablation grid with a default recipe; name a recipe and --grid.")
+    for grid in grids.values():
+        if grid.applies_to(registry, recipe):
+            return grid, recipe
+    raise UserError(f"no ablation grid applies to recipe {recipe!r}; choose one with --grid "
+                    f"({', '.join(grids) or 'none declared'}).")
 
 
 def run_grid(
     registry: Registry,
-    rows: list[tuple[dict[str, str], dict[str, Any]]],
+    rows: list[Row],
     *,
     corpus: Corpus,
     dataset: dict[str, Any],
-    overrides: list[str],
+    overrides: Iterable[str],
     flags: dict[str, Any],
     out_dir: Path,
     tracker: Any,
     name: str,
+    subscribers: Callable[[], list[Subscriber]] = list,
     console: Any = None,
-    progress: Any = None,
-    hook: Any = None,
     cache: Any = None,
     keep_embeddings: list[bool] | None = None,
     record_divergence: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every row as an ordinary run under one parent run; return one summary dict per row.
 
-    Each row writes into ``out_dir/<NN>-<recipe>``; ``cache`` (a :class:`~merc_bench.seed_cache.SeedCache`)
-    reuses seeds finished before; ``keep_embeddings[i]`` keeps row i's fused test representations.
-    With ``record_divergence`` a row whose training diverged is recorded — its summary has
-    ``result: None`` and ``failed``: the message — and the other rows still train; otherwise the
-    :class:`~merc_bench.errors.TrainingDiverged` error stops the grid.
+    Every row is resolved and validated first (options, modalities, memory), so a typo in any row's
+    override fails before the first row trains. Each row writes into ``out_dir/<NN>-<recipe>``;
+    ``subscribers()`` makes a row's subscribers (tracking and hooks and the console); ``cache``
+    (a :class:`~merc_bench.seed_cache.SeedCache`) reuses seeds finished before;
+    ``keep_embeddings[i]`` keeps row i's fused test representations. With ``record_divergence`` a
+    row whose training diverged is recorded — its summary has ``result: None`` and ``failed``: the
+    message — and the other rows still train; otherwise the error stops the grid.
     """
-    configs = []
-    for labels, values in rows:
-        values = apply_flags(apply_overrides(dict(values, dataset=dataset), overrides), flags)
-        try:
-            configs.append((labels, RunConfig.model_validate(values)))
-        except pydantic.ValidationError as error:
-            raise UserError(describe_validation_error(error, name)) from None
-    # Every row's component options and size are checked before the first row trains.
-    for _, config in configs:
-        for kind in ("encoder", "mixer", "fuser", "distiller"):
-            choice = getattr(config, kind)
-            registry.get(kind, choice.name).make_config(choice.config, where=f"{config.recipe}: {kind}")
-        build_context(config, corpus.info)  # a modality subset the dataset lacks
-        check_training_memory(config, corpus, registry, resolve_device(config.device))
+    overrides = list(overrides)
+    configs = [(labels, resolve(registry, values, corpus, dataset=dataset, overrides=overrides, flags=flags,
+                                label=name)) for labels, values in rows]
     summaries = []
     with tracker.run(name, tags={"grid": name}):
         for index, (labels, config) in enumerate(configs, start=1):
@@ -122,18 +112,18 @@ def run_grid(
                 console.rule(escape(f"row {index}/{len(configs)}: {config.recipe}"))  # names hold [brackets]
             row_dir = out_dir / f"{index:02d}-{_file_name(config.recipe)}"
             try:
-                result = execute(registry, Prepared(config, corpus), out_dir=row_dir, tracker=tracker,
-                                 console=console, progress=progress, hook=hook, cache=cache,
-                                 keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
+                result = execute(config, corpus, registry=registry, out_dir=row_dir, subscribers=subscribers(),
+                                 cache=cache, keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
             except TrainingDiverged as error:
                 if not record_divergence:
                     raise
                 if console is not None:
                     console.print(escape(f"{config.recipe} failed: {error}"))
                 summaries.append({**labels, "recipe": config.recipe, "result": None, "out_dir": None,
-                                  "failed": str(error)})
+                                  "failed": str(error), "run": None})
                 continue
-            summaries.append({**labels, "recipe": config.recipe, "result": result, "out_dir": row_dir})
+            summaries.append({**labels, "recipe": config.recipe, "result": result.summary, "out_dir": row_dir,
+                              "run": result})
     return summaries
 
 

@@ -155,7 +155,8 @@ def validate(
     max_memory: MaxMemory = None,
 ) -> None:
     """Build the model without training; print the component tree, parameter counts and training memory."""
-    from merc_bench.runner import prepare
+    from merc_bench.model import build_model, count_parameters
+    from merc_bench.pipeline import prepare
     from merc_bench.sizing import estimate_training_memory, memory_limit, set_max_memory
     from merc_bench.trainer import resolve_device
 
@@ -163,8 +164,6 @@ def validate(
     registry = _registry()
     prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [],
                        flags={"modalities": _modalities(modalities)}, data_dir=data_dir)
-    from merc_bench.model import build_model, count_parameters
-
     model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
     config = prepared.config
     console.print(f"recipe {config.recipe} on {prepared.corpus.info.name} (family {prepared.corpus.info.family}); "
@@ -197,61 +196,26 @@ def run(
     max_memory: MaxMemory = None,
 ) -> None:
     """Train and evaluate a recipe; write results.json, per-class CSV and a confusion matrix."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from merc_bench.plugins import plugin_manager
+    from merc_bench import api
     from merc_bench.report import results_table
-    from merc_bench.runner import check_writable, default_out_dir, execute, prepare
-    from merc_bench.sizing import set_max_memory
-    from merc_bench.tracking import MLflowTracker, NullTracker
 
-    set_max_memory(max_memory)
-    if protocol is not None and protocol not in ("clean", "paper"):
-        raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
-    if device is not None and device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device {device!r} is not known; use auto, cpu or cuda.")
-    if out is not None:
-        check_writable(out)
-    registry = _registry()
-    flags = {"modalities": _modalities(modalities), "seeds": seeds, "training.epochs": epochs,
-             "protocol": protocol, "device": device}
-    prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [], flags=flags, data_dir=data_dir)
-    out_dir = out or default_out_dir(prepared.config)
-    check_writable(out_dir)
-    tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
-    config, corpus = prepared.config, prepared.corpus
-    console.rule(escape(f"merc-bench run {config.recipe}"))
-    console.print(f"dataset    {corpus.info.name} (family {corpus.info.family}): {corpus.summary()}")
-    provenance = corpus.provenance
-    source = provenance.get("layout") or provenance.get("prepared_by") or provenance.get("generator")
-    if source:
-        console.print(escape(f"source     {source}" + (f" · splits: {provenance['splits']}" if provenance.get("splits")
-                                                      else "")))
-    for warning in provenance.get("warnings", []):
-        console.print(escape(f"warning    {warning}"))
-    if config.protocol == "clean":
-        console.print(f"protocol   clean: train on train ({len(corpus.train)} dialogues), select the epoch on dev "
-                      f"({len(corpus.dev)}), evaluate test once")
-    else:
-        console.print(f"protocol   paper: train on train + dev ({len(corpus.train) + len(corpus.dev)} dialogues), "
-                      "report the best test epoch (not a clean estimate)")
-    modality_list = prepared.config.modalities or list(corpus.info.modalities)
-    console.print(f"modalities {', '.join(modality_list)} · seeds {config.seeds} from {config.training.seed} · "
-                  f"epochs {config.training.epochs} · batch {config.training.batch_size} · lr {config.training.lr:g}")
-    console.print(f"tracking   {tracker.location} · output {out_dir}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
-        result = execute(registry, prepared, out_dir=out_dir, tracker=tracker, console=console, progress=progress,
-                         hook=plugin_manager().hook)
+    _registry()  # plugin warnings first
+    result = api.run(recipe, dataset=dataset, data_dir=data_dir, overrides=set_ or [], modalities=modalities,
+                     seeds=seeds, epochs=epochs, protocol=protocol, device=device, out=out, track=not no_track,
+                     tracking_uri=tracking_uri, max_memory=max_memory, console=console)
+    summary = result.summary
     # Wide enough for one row per metric even when the output is piped (rich then assumes 80 columns).
-    Console(width=max(console.width, 150)).print(results_table(result))
-    console.print(f"parameters {result['parameters']['total']:,} (trainable {result['parameters']['trainable']:,})")
-    console.print(f"results    {out_dir / 'results.json'}")
+    Console(width=max(console.width, 150)).print(results_table(summary))
+    console.print(f"parameters {summary['parameters']['total']:,} (trainable {summary['parameters']['trainable']:,})")
+    console.print(f"results    {result.out_dir / 'results.json'}")
 
 
 @app.command()
 def ablate(
-    recipe: Annotated[str, typer.Argument(help="a SUMMER recipe: summer or summer-small")] = "summer",
+    recipe: Annotated[Optional[str], typer.Argument(help="the recipe to ablate (default: the grid's own, e.g. "
+                                                         "summer)")] = None,
+    grid: Annotated[Optional[str], typer.Option(help="a grid a plugin declares (SUMMER: components = Table IV, "
+                                                     "modalities = Table I); default: the first for the recipe")] = None,
     dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="seeds per row", min=1)] = None,
@@ -259,64 +223,33 @@ def ablate(
     protocol: Annotated[Optional[str], typer.Option(help="clean or paper")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
     modalities_grid: Annotated[bool, typer.Option("--modalities-grid",
-                                                  help="Table I instead: the 7 modality subsets with SDT")] = False,
+                                                  help="the same as --grid modalities (Table I)")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override applied to every row")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/ablate-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
-    """The paper's ablation grid (Table IV: SDMoE × HCMF × IKD vs SDT's parts), or Table I's modality grid."""
-    import datetime as dt
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from merc_bench import ablation
-    from merc_bench.plugins import plugin_manager
-    from merc_bench.report import staged_output
-    from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
-    from merc_bench.sizing import set_max_memory
-    from merc_bench.tracking import MLflowTracker, NullTracker
-
-    set_max_memory(max_memory)
-    if protocol is not None and protocol not in ("clean", "paper"):
-        raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
-    registry = _registry()
-    dataset_choice, other_overrides = split_dataset_overrides(dataset, set_ or [])
-    corpus = load_corpus(registry, dataset_choice, data_dir)
-    if modalities_grid:
-        rows, labels, stem = ablation.modality_grid(registry, corpus.info.family, corpus.info.modalities), \
-            ["modalities"], "modality-grid"
-    else:
-        rows, labels, stem = ablation.component_grid(registry, recipe, corpus.info.family), \
-            ["SDMoE", "HCMF", "IKD"], "ablation"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = out or Path("runs") / f"{stem}-{recipe}-{corpus.info.name}-{stamp}"
-    check_writable(out_dir)
-    tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
-    flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
-    with staged_output(out_dir) as staging:  # a grid that stops leaves no partial folder
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
-            summaries = ablation.run_grid(
-                registry, rows, corpus=corpus, dataset=dataset_choice,
-                overrides=other_overrides, flags=flags, out_dir=staging,
-                tracker=tracker, name=f"{stem}-{recipe}-{corpus.info.name}", console=console, progress=progress,
-                hook=plugin_manager().hook,
-            )
-        table = ablation.grid_table(summaries, labels)
-        protocol_used = summaries[0]["result"]["protocol"]
-        note = (f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol {protocol_used}; "
-                "Δ against the first row.")
-        paths = [out_dir / p.relative_to(staging) for p in ablation.write_grid(table, staging, stem, note)]
+    """Run an ablation grid a plugin declares: SUMMER's Table IV (SDMoE × HCMF × IKD vs SDT's parts) or Table I."""
     from rich.table import Table
 
-    printed = Table(title=note, title_justify="left")
-    for column in table.columns:
+    from merc_bench import api
+
+    if modalities_grid:
+        if grid not in (None, "modalities"):
+            raise UserError(f"--modalities-grid and --grid {grid!r} contradict each other; give one.")
+        grid = "modalities"
+    _registry()
+    result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, seeds=seeds, epochs=epochs,
+                        protocol=protocol, device=device, overrides=set_ or [], out=out, track=not no_track,
+                        tracking_uri=tracking_uri, max_memory=max_memory, console=console)
+    printed = Table(title=result.note, title_justify="left")
+    for column in result.table.columns:
         printed.add_column(str(column), justify="right")
-    for row in table.itertuples(index=False):
+    for row in result.table.itertuples(index=False):
         printed.add_row(*(str(v) for v in row))
     Console(width=max(console.width, 120)).print(printed)
-    console.print(f"written    {', '.join(str(p) for p in paths)}")
+    console.print(f"written    {', '.join(str(p) for p in result.paths)}")
 
 
 @app.command()
@@ -344,105 +277,21 @@ def compare(
     max_memory: MaxMemory = None,
 ) -> None:
     """Run recipes on identical data and seeds; write the paper-format table (Markdown, CSV, LaTeX) and plots."""
-    import datetime as dt
+    from merc_bench import api
+    from merc_bench import comparison as comparing
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from merc_bench import ablation
-    from merc_bench import compare as comparing
-    from merc_bench.plugins import plugin_manager
-    from merc_bench.report import staged_output
-    from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
-    from merc_bench.seed_cache import SeedCache
-    from merc_bench.significance import METHODS
-    from merc_bench.sizing import set_max_memory
-    from merc_bench.tracking import MLflowTracker, NullTracker
-
-    set_max_memory(max_memory)
-    if protocol is not None and protocol not in ("clean", "paper"):
-        raise UserError(f"--protocol {protocol!r} is not known; use clean or paper.")
-    if significance not in METHODS:
-        raise UserError(f"--significance {significance!r} is not known; use {' or '.join(METHODS)}.")
-    if len(set(recipes)) != len(recipes):
-        raise UserError(f"recipes {', '.join(recipes)}: each recipe may be named once.")
-    registry = _registry()
-    for recipe in recipes:
-        registry.get("recipe", recipe)  # unknown names fail before the dataset loads
-    reference = reference or recipes[0]
-    if reference not in recipes:
-        raise UserError(f"--reference {reference!r} is not one of the compared recipes: {', '.join(recipes)}.")
-    if tsne is None:
-        tsne_recipes = recipes[:2]
-    elif tsne.strip() == "all":
-        tsne_recipes = list(recipes)
-    elif tsne.strip() == "none":
-        tsne_recipes = []
-    else:
-        tsne_recipes = [r.strip() for r in tsne.split(",") if r.strip()]
-        unknown = [r for r in tsne_recipes if r not in recipes]
-        if unknown:
-            raise UserError(f"--tsne names {unknown[0]!r}, which is not compared; choose from {', '.join(recipes)}, "
-                            "all or none.")
-    dataset_choice, other_overrides = split_dataset_overrides(dataset, set_ or [])
-    corpus = load_corpus(registry, dataset_choice, data_dir)
-    from merc_bench.model import select_modalities
-
-    select_modalities(corpus.info, _modalities(modalities))  # a bad subset fails before any recipe trains
-    published = None
-    if with_published:
-        from merc_bench.published import published_rows
-
-        published = published_rows(dataset=corpus.info.family)
-    rows = [({"recipe": recipe}, registry.get("recipe", recipe).obj.resolve(corpus.info.family)) for recipe in recipes]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = out or Path("runs") / f"compare-{corpus.info.name}-{stamp}"
-    check_writable(out_dir)
-    tracker = NullTracker() if no_track else MLflowTracker(tracking_uri)
-    flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
-             "modalities": _modalities(modalities)}
-    # Everything is written into a staging folder that becomes out_dir only when the table is written:
-    # a comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
-    with staged_output(out_dir) as staging:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
-            summaries = ablation.run_grid(
-                registry, rows, corpus=corpus, dataset=dataset_choice, overrides=other_overrides, flags=flags,
-                out_dir=staging, tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
-                progress=progress, hook=plugin_manager().hook, cache=SeedCache() if reuse else None,
-                keep_embeddings=[recipe in tsne_recipes for recipe in recipes], record_divergence=True,
-            )
-        failed = [s for s in summaries if s["result"] is None]
-        summaries = [s for s in summaries if s["result"] is not None]
-        failures = " ".join(f"{s['recipe']}: {s['failed']}" for s in failed)
-        if not summaries or reference in {s["recipe"] for s in failed}:
-            raise UserError(f"the comparison has no table: {'every recipe' if not summaries else 'the reference'} "
-                            f"failed. {failures}")
-        measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in summaries]
-        table = comparing.comparison_table(measured, reference=reference, method=significance, published=published)
-        protocol_used = summaries[0]["result"]["protocol"]
-        method_note = (
-            "paired bootstrap over test dialogues (2000 resamples, every seed's predictions pooled, two-sided)"
-            if significance == "bootstrap" else "Wilcoxon signed-rank test over the per-seed w-F1 (two-sided)"
-        )
-        note = (f"Test results on {corpus.info.name} (×100, mean ± std over {seeds} seed(s): "
-                f"{', '.join(str(s) for s in summaries[0]['result']['seeds'])}), protocol {protocol_used}. "
-                f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
-                f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
-        if protocol_used == "paper":
-            note += (" Paper protocol: trained on train + dev and the epoch chosen on test (as most MERC papers "
-                     "report) — not an unbiased estimate.")
-        if published is not None:
-            note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
-                     f"{corpus.info.family.upper()} features (their protocol), not measured here.")
-        if failed:
-            note += f" Not in the table, because training failed: {failures}"
-        paths = comparing.write_comparison(table, staging, note)
-        paths += comparing.plot_comparison(measured, staging, tsne=[r for r in tsne_recipes
-                                                                     if r not in {s["recipe"] for s in failed}])
-    console.print(comparing.render_terminal(table, note))
-    console.print(f"written    {', '.join(str(out_dir / p.relative_to(staging)) for p in paths)}")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(rows)} recipes failed and are left out of the table in "
-                        f"{out_dir}: {failures}")
+    _registry()
+    result = api.compare(recipes, dataset=dataset, data_dir=data_dir, modalities=modalities, seeds=seeds,
+                         epochs=epochs, protocol=protocol, device=device, reference=reference,
+                         significance=significance, tsne=tsne, with_published=with_published, reuse=reuse,
+                         overrides=set_ or [], out=out, track=not no_track, tracking_uri=tracking_uri,
+                         max_memory=max_memory, console=console)
+    console.print(comparing.render_terminal(result.table, result.note))
+    console.print(f"written    {', '.join(str(p) for p in result.paths)}")
+    if result.failed:
+        failures = " ".join(f"{recipe}: {message}" for recipe, message in result.failed.items())
+        raise UserError(f"{len(result.failed)} of {len(recipes)} recipes failed and are left out of the table in "
+                        f"{result.out_dir}: {failures}")
 
 
 @app.command()
@@ -482,7 +331,7 @@ def tune(
     max_memory: MaxMemory = None,
 ) -> None:
     """Optuna study over components and hyper-parameters on validation only; resumable, distributable."""
-    from merc_bench import tune as tuning
+    from merc_bench import tuning
     from merc_bench.plugins import plugin_manager
     from merc_bench.sizing import set_max_memory
 
@@ -500,9 +349,9 @@ def tune(
         heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_failures=max_failures,
         tracking_uri=tracking_uri, no_track=no_track, worker_index=worker_index,
     )
-    code = tuning.run_study(request, registry=_registry(), console=console, hook=plugin_manager().hook)
-    if code:
-        raise typer.Exit(code)
+    outcome = tuning.run_study(request, registry=_registry(), console=console, hook=plugin_manager().hook)
+    if outcome.code:
+        raise typer.Exit(outcome.code)
 
 
 @app.command()

@@ -33,9 +33,9 @@ __all__ = ["NOT_TRAINING", "code_parts", "changed_parts", "package_digest"]
 
 #: Core modules that only present, track, orchestrate or convert — never part of a seed's numbers.
 NOT_TRAINING = frozenset({
-    "cli.py", "compare.py", "report.py", "tracking.py", "published.py", "significance.py", "seed_cache.py",
-    "ablation.py", "convert.py", "prepare.py", "testing.py", "hookspecs.py", "plugins.py", "tune",
-    "code_fingerprint.py",
+    "cli.py", "comparison.py", "report.py", "tracking.py", "published.py", "significance.py", "seed_cache.py",
+    "ablation.py", "convert.py", "prepare.py", "testing.py", "hookspecs.py", "plugins.py", "tuning",
+    "code_fingerprint.py", "events.py", "subscribers.py", "api.py", "paths.py",
 })
 _COMPONENT_SLOTS = ("encoder", "mixer", "fuser", "distiller")
 

@@ -218,7 +218,7 @@ def nonfinite_option(options: Mapping[str, Any], declared: Sequence[str] | Mappi
     """Split the generic dataset option ``nonfinite`` from a dataset's own options.
 
     ``--set dataset.nonfinite=zero`` works for every dataset without each plugin declaring it: the
-    runner takes it out before the plugin's config validates the rest, and hands it to
+    pipeline takes it out before the plugin's config validates the rest, and hands it to
     :func:`validate_corpus`. A dataset that replaces non-finite values while parsing (so it can
     count them per source file, as the ``meld``/``iemocap`` pickle readers do) declares a field
     ``nonfinite`` itself; then the option stays with it. Returns (the dataset's options, the policy).

@@ -58,3 +58,15 @@ def merc_bench_after_run(result: dict[str, Any]) -> None:
     metrics with per-seed values, per-seed history, resolved config). Use it to export results or
     notify; the return value is ignored.
     """
+
+
+@hookspec
+def merc_bench_ablation_grids() -> "list[Any] | None":
+    """Ablation grids this plugin declares for ``merc-bench ablate --grid NAME``.
+
+    Return a list of :class:`merc_bench.ablation.AblationGrid` (name, description, label columns,
+    and a function from (registry, recipe, dataset info) to rows of run-config values), or None.
+    The core runs any declared grid and knows none itself; the SUMMER plugin declares the paper's
+    Table IV (``components``) and Table I (``modalities``) grids this way. Called when
+    ``ablate`` (command or :func:`merc_bench.ablate`) looks for a grid, before anything trains.
+    """

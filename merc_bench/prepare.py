@@ -101,7 +101,7 @@ def texts_digest(texts: Sequence[str]) -> str:
 
 def default_cache_dir() -> Path:
     """``embeddings/`` in merc-bench's one cache folder (``$MERC_BENCH_CACHE``, default ``~/.cache/merc-bench``)."""
-    from merc_bench.trainer import cache_dir
+    from merc_bench.paths import cache_dir
 
     return cache_dir() / "embeddings"
 

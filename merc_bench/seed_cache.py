@@ -31,7 +31,8 @@ from merc_bench.code_fingerprint import changed_parts
 from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
 from merc_bench.report import atomic_write
-from merc_bench.trainer import SeedResult, cache_dir
+from merc_bench.paths import cache_dir
+from merc_bench.trainer import SeedResult
 
 __all__ = ["SeedCache", "SeedKey", "seed_key"]
 

@@ -88,7 +88,7 @@ def environment_tags(device: Any) -> dict[str, str]:
 
 
 class Tracker:
-    """The tracking interface the runner uses. The base class records nothing."""
+    """The tracking interface the pipeline uses. The base class records nothing."""
 
     @contextmanager
     def run(self, name: str, *, params: dict[str, str] | None = None, tags: dict[str, str] | None = None,

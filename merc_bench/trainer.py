@@ -19,9 +19,6 @@ generators seeded with it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -35,13 +32,13 @@ import torch
 from merc_bench.config import RunConfig
 from merc_bench.data import Batch, Corpus, Dialogue, batches
 from merc_bench.errors import TrainingDiverged, UserError
+from merc_bench.events import EpochEnded
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.metrics import classification_metrics
 from merc_bench.model import MERCModel, build_context, build_model
 from merc_bench.registry import Registry
 
-__all__ = ["SeedResult", "Trainer", "cache_dir", "needs_teacher", "resolve_device", "seed_everything",
-           "teacher_config"]
+__all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
 
 
 @dataclass
@@ -113,11 +110,17 @@ def _finite(gradients: list[torch.Tensor], weights: list[torch.Tensor]) -> tuple
     return finite[: len(gradients)].all(), finite[len(gradients):].all()
 
 
-EpochCallback = Callable[[int, dict[str, float]], dict[str, float] | None]
+#: Receives every epoch's event; may return extra metrics for the epoch's row (or raise to stop, as a pruner does).
+EpochCallback = Callable[[EpochEnded], dict[str, float] | None]
 
 
 class Trainer:
-    """Trains one configuration on one corpus, one seed at a time."""
+    """Trains one configuration on one corpus, one seed at a time.
+
+    It shows and records nothing itself: each epoch becomes an :class:`~merc_bench.events.EpochEnded`
+    for ``on_epoch`` (the pipeline's subscribers), and what a component needs before training (a
+    distiller's teacher) comes in through ``fit``'s ``setup`` step.
+    """
 
     def __init__(
         self,
@@ -127,8 +130,8 @@ class Trainer:
         registry: Registry,
         device: torch.device | None = None,
         on_epoch: EpochCallback | None = None,
-        progress: Any = None,
         label: str = "",
+        run: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.label = label  # prefixes errors, e.g. "the teacher's " for a distiller's teacher
@@ -137,7 +140,8 @@ class Trainer:
         self.device = device or resolve_device(config.device)
         self.modalities = build_context(config, corpus.info)["modalities"]  # checks the config against the data
         self.on_epoch = on_epoch
-        self.progress = progress
+        self.role = "teacher" if label else "model"
+        self.run = run or {}  # described in every event: recipe, dataset, protocol
         if config.training.precision == "bf16" and self.device.type != "cuda":
             raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
         self.class_weights = class_weight_tensor(config, corpus, self.device)
@@ -209,14 +213,18 @@ class Trainer:
         return torch.cat(hidden).cpu().numpy()
 
     # -- one seed ---------------------------------------------------------------------------------
-    def fit(self, seed: int, *, checkpoint_dir: Path | None = None, evaluate_test: bool = True) -> SeedResult:
-        """Train one seed; ``evaluate_test=False`` leaves test unread (an Optuna study selects on dev only)."""
+    def fit(self, seed: int, *, checkpoint_dir: Path | None = None, evaluate_test: bool = True,
+            setup: Callable[[MERCModel, torch.nn.Module], None] | None = None) -> SeedResult:
+        """Train one seed; ``evaluate_test=False`` leaves test unread (an Optuna study selects on dev only).
+
+        ``setup(model, distiller)`` runs after the model is built and before the optimiser collects
+        the parameters (a teacher attached there may add trainable ones).
+        """
         started = time.perf_counter()
-        teacher = self._prepare_teacher(seed) if self._needs_teacher() else None
         seed_everything(seed)
         model, distiller = self.build()
-        if teacher is not None:
-            distiller.attach_teacher(teacher["model"], teacher["hidden_size"])
+        if setup is not None:
+            setup(model, distiller)
         # The compiled wrapper shares the model's parameters; evaluation and snapshots use the model itself.
         step_model = torch.compile(model, dynamic=True) if self.config.training.compile else model
         parameters = [p for p in list(model.parameters()) + list(distiller.parameters()) if p.requires_grad]
@@ -229,62 +237,19 @@ class Trainer:
         best_score, best_epoch, best_state = -1.0, 0, None
         history: list[dict[str, float]] = []
         epochs = self.config.training.epochs
-        task = self.progress.add_task(f"seed {seed}", total=epochs) if self.progress is not None else None
         for epoch in range(1, epochs + 1):
-            model.train()
-            distiller.train()
-            # Sums stay on the device and are read once per epoch: a float()/int()/if on a CUDA
-            # tensor inside the loop would wait for the GPU at every step (issue 4: no host syncs).
-            # Divergence is tracked the same way: ``first_bad`` holds the first step whose loss,
-            # gradients or updated weights were not finite (0: none), read once at the epoch's end.
-            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-            first_bad = torch.zeros((), dtype=torch.int64, device=self.device)
-            bad_what = torch.zeros((), dtype=torch.int64, device=self.device)
-            utterances, batch_count = 0, 0
-            model_metrics: dict[str, torch.Tensor] = {}
-            for batch in self._batches(self.train_split, shuffle):
-                count = int(batch.mask.sum())  # counted on the host copy, before the transfer
-                batch = batch.to(self.device)
-                optimizer.zero_grad(set_to_none=True)
-                total, _, output = self.loss(step_model, distiller, batch)
-                for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
-                    model_metrics[name] = model_metrics.get(name, 0.0) + torch.as_tensor(value).detach().float()
-                batch_count += 1
-                total.backward()
-                loss_ok = torch.isfinite(total.detach())
-                optimizer.step()  # leaves .grad as it was, so gradients and new weights are checked together
-                grads_ok, weights_ok = _finite([p.grad for p in parameters if p.grad is not None], parameters)
-                # 1: loss, 2: gradients, 3: weights after the update — the first failure of the first bad step.
-                what = torch.where(~loss_ok, 1, torch.where(~grads_ok, 2, torch.where(~weights_ok, 3, 0)))
-                is_first = (what > 0) & (first_bad == 0)
-                first_bad = torch.where(is_first, batch_count, first_bad)
-                bad_what = torch.where(is_first, what, bad_what)
-                loss_sum += total.detach().double() * count
-                utterances += count
-            if int(first_bad):  # the weights of a diverged epoch are never evaluated, kept or saved
-                raise TrainingDiverged(
-                    f"{self.label}training diverged in seed {seed}, epoch {epoch}, step {int(first_bad)} of "
-                    f"{batch_count}: the {_BAD_PART[int(bad_what)]} became non-finite (NaN or inf). The seed "
-                    "produced no metrics and no checkpoint. Lower training.lr (now "
-                    f"{self.config.training.lr:g}) or check the features for NaN/inf values."
-                )
+            row = self._train_epoch(step_model, model, distiller, optimizer, parameters, shuffle, seed, epoch)
             selected, _, _ = self.evaluate(model, self.select_split)
-            row = {"epoch": epoch, "train_loss": float(loss_sum) / max(utterances, 1)}
-            row.update({f"train_{name}": float(value) / max(batch_count, 1) for name, value in model_metrics.items()})
             row.update({f"{self.select_split}_{k}": selected[k] for k in ("accuracy", "weighted_f1", "macro_f1")})
-            if self.on_epoch is not None:
-                row.update(self.on_epoch(epoch, dict(row)) or {})
-            history.append(row)
             if selected[metric] > best_score:  # strict: the first epoch reaching the maximum wins
                 best_score, best_epoch = selected[metric], epoch
                 best_state = _snapshot(model, best_state)
-            if task is not None:
-                self.progress.update(
-                    task,
-                    advance=1,
-                    description=f"seed {seed} epoch {epoch}/{epochs} loss {row['train_loss']:.3f} "
-                    f"{self.select_split} w-F1 {selected['weighted_f1']:.3f} (best {best_score:.3f} @ {best_epoch})",
-                )
+            if self.on_epoch is not None:
+                event = EpochEnded(seed=seed, epoch=epoch, epochs=epochs, metrics=dict(row), split=self.select_split,
+                                   best_score=best_score, best_epoch=best_epoch, role=self.role,
+                                   run=self.run | {"seed": seed})
+                row.update(self.on_epoch(event) or {})
+            history.append(row)
         assert best_state is not None
         model.load_state_dict(best_state)
         checkpoint = None
@@ -305,81 +270,52 @@ class Trainer:
             checkpoint=checkpoint,
             test_labels=test_labels,
             test_predictions=test_predictions,
-            teacher=None if teacher is None else {k: v for k, v in teacher.items() if k != "model"},
             model=model,
         )
 
-    # -- teachers (distillers that learn from a separately trained model, e.g. SUMMER's IKD) --------
-    def _needs_teacher(self) -> bool:
-        return needs_teacher(self.config, self.registry)
+    def _train_epoch(self, step_model: torch.nn.Module, model: MERCModel, distiller: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], shuffle: np.random.Generator,
+                     seed: int, epoch: int) -> dict[str, float]:
+        """One pass over the training split; the epoch's row (loss, model metrics), or TrainingDiverged.
 
-    def teacher_config(self) -> RunConfig:
-        """The teacher's configuration: the student's, with the distiller's teacher overrides."""
-        return teacher_config(self.config, self.corpus.info, self.registry)
-
-    def teacher_fingerprint(self, teacher: RunConfig, seed: int) -> str:
-        """Fingerprint of (teacher config, its components' code, dataset content, split/protocol, seed)."""
-        from merc_bench.code_fingerprint import code_parts
-
-        described = teacher.cache_description()
-        described.pop("device")  # placement does not change the teacher's weights
-        key = json.dumps(
-            {"teacher": described, "code": code_parts([teacher], self.registry), "dataset": self.corpus.fingerprint(),
-             "protocol": self.config.protocol, "seed": seed},
-            sort_keys=True,
-        )
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def _prepare_teacher(self, seed: int) -> dict[str, Any]:
-        """Train the teacher once (same split, trainer and seed) or reuse its cached checkpoint."""
-        config = self.teacher_config()
-        fingerprint = self.teacher_fingerprint(config, seed)
-        path = cache_dir() / "teachers" / f"{fingerprint}.pt"
-        info = self.corpus.info
-        if path.is_file():
-            saved = torch.load(path, map_location=self.device, weights_only=True)
-            model, _ = build_model(config, info, self.registry)
-            model.load_state_dict(saved["state"])
-            model.to(self.device)
-            status, dev, test = "reused", json.loads(saved["dev"]), json.loads(saved["test"])
-        else:
-            teacher_trainer = Trainer(config=config.model_copy(update={"training": config.training.model_copy(
-                update={"standardize_features": False})}), corpus=self.corpus, registry=self.registry,
-                device=self.device, progress=self.progress, label="the teacher's ")  # self.corpus is already standardized if asked
-            result = teacher_trainer.fit(seed)
-            model, dev, test, status = result.model, result.dev, result.test, "trained"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.tmp")
-            torch.save({"state": model.state_dict(), "dev": json.dumps(dev), "test": json.dumps(test),
-                        "config": json.dumps(config.model_dump(mode="json"))}, temporary)
-            os.replace(temporary, path)
-        return {"model": model, "hidden_size": config.model.hidden_size, "status": status,
-                "fingerprint": fingerprint, "path": str(path), "modalities": config.modalities,
-                "dev": dev, "test": test}
-
-
-def needs_teacher(config: RunConfig, registry: Registry) -> bool:
-    """Whether the configuration's distiller learns from a separately trained teacher (e.g. IKD)."""
-    entry = registry.get("distiller", config.distiller.name)
-    return callable(getattr(entry.obj, "attach_teacher", None))
-
-
-def teacher_config(config: RunConfig, info: Any, registry: Registry) -> RunConfig:
-    """The teacher's configuration: ``config`` with its distiller's teacher overrides."""
-    entry = registry.get("distiller", config.distiller.name)
-    distiller = entry.build(entry.make_config(config.distiller.config), build_context(config, info))
-    values = config.model_dump(mode="json")
-    values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
-    values["seeds"] = 1
-    for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
-        slot = values[kind]
-        slot["config"] = registry.get(kind, slot["name"]).make_config(slot["config"]).model_dump(mode="json")
-    return RunConfig.model_validate(values)
-
-
-def cache_dir() -> Path:
-    """The one cache folder (teachers, seeds, text embeddings): ``$MERC_BENCH_CACHE``, else
-    ``$XDG_CACHE_HOME/merc-bench``, else ``~/.cache/merc-bench``."""
-    if os.environ.get("MERC_BENCH_CACHE"):
-        return Path(os.environ["MERC_BENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "merc-bench"
+        Sums stay on the device and are read once per epoch: a float()/int()/if on a CUDA tensor
+        inside the loop would wait for the GPU at every step (issue 4: no host syncs). Divergence is
+        tracked the same way: ``first_bad`` holds the first step whose loss, gradients or updated
+        weights were not finite (0: none), read once at the epoch's end.
+        """
+        model.train()
+        distiller.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        first_bad = torch.zeros((), dtype=torch.int64, device=self.device)
+        bad_what = torch.zeros((), dtype=torch.int64, device=self.device)
+        utterances, batch_count = 0, 0
+        model_metrics: dict[str, torch.Tensor] = {}
+        for batch in self._batches(self.train_split, shuffle):
+            count = int(batch.mask.sum())  # counted on the host copy, before the transfer
+            batch = batch.to(self.device)
+            optimizer.zero_grad(set_to_none=True)
+            total, _, output = self.loss(step_model, distiller, batch)
+            for name, value in output.metrics.items():  # e.g. SDMoE's active experts per utterance
+                model_metrics[name] = model_metrics.get(name, 0.0) + torch.as_tensor(value).detach().float()
+            batch_count += 1
+            total.backward()
+            loss_ok = torch.isfinite(total.detach())
+            optimizer.step()  # leaves .grad as it was, so gradients and new weights are checked together
+            grads_ok, weights_ok = _finite([p.grad for p in parameters if p.grad is not None], parameters)
+            # 1: loss, 2: gradients, 3: weights after the update — the first failure of the first bad step.
+            what = torch.where(~loss_ok, 1, torch.where(~grads_ok, 2, torch.where(~weights_ok, 3, 0)))
+            is_first = (what > 0) & (first_bad == 0)
+            first_bad = torch.where(is_first, batch_count, first_bad)
+            bad_what = torch.where(is_first, what, bad_what)
+            loss_sum += total.detach().double() * count
+            utterances += count
+        if int(first_bad):  # the weights of a diverged epoch are never evaluated, kept or saved
+            raise TrainingDiverged(
+                f"{self.label}training diverged in seed {seed}, epoch {epoch}, step {int(first_bad)} of "
+                f"{batch_count}: the {_BAD_PART[int(bad_what)]} became non-finite (NaN or inf). The seed "
+                "produced no metrics and no checkpoint. Lower training.lr (now "
+                f"{self.config.training.lr:g}) or check the features for NaN/inf values."
+            )
+        row = {"epoch": epoch, "train_loss": float(loss_sum) / max(utterances, 1)}
+        row.update({f"train_{name}": float(value) / max(batch_count, 1) for name, value in model_metrics.items()})
+        return row

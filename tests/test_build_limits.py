@@ -19,7 +19,7 @@ from merc_bench.config import MAX_SEED, RunConfig
 from merc_bench.errors import UserError
 from merc_bench.model import build_model, count_parameters
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.sizing import (MAX_MEMORY_VARIABLE, estimate_training_memory, memory_limit, parse_size)
 
 TINY = ["dataset.train_dialogues=6", "dataset.dev_dialogues=2", "dataset.test_dialogues=2"]

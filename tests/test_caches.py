@@ -14,8 +14,9 @@ from merc_bench import code_fingerprint
 from merc_bench.cli import main
 from merc_bench import hookimpl
 from merc_bench.plugins import get_registry, plugin_manager
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.seed_cache import seed_key
+from merc_bench.teachers import teacher_config, teacher_fingerprint
 from merc_bench.trainer import Trainer
 
 TINY = ["--set", "dataset.train_dialogues=6", "--set", "dataset.dev_dialogues=3", "--set", "dataset.test_dialogues=4",
@@ -113,24 +114,23 @@ def test_teacher_fingerprint_follows_the_teachers_code(monkeypatch):
     registry = get_registry()
     prepared = prepare(registry, recipe="summer-small", dataset="synthetic", overrides=["dataset.train_dialogues=4"],
                        flags={"device": "cpu"})
-    trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry)
-    teacher = trainer.teacher_config()
-    before = trainer.teacher_fingerprint(teacher, 0)
+    teacher = teacher_config(prepared.config, prepared.corpus.info, registry)
+    before = teacher_fingerprint(teacher, prepared.corpus, registry, "clean", 0)
     real = code_fingerprint.package_digest
     monkeypatch.setattr(code_fingerprint, "package_digest",
                         lambda folder, **kw: "edited" if folder.endswith("merc_bench_basic") else real(folder, **kw))
-    assert trainer.teacher_fingerprint(teacher, 0) != before
+    assert teacher_fingerprint(teacher, prepared.corpus, registry, "clean", 0) != before
 
 
 def test_core_digest_ignores_presentation_modules_only(tmp_path):
     core = tmp_path / "core"
-    (core / "tune").mkdir(parents=True)
+    (core / "tuning").mkdir(parents=True)
     (core / "trainer.py").write_text("x = 1\n")
     (core / "cli.py").write_text("y = 1\n")
-    (core / "tune" / "study.py").write_text("z = 1\n")
+    (core / "tuning" / "study.py").write_text("z = 1\n")
     digest = code_fingerprint.package_digest(str(core), exclude=code_fingerprint.NOT_TRAINING)
     (core / "cli.py").write_text("y = 2\n")
-    (core / "tune" / "study.py").write_text("z = 2\n")
+    (core / "tuning" / "study.py").write_text("z = 2\n")
     code_fingerprint.package_digest.cache_clear()
     assert code_fingerprint.package_digest(str(core), exclude=code_fingerprint.NOT_TRAINING) == digest
     (core / "trainer.py").write_text("x = 2\n")

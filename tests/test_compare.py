@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from merc_bench.cli import main
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.plugins import get_registry
 from merc_bench.code_fingerprint import code_parts
 from merc_bench.seed_cache import seed_key

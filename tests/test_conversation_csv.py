@@ -20,7 +20,7 @@ from merc_bench import hookimpl
 from merc_bench.cli import main
 from merc_bench.errors import UserError
 from merc_bench.plugins import get_registry, plugin_manager
-from merc_bench.runner import load_corpus
+from merc_bench.pipeline import load_corpus
 
 
 class HashConfig(BaseModel):

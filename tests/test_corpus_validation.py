@@ -2,7 +2,7 @@
 verification of converted folders (merc_bench.feature_store) beyond what the fuzz corpus covers.
 
 A throwaway dataset plugin registered in-process stands for any third-party dataset: whatever it
-returns goes through the same checks in ``runner.load_corpus``, and the generic option
+returns goes through the same checks in ``pipeline.load_corpus``, and the generic option
 ``--set dataset.nonfinite=zero`` reaches it without the plugin declaring it.
 """
 
@@ -24,7 +24,7 @@ from merc_bench.data import Corpus, DatasetInfo, Dialogue, nonfinite_option, val
 from merc_bench.errors import UserError, preview
 from merc_bench.feature_store import MAX_MANIFEST_BYTES, read_corpus, write_corpus
 from merc_bench.plugins import get_registry, plugin_manager
-from merc_bench.runner import load_corpus, prepare
+from merc_bench.pipeline import load_corpus, prepare
 from merc_bench.safe_arrays import memory_budget, read_npy_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))

@@ -8,7 +8,7 @@ import torch
 
 from merc_bench.cli import main
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
 from merc_bench_dialoguernn.cell import DialogueRNN, DialogueRNNDirection, reversal_index

@@ -19,7 +19,7 @@ from merc_bench.cli import main
 from merc_bench.errors import UserError
 from merc_bench.feature_store import read_corpus, read_manifest
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench_datasets.checks import FAMILIES, DatasetWarning, documented_differences
 from merc_bench_datasets.iemocap import IEMOCAPDataset
 from merc_bench_datasets.layouts import MULTIEMO_FILES, read_source

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from fuzz_harness import Case, check_refused, run_cases
 from merc_bench.errors import UserError
 from merc_bench.plugins import get_registry
-from merc_bench.runner import load_corpus
+from merc_bench.pipeline import load_corpus
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 CORPUS = FUZZ / "csv"

@@ -37,8 +37,8 @@ from merc_bench.config import ModelConfig, RunConfig, TrainingConfig
 from merc_bench.errors import UserError
 from merc_bench.model import build_context
 from merc_bench.plugins import get_registry
-from merc_bench.tune.space import SLOTS, RecipeTrial, build_space, recipe_in_space, sample_config
-from merc_bench.tune.space_file import MAX_SPACE_BYTES, read_space_file
+from merc_bench.tuning.space import SLOTS, RecipeTrial, build_space, recipe_in_space, sample_config
+from merc_bench.tuning.space_file import MAX_SPACE_BYTES, read_space_file
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 CORPUS_DIR = FUZZ / "spaces"
@@ -118,7 +118,7 @@ def test_any_bytes_read_as_tables_or_one_clear_error(tmp_path, data, suffix):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from merc_bench.runner import load_corpus
+    from merc_bench.pipeline import load_corpus
 
     registry = get_registry()
     corpus = load_corpus(registry, {"name": "synthetic", "config": {"train_dialogues": 4, "dev_dialogues": 2,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from merc_bench.model import ModelOutput
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
 from merc_bench_dialoguegcn.fuser import DialogueGCNFuser, RelationalGraphConv

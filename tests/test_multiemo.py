@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from merc_bench.cli import main
 from merc_bench.model import ModelOutput
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
 from merc_bench_multiemo.fuser import MultiAttnFuser

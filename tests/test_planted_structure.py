@@ -5,7 +5,7 @@ single modality. Trained with the cheap ``bigru-concat`` recipe (hidden 256)."""
 import pytest
 
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.trainer import Trainer
 
 # The shared fixture trains five models (~26 s on a loaded 2-core machine).

@@ -9,7 +9,7 @@ from merc_bench.data import DatasetInfo
 from merc_bench.losses import masked_cross_entropy
 from merc_bench.model import build_model, count_parameters
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.testing import SMALL_CONTEXT, make_batch
 from merc_bench.trainer import Trainer
 

@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.testing import SMALL_CONTEXT, make_batch, small_teacher
+from merc_bench.pipeline import train_seed
+from merc_bench.teachers import prepare_teacher, teacher_config, teacher_fingerprint
 from merc_bench.trainer import Trainer
 from merc_bench_summer.hcmf import HCMFFuser
 from merc_bench_summer.ikd import InteractiveKnowledgeDistillation, label_smoothed_cross_entropy
@@ -117,25 +119,26 @@ def test_teacher_is_trained_once_then_reused_and_stays_frozen(tmp_path, monkeypa
     registry = get_registry()
     prepared = prepare(registry, recipe="summer-small", dataset="synthetic", overrides=TINY, flags={"device": "cpu"})
     trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry)
-    first = trainer.fit(0)
+    first = train_seed(trainer, 0)
     assert first.teacher["status"] == "trained" and first.teacher["modalities"] == ["text"]
     assert 0.0 <= first.teacher["test"]["weighted_f1"] <= 1.0
-    second = trainer.fit(0)
+    second = train_seed(trainer, 0)
     assert second.teacher["status"] == "reused"
     assert second.teacher["fingerprint"] == first.teacher["fingerprint"]
     assert second.history == first.history  # same seed, same teacher, same student
-    other_seed = trainer.fit(1)
+    other_seed = train_seed(trainer, 1)
     assert other_seed.teacher["status"] == "trained"  # the fingerprint includes the seed
     later_range = prepare(registry, recipe="summer-small", dataset="synthetic", overrides=[*TINY, "training.seed=1"],
                           flags={"device": "cpu"})  # a --seeds range starting at 1 finds seed 1's teacher
-    later = Trainer(config=later_range.config, corpus=later_range.corpus, registry=registry)
-    assert later.teacher_fingerprint(later.teacher_config(), 1) == other_seed.teacher["fingerprint"]
+    later = teacher_config(later_range.config, later_range.corpus.info, registry)
+    assert teacher_fingerprint(later, later_range.corpus, registry, "clean", 1) == other_seed.teacher["fingerprint"]
 
     # A student step leaves the attached teacher untouched.
     model, distiller = trainer.build()
-    teacher = trainer._prepare_teacher(0)
-    distiller.attach_teacher(teacher["model"], teacher["hidden_size"])
-    before = {k: v.clone() for k, v in teacher["model"].state_dict().items()}
+    teacher = prepare_teacher(prepared.config, trainer.corpus, registry, 0, trainer.device)
+    assert teacher.status == "reused"
+    teacher.attach(model, distiller)
+    before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train(), distiller.train()
     batch = trainer._batches(prepared.corpus.train, None)[0]
@@ -143,6 +146,6 @@ def test_teacher_is_trained_once_then_reused_and_stays_frozen(tmp_path, monkeypa
     assert set(terms) == {"smooth", "align", "cross"}  # IKD replaces the plain task loss
     total.backward()
     optimizer.step()
-    assert all(p.grad is None for p in teacher["model"].parameters())
-    assert all(torch.equal(before[k], v) for k, v in teacher["model"].state_dict().items())
-    assert not teacher["model"].training
+    assert all(p.grad is None for p in teacher.model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in teacher.model.state_dict().items())
+    assert not teacher.model.training

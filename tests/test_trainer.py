@@ -6,7 +6,7 @@ import torch
 
 from merc_bench.errors import TrainingDiverged, UserError
 from merc_bench.plugins import get_registry
-from merc_bench.runner import prepare
+from merc_bench.pipeline import prepare
 from merc_bench.trainer import Trainer, class_weight_tensor
 
 TINY = ["dataset.train_dialogues=16", "dataset.dev_dialogues=6", "dataset.test_dialogues=6",

@@ -29,8 +29,8 @@ from merc_bench.errors import UserError
 from merc_bench.plugins import get_registry
 from merc_bench.registry import Registry
 from merc_bench.trainer import Trainer
-from merc_bench.tune import TuneRequest, run_study
-from merc_bench.tune.space import build_space, read_space_file
+from merc_bench.tuning import TuneRequest, run_study
+from merc_bench.tuning.space import build_space, read_space_file
 
 TINY = ["dataset.train_dialogues=8", "dataset.dev_dialogues=4", "dataset.test_dialogues=4", "model.hidden_size=16"]
 TINY_FLAGS = [part for override in TINY for part in ("--set", override)]
@@ -196,7 +196,7 @@ def test_component_space_is_frozen_and_a_failing_trial_does_not_stop_the_study(t
     console = Console(file=io.StringIO(), width=200)
     request = TuneRequest(trials=3, epochs=1, space=space, overrides=TINY, no_track=True, pruner="none",
                           study="components", max_failures=50)
-    assert run_study(request, registry=_registry(), console=console) == 0
+    assert run_study(request, registry=_registry(), console=console).code == 0
     url = f"sqlite:///{tmp_path / 'tunes/components/study.db'}"
     study = _storage_study(url, "components")
     frozen = study.user_attrs["merc_bench"]["space"]
@@ -205,7 +205,7 @@ def test_component_space_is_frozen_and_a_failing_trial_does_not_stop_the_study(t
 
     study.enqueue_trial({"mixer": "boom"})  # force a trial that raises
     request.trials = 5
-    assert run_study(request, registry=_registry(), console=console) == 0
+    assert run_study(request, registry=_registry(), console=console).code == 0
     study = _storage_study(url, "components")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert failed and all("CUDA out of memory (simulated)" in t.user_attrs["error"] for t in failed)
@@ -239,7 +239,7 @@ def test_component_space_is_frozen_and_a_failing_trial_does_not_stop_the_study(t
 
 @pytest.fixture(scope="module")
 def tiny_corpus():
-    from merc_bench.runner import load_corpus
+    from merc_bench.pipeline import load_corpus
 
     return load_corpus(get_registry(), {"name": "synthetic", "config": {"train_dialogues": 4, "dev_dialogues": 2,
                                                                          "test_dialogues": 2}}, None)
@@ -330,7 +330,7 @@ def test_trial_0_trains_the_recipe_even_where_the_space_excludes_it(monkeypatch,
     assert 1e-2 <= config["training"]["lr"] <= 2e-2 and config["training"]["batch_size"] == 4
     assert config["model"]["hidden_size"] == 8
 
-    from merc_bench.tune import final
+    from merc_bench.tuning import final
 
     monkeypatch.setattr(final, "best_trial", lambda study: second)  # whichever won, trial 0 is the reference row
     labels = [labels["recipe"] for labels, _ in final.final_rows(study, "bigru-concat")]

@@ -2,7 +2,7 @@
 
 A CI run once found 7 trials for ``--trials 6``: two workers counted the study's trials at the same
 moment and both started one. Here 4 worker processes run the real worker loop and budget
-(:func:`merc_bench.tune.study.run_worker`, :class:`merc_bench.tune.budget.TrialBudget`) on one
+(:func:`merc_bench.tuning.study.run_worker`, :class:`merc_bench.tuning.budget.TrialBudget`) on one
 study while another process spins on a core, so the workers are descheduled at random points. The
 objective is trivial (a few milliseconds of sleep, no training), so a repetition takes about a
 second; it is repeated 10 times on sqlite and, when ``MERC_BENCH_TEST_POSTGRES_URL`` is set
@@ -35,8 +35,8 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from merc_bench.errors import UserError
-from merc_bench.tune.budget import Bind, Standing, TrialBudget
-from merc_bench.tune.study import StaleTrials, engine_kwargs, run_worker
+from merc_bench.tuning.budget import Bind, Standing, TrialBudget
+from merc_bench.tuning.study import StaleTrials, engine_kwargs, run_worker
 
 TRIALS = 12
 WORKERS = 4
@@ -110,7 +110,7 @@ class _Pool:
         self.url = url
         self.storage = optuna.storages.RDBStorage(url)  # the test's own; creates Optuna's tables once
         self.context = multiprocessing.get_context("forkserver")
-        self.context.set_forkserver_preload(["merc_bench.tune.study", __name__])
+        self.context.set_forkserver_preload(["merc_bench.tuning.study", __name__])
         self.done = self.context.Queue()
         self.workers: list[tuple[multiprocessing.Process, multiprocessing.Queue] | None] = [None] * WORKERS
 

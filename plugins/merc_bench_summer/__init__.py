@@ -16,3 +16,10 @@ def merc_bench_register(registry) -> None:
     registry.register("distiller", "ikd", ikd.InteractiveKnowledgeDistillation, config=ikd.IKDConfig, paper=PAPER)
     for recipe in (SUMMER, SUMMER_SMALL):
         registry.register("recipe", recipe.name, recipe, description=recipe.description, paper=recipe.paper)
+
+
+@hookimpl
+def merc_bench_ablation_grids():
+    from merc_bench_summer.grids import GRIDS
+
+    return GRIDS

@@ -125,7 +125,8 @@ class InteractiveKnowledgeDistillation(nn.Module):
         self, *, output: ModelOutput, batch: Batch, class_weights: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
         if self.teacher is None:
-            raise RuntimeError("IKD needs a teacher: the trainer attaches one before training the student")
+            raise RuntimeError("IKD needs a teacher: the pipeline (merc_bench.pipeline.train_seed) attaches one before "
+                               "training the student")
         mask = batch.mask
         with torch.no_grad():
             teacher_logits = self.teacher(batch).logits  # (B, L, C): p_tea

@@ -89,13 +89,13 @@ def forward(recipe: str, family: str) -> dict[str, Any]:
 
 def training(recipe: str) -> dict[str, Any]:
     from merc_bench.plugins import get_registry
-    from merc_bench.runner import prepare
+    from merc_bench.pipeline import prepare, train_seed
     from merc_bench.trainer import Trainer
 
     registry = get_registry()
     with one_thread():
         prepared = prepare(registry, recipe=recipe, dataset="synthetic", overrides=TINY, flags={"device": "cpu"})
-        result = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry).fit(0)
+        result = train_seed(Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry), 0)
     keys = ("train_loss", "dev_accuracy", "dev_weighted_f1", "dev_macro_f1")
     return {"history": [{k: row[k] for k in keys} for row in result.history],
             "selected_epoch": result.selected_epoch,

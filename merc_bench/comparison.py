@@ -1,6 +1,6 @@
 """``merc-bench compare``: several recipes on identical data and seeds, in the SUMMER paper's table format.
 
-Every recipe is an ordinary run (the same runner as ``merc-bench run``), all nested under one
+Every recipe is an ordinary run (the same pipeline as ``merc-bench run``), all nested under one
 MLflow parent run, on one loaded corpus with one seed list. Finished seeds are kept in the seed
 cache (:mod:`merc_bench.seed_cache`), so rerunning an interrupted comparison trains only what is
 missing. The table follows Tables II/III of the SUMMER paper — per-class ACC (recall) and F1,
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from merc_bench.report import atomic_write_text
-from merc_bench.runner import load_predictions
+from merc_bench.pipeline import load_predictions
 from merc_bench.significance import paired_bootstrap, wilcoxon_over_seeds
 
-__all__ = ["Measured", "comparison_table", "render_markdown", "render_latex", "render_terminal", "write_comparison", "plot_comparison"]
+__all__ = ["Measured", "comparison_table", "table_note", "render_markdown", "render_latex", "render_terminal", "write_comparison", "plot_comparison"]
 
 _METRIC_COLUMNS = (("w-ACC", "accuracy"), ("w-F1", "weighted_f1"), ("macro-F1", "macro_f1"))
 SIGNIFICANCE_LEVEL = 0.05
@@ -95,6 +95,27 @@ def comparison_table(
     table = pd.DataFrame(rows)
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table
+
+
+def table_note(info: Any, first: dict[str, Any], *, seeds: int, reference: str, method: str, published: bool,
+               failures: str = "") -> str:
+    """The sentence under the table: data, seeds, protocol, how to read the columns, the test used."""
+    protocol = first["protocol"]
+    method_note = ("paired bootstrap over test dialogues (2000 resamples, every seed's predictions pooled, two-sided)"
+                   if method == "bootstrap" else "Wilcoxon signed-rank test over the per-seed w-F1 (two-sided)")
+    note = (f"Test results on {info.name} (×100, mean ± std over {seeds} seed(s): "
+            f"{', '.join(str(s) for s in first['seeds'])}), protocol {protocol}. "
+            f"ACC per class is its recall; w-ACC is overall accuracy. Bold: best measured value per column. "
+            f"Δw-F1 and p: against {reference}, {method_note}; † marks p < 0.05.")
+    if protocol == "paper":
+        note += (" Paper protocol: trained on train + dev and the epoch chosen on test (as most MERC papers "
+                 "report) — not an unbiased estimate.")
+    if published:
+        note += (" Rows marked 'published' are the SUMMER paper's reported numbers on the real "
+                 f"{info.family.upper()} features (their protocol), not measured here.")
+    if failures:
+        note += f" Not in the table, because training failed: {failures}"
+    return note
 
 
 def _paired_test(candidate: Measured, reference: Measured, reference_predictions: dict[str, np.ndarray],

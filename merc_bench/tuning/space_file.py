@@ -16,7 +16,7 @@ into one :class:`~merc_bench.errors.UserError` naming the file, the place and wh
   names and values that are finite numbers, strings, booleans, lists or tables (YAML's dates,
   binary and sets are refused), checked without recursion.
 
-What the values mean (names, ranges, choices) is checked by :func:`merc_bench.tune.space.build_space`.
+What the values mean (names, ranges, choices) is checked by :func:`merc_bench.tuning.space.build_space`.
 Messages quote values from the file through :func:`preview`, never in full.
 """
 

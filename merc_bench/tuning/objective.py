@@ -25,20 +25,18 @@ import time
 from typing import Any
 
 import optuna
-import pydantic
 import torch
 from optuna.trial import TrialState
 
 from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
-from merc_bench.errors import UserError
-from merc_bench.model import build_context
-from merc_bench.sizing import check_training_memory
-from merc_bench.registry import Registry, describe_validation_error
+from merc_bench.events import EpochEnded
+from merc_bench.pipeline import resolve, train_seed
+from merc_bench.registry import Registry
 from merc_bench.trainer import Trainer
 from merc_bench.tracking import environment_tags, flatten
-from merc_bench.tune.budget import FINISHED
-from merc_bench.tune.space import SLOTS, RecipeTrial, SearchSpace, sample_config
+from merc_bench.tuning.budget import FINISHED
+from merc_bench.tuning.space import SLOTS, RecipeTrial, SearchSpace, sample_config
 
 __all__ = ["Objective", "FINISHED", "RECIPE_ORIGIN"]
 
@@ -114,23 +112,19 @@ class Objective:
         else:
             values = sample_config(trial, self.space, self.base, self.registry)
         values["recipe"] = f"{self.label}#{trial.number}"
-        try:
-            config = RunConfig.model_validate(values)
-        except pydantic.ValidationError as error:
-            raise UserError(describe_validation_error(error, f"trial {trial.number}")) from None
-        for kind in SLOTS:
-            choice = getattr(config, kind)
-            self.registry.get(kind, choice.name).make_config(choice.config, where=kind)
-        build_context(config, self.corpus.info)
-        # A sampled size too large for this machine fails the trial with the figure, before allocating.
-        check_training_memory(config, self.corpus, self.registry, self.device)
+        # Validated exactly like a run's configuration; a sampled size too large for this machine fails
+        # the trial with the figure, before anything is allocated.
+        config = resolve(self.registry, values, self.corpus, dataset=values["dataset"], label=f"trial {trial.number}")
         trial.set_user_attr("config", config.model_dump(mode="json"))
         return config
 
     def _train(self, trial: optuna.Trial, config: RunConfig, child: Any) -> float:
         key = f"dev_{self.metric}"
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        def on_epoch(event: EpochEnded) -> None:  # the study's pruner and tracking, as the trainer's subscriber
+            if event.role != "model":
+                return
+            epoch, metrics = event.epoch, event.metrics
             child.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
             child.flush()  # one write per epoch: a killed trial keeps its curve
             trial.report(metrics[key], epoch)
@@ -142,7 +136,7 @@ class Objective:
             torch.cuda.reset_peak_memory_stats(self.device)
         trainer = Trainer(config=config, corpus=self.corpus, registry=self.registry, device=self.device,
                           on_epoch=on_epoch)
-        result = trainer.fit(config.training.seed, evaluate_test=False)
+        result = train_seed(trainer, config.training.seed, evaluate_test=False)
         trial.set_user_attr("selected_epoch", result.selected_epoch)
         child.log_metrics({f"best_dev_{self.metric}": result.dev[self.metric],
                            "selected_epoch": float(result.selected_epoch)})

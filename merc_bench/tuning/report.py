@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from merc_bench.report import atomic_write_text
-from merc_bench.tune.space import SLOTS
+from merc_bench.tuning.space import SLOTS
 
 __all__ = ["importances", "print_report", "save_plots", "write_trials_csv", "best_trial"]
 

@@ -22,12 +22,13 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from merc_bench import ablation
-from merc_bench import compare as comparing
+from merc_bench import comparison as comparing
 from merc_bench.data import Corpus
 from merc_bench.registry import Registry
 from merc_bench.seed_cache import SeedCache
-from merc_bench.tune.objective import RECIPE_ORIGIN
-from merc_bench.tune.report import best_trial
+from merc_bench.subscribers import default_subscribers
+from merc_bench.tuning.objective import RECIPE_ORIGIN
+from merc_bench.tuning.report import best_trial
 
 __all__ = ["final_rows", "run_final"]
 
@@ -69,8 +70,8 @@ def run_final(registry: Registry, study: optuna.Study, *, label: str, corpus: Co
                                              console=console) as progress:
         summaries = ablation.run_grid(
             registry, rows, corpus=corpus, dataset=dataset, overrides=[], flags={"seeds": seeds, "device": device},
-            out_dir=out_dir, tracker=tracker, name=f"final-{study.study_name}", console=console, progress=progress,
-            hook=hook, cache=SeedCache(),
+            out_dir=out_dir, tracker=tracker, name=f"final-{study.study_name}", console=console, cache=SeedCache(),
+            subscribers=lambda: default_subscribers(tracker=tracker, hook=hook, console=console, progress=progress),
         )
     measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in summaries]
     reference = measured[0].recipe

@@ -65,7 +65,7 @@ from merc_bench.data import Corpus, batches
 from merc_bench.errors import UserError, unknown_name_message
 from merc_bench.model import ModelOutput
 from merc_bench.registry import Registry
-from merc_bench.tune.space_file import SCALARS, bounded_name, clip, preview, read_space_file
+from merc_bench.tuning.space_file import SCALARS, bounded_name, clip, preview, read_space_file
 
 __all__ = ["SLOTS", "TRAINER_DEFAULTS", "SearchSpace", "read_space_file", "build_space", "sample_config",
            "recipe_in_space", "RecipeTrial", "distillers_needing_heads"]

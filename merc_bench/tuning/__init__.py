@@ -38,26 +38,25 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pydantic
 import torch
 
-from merc_bench.config import RunConfig, apply_flags, apply_overrides
+from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
 from merc_bench.errors import UserError
 from merc_bench.model import build_context
-from merc_bench.registry import Registry, describe_validation_error
-from merc_bench.runner import check_writable, load_corpus, split_dataset_overrides
+from merc_bench.pipeline import check_writable, load_dataset, resolve
+from merc_bench.registry import Registry
 from merc_bench.trainer import resolve_device
-from merc_bench.tune import report, study as studies
-from merc_bench.tune.budget import TrialBudget
-from merc_bench.tune.final import run_final
-from merc_bench.tune.objective import RECIPE_ORIGIN, Objective
-from merc_bench.tune.space import SearchSpace, build_space, canonical, recipe_in_space, read_space_file
-from merc_bench.tune.space_file import clip
-from merc_bench.tune.tracking import NoStudyTracker, StudyTracker
-from merc_bench.tune.workers import share_cores, spawn_workers, stop_workers, wait_for_workers
+from merc_bench.tuning import report, study as studies
+from merc_bench.tuning.budget import TrialBudget
+from merc_bench.tuning.final import run_final
+from merc_bench.tuning.objective import RECIPE_ORIGIN, Objective
+from merc_bench.tuning.space import SearchSpace, build_space, canonical, recipe_in_space, read_space_file
+from merc_bench.tuning.space_file import clip
+from merc_bench.tuning.tracking import NoStudyTracker, StudyTracker
+from merc_bench.tuning.workers import share_cores, spawn_workers, stop_workers, wait_for_workers
 
-__all__ = ["TuneRequest", "run_study", "report_study", "DEFAULT_BASE"]
+__all__ = ["TuneRequest", "StudyOutcome", "run_study", "report_study", "DEFAULT_BASE"]
 
 #: The recipe whose sizes and training settings a study without a recipe starts from.
 DEFAULT_BASE = "bigru-concat"
@@ -112,20 +111,15 @@ class TuneRequest:
 
 def _base_values(registry: Registry, request: TuneRequest, corpus: Corpus, dataset: dict[str, Any],
                  overrides: list[str]) -> dict[str, Any]:
-    """The base run configuration (validated, every default spelled out) every trial starts from."""
+    """The base run configuration (resolved and validated like a run's, every default spelled out)
+    every trial starts from."""
     recipe = request.recipe or DEFAULT_BASE
-    values = registry.get("recipe", recipe).obj.resolve(corpus.info.family)
-    values["dataset"] = dataset
-    values = apply_flags(apply_overrides(values, overrides), {
-        "modalities": request.modalities, "training.epochs": request.epochs, "device": request.device,
-        "training.selection_metric": request.metric, "seeds": 1})
-    if values.get("protocol", "clean") != "clean":
+    flags = {"modalities": request.modalities, "training.epochs": request.epochs, "device": request.device,
+             "training.selection_metric": request.metric, "seeds": 1}
+    # Memory is checked per trial (its sampled sizes), not for the base.
+    config = resolve(registry, recipe, corpus, dataset=dataset, overrides=overrides, flags=flags, check_memory=False)
+    if config.protocol != "clean":
         raise UserError("a study selects on dev only; protocol=paper selects on test, so it cannot be tuned.")
-    try:
-        config = RunConfig.model_validate(values)
-    except pydantic.ValidationError as error:
-        raise UserError(describe_validation_error(error, f"recipe {recipe!r}")) from None
-    build_context(config, corpus.info)  # validates --modalities against the dataset
     return config.model_dump(mode="json")
 
 
@@ -150,8 +144,18 @@ def _definition(study: optuna.Study, registry: Registry, request: TuneRequest, k
     return stored
 
 
-def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: Any = None) -> int:
-    """Create or resume the study, run this process's worker (and ``--workers``), report; the exit code."""
+@dataclass(frozen=True)
+class StudyOutcome:
+    """Where a study lives and the exit code of the command that ran it (1: a worker process failed)."""
+
+    name: str
+    url: str
+    study_dir: Path
+    code: int
+
+
+def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: Any = None) -> StudyOutcome:
+    """Create or resume the study, run this process's worker (and ``--workers``), report."""
     if request.metric not in METRICS:
         raise UserError(f"--metric {request.metric!r} is not known; use {', '.join(METRICS)}.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from the objective
@@ -160,8 +164,7 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
         raise UserError(f"--grace-period ({request.grace_period} s) must be longer than --heartbeat-interval "
                         f"({request.heartbeat_interval} s), or live trials would be failed as dead.")
     file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
-    dataset, overrides = split_dataset_overrides(request.dataset, request.overrides)
-    corpus = load_corpus(registry, dataset, request.data_dir)
+    corpus, dataset, overrides = load_dataset(registry, request.dataset, request.overrides, request.data_dir)
     name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
     study_dir = request.out or Path("tunes") / name
     key = {"recipe": request.recipe, "dataset": dataset, "modalities": request.modalities, "overrides": overrides,
@@ -243,7 +246,7 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
                         f"{first_failure.number}: {error} Fix the cause, then start a new study (--study NAME) or "
                         f"rerun with a higher --max-failures; every trial's error is in "
                         f"{str(study_dir / 'trials.csv')!r}.")
-    return 1 if failed else 0
+    return StudyOutcome(name=name, url=url, study_dir=study_dir, code=1 if failed else 0)
 
 
 def _every_trial_failed(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

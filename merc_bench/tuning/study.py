@@ -38,7 +38,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread  # the one study.opt
 from optuna.trial import TrialState
 
 from merc_bench.errors import UserError
-from merc_bench.tune.budget import FINISHED, Bind, Claim, TrialBudget
+from merc_bench.tuning.budget import FINISHED, Bind, Claim, TrialBudget
 
 __all__ = ["default_storage_url", "engine_kwargs", "open_storage", "open_study", "make_sampler", "make_pruner",
            "progress", "failures", "run_worker", "StaleTrials", "PRUNERS", "safe_url"]

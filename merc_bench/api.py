@@ -1,0 +1,457 @@
+"""The Python API: what the command line does, callable from a notebook or a script.
+
+    import merc_bench
+
+    result = merc_bench.run("summer-small", epochs=2, seeds=2, track=False)
+    result.to_frame()                      # one row per seed, numeric metrics
+    table = merc_bench.compare(["sdt", "bigru-concat"], seeds=2, epochs=2, track=False)
+    table.to_frame()                       # one row per recipe: means, stds, Δw-F1, p
+    merc_bench.load_results(result.out_dir).to_frame()
+
+Every function resolves and validates everything it will train before the first epoch (through
+:func:`merc_bench.pipeline.resolve`), raises :class:`~merc_bench.errors.UserError` for a mistake,
+writes its folder whole or not at all, and returns an object holding the figures, the paths
+written and ``to_frame()``. Nothing is printed unless a rich ``console`` is given. ``track``
+(default True, like the command line) logs to MLflow (``tracking_uri``, default ``./mlruns``).
+The ``merc-bench`` commands are thin layers over these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from merc_bench.errors import UserError
+
+__all__ = ["run", "compare", "ablate", "tune", "load_results", "Comparison", "Ablation", "Study", "LoadedResults"]
+
+PROTOCOLS = ("clean", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# -- shared ---------------------------------------------------------------------------------------
+def _check(name: str, value: str | None, allowed: Sequence[str]) -> None:
+    if value is not None and value not in allowed:
+        raise UserError(f"--{name} {value!r} is not known; use {' or '.join(allowed)}.")
+
+
+@contextlib.contextmanager
+def _session(max_memory: str | None) -> Iterator[Any]:
+    """The registry, with ``--max-memory`` in force until the call returns."""
+    from merc_bench.plugins import get_registry
+    from merc_bench.sizing import restore_max_memory, set_max_memory
+
+    set_max_memory(max_memory)
+    try:
+        yield get_registry()
+    finally:
+        restore_max_memory()
+
+
+def _tracker(track: bool, tracking_uri: str | None) -> Any:
+    from merc_bench.tracking import MLflowTracker, NullTracker
+
+    return MLflowTracker(tracking_uri) if track else NullTracker()
+
+
+@contextlib.contextmanager
+def _progress(console: Any) -> Iterator[Any]:
+    if console is None:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
+        yield progress
+
+
+def _subscribers(tracker: Any, console: Any, progress: Any, extra: Iterable[Any]) -> list[Any]:
+    from merc_bench.plugins import plugin_manager
+    from merc_bench.subscribers import default_subscribers
+
+    return default_subscribers(tracker=tracker, hook=plugin_manager().hook, console=console,
+                               progress=progress) + list(extra)
+
+
+def _modalities(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+# -- run ------------------------------------------------------------------------------------------
+def run(recipe: str, *, dataset: str = "synthetic", data_dir: Path | None = None, overrides: Iterable[str] = (),
+        modalities: str | Sequence[str] | None = None, seeds: int | None = None, epochs: int | None = None,
+        protocol: str | None = None, device: str | None = None, out: Path | None = None, track: bool = True,
+        tracking_uri: str | None = None, max_memory: str | None = None, subscribers: Iterable[Any] = (),
+        console: Any = None) -> Any:
+    """Train and evaluate one recipe (``merc-bench run``); a :class:`~merc_bench.pipeline.RunResult`.
+
+    ``overrides`` are ``--set`` strings (``"training.lr=1e-4"``); ``subscribers`` receive the run's
+    events (:mod:`merc_bench.events`) besides tracking and the plugin hooks.
+    """
+    from merc_bench.pipeline import check_writable, default_out_dir, execute, prepare
+
+    _check("protocol", protocol, PROTOCOLS)
+    _check("device", device, DEVICES)
+    if out is not None:
+        check_writable(Path(out))
+    with _session(max_memory) as registry:
+        flags = {"modalities": _modalities(modalities), "seeds": seeds, "training.epochs": epochs,
+                 "protocol": protocol, "device": device}
+        prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=overrides, flags=flags,
+                           data_dir=data_dir)
+        out_dir = Path(out) if out is not None else default_out_dir(prepared.config)
+        check_writable(out_dir)
+        tracker = _tracker(track, tracking_uri)
+        if console is not None:
+            _announce(console, prepared.config, prepared.corpus, f"tracking   {tracker.location} · output {out_dir}")
+        with _progress(console) as progress:
+            return execute(prepared.config, prepared.corpus, registry=registry, out_dir=out_dir,
+                           subscribers=_subscribers(tracker, console, progress, subscribers))
+
+
+def _announce(console: Any, config: Any, corpus: Any, where: str) -> None:
+    """What ``merc-bench run`` prints before training: data, protocol, settings, where results go."""
+    from rich.markup import escape
+
+    console.rule(escape(f"merc-bench run {config.recipe}"))
+    console.print(escape(f"dataset    {corpus.info.name} (family {corpus.info.family}): {corpus.summary()}"))
+    provenance = corpus.provenance
+    source = provenance.get("layout") or provenance.get("prepared_by") or provenance.get("generator")
+    if source:
+        splits = f" · splits: {provenance['splits']}" if provenance.get("splits") else ""
+        console.print(escape(f"source     {source}{splits}"))
+    for warning in provenance.get("warnings", []):
+        console.print(escape(f"warning    {warning}"))
+    if config.protocol == "clean":
+        console.print(f"protocol   clean: train on train ({len(corpus.train)} dialogues), select the epoch on dev "
+                      f"({len(corpus.dev)}), evaluate test once")
+    else:
+        console.print(f"protocol   paper: train on train + dev ({len(corpus.train) + len(corpus.dev)} dialogues), "
+                      "report the best test epoch (not a clean estimate)")
+    modalities = config.modalities or list(corpus.info.modalities)
+    console.print(f"modalities {', '.join(modalities)} · seeds {config.seeds} from {config.training.seed} · "
+                  f"epochs {config.training.epochs} · batch {config.training.batch_size} · lr {config.training.lr:g}")
+    console.print(escape(where))
+
+
+# -- compare --------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """``merc-bench compare``'s outcome: the table (MultiIndex columns, numbers ×100), its note, every
+    recipe's run, the recipes that failed (recipe → message) and what was written."""
+
+    table: Any
+    note: str
+    runs: dict[str, Any]
+    failed: dict[str, str]
+    out_dir: Path
+    paths: list[Path] = field(default_factory=list)
+
+    def to_frame(self) -> Any:
+        """One row per recipe, flat numeric columns (``w-F1 mean``, ``w-F1 std``, ``Δw-F1``, ``p``, …)."""
+        flat = self.table.copy()
+        flat.columns = [top if not sub else f"{top} {sub}" for top, sub in self.table.columns]
+        return flat
+
+
+def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Path | None = None,
+            modalities: str | Sequence[str] | None = None, seeds: int = 5, epochs: int | None = None,
+            protocol: str | None = None, device: str | None = None, reference: str | None = None,
+            significance: str = "bootstrap", tsne: str | Sequence[str] | None = None, with_published: bool = False,
+            reuse: bool = True, overrides: Iterable[str] = (), out: Path | None = None, track: bool = True,
+            tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None) -> Comparison:
+    """Several recipes on identical data and seeds, in the SUMMER paper's table format (``merc-bench compare``).
+
+    Every recipe is resolved and validated before the first trains. A recipe whose training
+    diverges is left out of the table and named in :attr:`Comparison.failed` (the command line then
+    exits 2); if the reference fails there is no table and a :class:`UserError` is raised.
+    ``tsne``: recipes whose fused test representations get a t-SNE plot (names, "all" or "none";
+    default the first two).
+    """
+    from merc_bench import ablation
+    from merc_bench import comparison as comparing
+    from merc_bench.model import select_modalities
+    from merc_bench.pipeline import check_writable, load_dataset
+    from merc_bench.report import staged_output
+    from merc_bench.seed_cache import SeedCache
+    from merc_bench.significance import METHODS
+
+    recipes = list(recipes)
+    _check("protocol", protocol, PROTOCOLS)
+    _check("device", device, DEVICES)
+    if significance not in METHODS:
+        raise UserError(f"--significance {significance!r} is not known; use {' or '.join(METHODS)}.")
+    if not recipes:
+        raise UserError("compare needs at least one recipe.")
+    if len(set(recipes)) != len(recipes):
+        raise UserError(f"recipes {', '.join(recipes)}: each recipe may be named once.")
+    with _session(max_memory) as registry:
+        for recipe in recipes:
+            registry.get("recipe", recipe)  # unknown names fail before the dataset loads
+        reference = reference or recipes[0]
+        if reference not in recipes:
+            raise UserError(f"--reference {reference!r} is not one of the compared recipes: {', '.join(recipes)}.")
+        tsne_recipes = _tsne_choice(tsne, recipes)
+        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
+        select_modalities(corpus.info, _modalities(modalities))  # a bad subset fails before any recipe trains
+        published = None
+        if with_published:
+            from merc_bench.published import published_rows
+
+            published = published_rows(dataset=corpus.info.family)
+        rows = [({"recipe": recipe}, registry.get("recipe", recipe).obj.resolve(corpus.info.family))
+                for recipe in recipes]
+        out_dir = Path(out) if out is not None else Path("runs") / f"compare-{corpus.info.name}-{_stamp()}"
+        check_writable(out_dir)
+        tracker = _tracker(track, tracking_uri)
+        flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
+                 "modalities": _modalities(modalities)}
+        # Written into a staging folder that becomes out_dir only when the table is written: a
+        # comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
+        with staged_output(out_dir) as staging:
+            with _progress(console) as progress:
+                summaries = ablation.run_grid(
+                    registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
+                    tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
+                    subscribers=lambda: _subscribers(tracker, console, progress, ()),
+                    cache=SeedCache() if reuse else None, keep_embeddings=[r in tsne_recipes for r in recipes],
+                    record_divergence=True)
+            failed = {s["recipe"]: s["failed"] for s in summaries if s["result"] is None}
+            done = [s for s in summaries if s["result"] is not None]
+            failures = " ".join(f"{recipe}: {message}" for recipe, message in failed.items())
+            if not done or reference in failed:
+                raise UserError(f"the comparison has no table: {'every recipe' if not done else 'the reference'} "
+                                f"failed. {failures}")
+            measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in done]
+            table = comparing.comparison_table(measured, reference=reference, method=significance,
+                                               published=published)
+            note = comparing.table_note(corpus.info, done[0]["result"], seeds=seeds, reference=reference,
+                                        method=significance, published=published is not None, failures=failures)
+            written = comparing.write_comparison(table, staging, note)
+            written += comparing.plot_comparison(measured, staging, tsne=[r for r in tsne_recipes if r not in failed])
+            runs = {s["recipe"]: s["run"] for s in done}
+        for item in runs.values():  # the rows' folders now live in out_dir
+            item.out_dir = out_dir / item.out_dir.relative_to(staging)
+            item.paths = [out_dir / p.relative_to(staging) for p in item.paths]
+    return Comparison(table=table, note=note, runs=runs, failed=failed, out_dir=out_dir,
+                      paths=[out_dir / p.relative_to(staging) for p in written])
+
+
+def _tsne_choice(tsne: str | Sequence[str] | None, recipes: list[str]) -> list[str]:
+    if tsne is None:
+        return recipes[:2]
+    names = [t.strip() for t in (tsne.split(",") if isinstance(tsne, str) else tsne) if t.strip()]
+    if names == ["all"]:
+        return list(recipes)
+    if names == ["none"]:
+        return []
+    unknown = [r for r in names if r not in recipes]
+    if unknown:
+        raise UserError(f"--tsne names {unknown[0]!r}, which is not compared; choose from {', '.join(recipes)}, "
+                        "all or none.")
+    return names
+
+
+# -- ablate ---------------------------------------------------------------------------------------
+@dataclass
+class Ablation:
+    """``merc-bench ablate``'s outcome: the grid's table (display strings), its rows' summaries and runs."""
+
+    grid: str
+    recipe: str | None
+    table: Any
+    note: str
+    summaries: list[dict[str, Any]]
+    out_dir: Path
+    paths: list[Path] = field(default_factory=list)
+    label_columns: tuple[str, ...] = ()
+
+    def to_frame(self) -> Any:
+        """One row per grid row: the labels, test ACC/w-F1 mean and std ×100, their Δ from row 1, seeds."""
+        import pandas as pd
+
+        first = self.summaries[0]["result"]["test"]
+        rows = []
+        for summary in self.summaries:
+            test = summary["result"]["test"]
+            row: dict[str, Any] = {column: summary[column] for column in self.label_columns}
+            row["recipe"] = summary["recipe"]
+            for metric, title in (("accuracy", "ACC"), ("weighted_f1", "w-F1")):
+                row[f"{title} mean"] = 100 * test[metric]["mean"]
+                row[f"{title} std"] = 100 * test[metric]["std"]
+                row[f"Δ{title}"] = 100 * (test[metric]["mean"] - first[metric]["mean"])
+            row["seeds"] = len(summary["result"]["seeds"])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str = "synthetic",
+           data_dir: Path | None = None, seeds: int | None = None, epochs: int | None = None,
+           protocol: str | None = None, device: str | None = None, overrides: Iterable[str] = (),
+           out: Path | None = None, track: bool = True, tracking_uri: str | None = None,
+           max_memory: str | None = None, console: Any = None) -> Ablation:
+    """Run an ablation grid a plugin declares (``merc-bench ablate``): ``grid`` by name, or the first
+    grid that applies to ``recipe`` (the SUMMER plugin declares ``components``, Table IV, and
+    ``modalities``, Table I). Every row is validated before the first trains."""
+    from merc_bench import ablation
+    from merc_bench.pipeline import check_writable, load_dataset
+    from merc_bench.plugins import plugin_manager
+    from merc_bench.report import staged_output
+
+    _check("protocol", protocol, PROTOCOLS)
+    _check("device", device, DEVICES)
+    with _session(max_memory) as registry:
+        chosen, recipe = ablation.find_grid(ablation.declared_grids(plugin_manager().hook), grid, recipe, registry)
+        if recipe is not None:
+            registry.get("recipe", recipe)
+        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
+        rows = chosen.rows(registry, recipe, corpus.info)
+        name = f"{chosen.name}-{recipe or 'grid'}-{corpus.info.name}"
+        out_dir = Path(out) if out is not None else Path("runs") / f"ablate-{name}-{_stamp()}"
+        check_writable(out_dir)
+        tracker = _tracker(track, tracking_uri)
+        flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
+        with staged_output(out_dir) as staging:  # a grid that stops leaves no partial folder
+            with _progress(console) as progress:
+                summaries = ablation.run_grid(
+                    registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
+                    tracker=tracker, name=name, console=console,
+                    subscribers=lambda: _subscribers(tracker, console, progress, ()))
+            table = ablation.grid_table(summaries, list(chosen.label_columns))
+            note = (f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol "
+                    f"{summaries[0]['result']['protocol']}; Δ against the first row. Grid {chosen.name}: "
+                    f"{chosen.description}.")
+            written = ablation.write_grid(table, staging, chosen.name, note)
+    return Ablation(grid=chosen.name, recipe=recipe, table=table, note=note, summaries=summaries, out_dir=out_dir,
+                    paths=[out_dir / p.relative_to(staging) for p in written], label_columns=chosen.label_columns)
+
+
+# -- tune -----------------------------------------------------------------------------------------
+@dataclass
+class Study:
+    """A finished ``merc-bench tune`` call: the Optuna study, its folder and the exit code the command uses
+    (1 when a worker process failed)."""
+
+    study: Any
+    out_dir: Path
+    code: int
+
+    def to_frame(self) -> Any:
+        """Optuna's trial table (number, value, state, params_…, user_attrs_…)."""
+        return self.study.trials_dataframe()
+
+
+def tune(recipe: str | None = None, *, console: Any = None, max_memory: str | None = None,
+         **options: Any) -> Study:
+    """An Optuna study over components and hyper-parameters on dev only (``merc-bench tune``).
+
+    ``options`` are :class:`merc_bench.tuning.TuneRequest`'s fields (``dataset``, ``trials``,
+    ``space``, ``workers``, ``overrides``, ``final_seeds``, ``no_track`` …).
+    """
+    import optuna
+    from rich.console import Console
+
+    from merc_bench import tuning
+    from merc_bench.plugins import plugin_manager
+
+    request = tuning.TuneRequest(recipe=recipe, **options)
+    _check("device", request.device, DEVICES)
+    with _session(max_memory) as registry:
+        outcome = tuning.run_study(request, registry=registry, console=console or Console(quiet=True),
+                                   hook=plugin_manager().hook)
+        storage = tuning.study.open_storage(outcome.url, heartbeat_interval=None, grace_period=None, on_stale=None)
+        study = optuna.load_study(study_name=outcome.name, storage=storage)
+    return Study(study=study, out_dir=outcome.study_dir, code=outcome.code)
+
+
+# -- reading results back ---------------------------------------------------------------------------
+@dataclass
+class LoadedResults:
+    """The results.json files of a run folder, or of every row of a compare/ablate folder."""
+
+    summaries: list[dict[str, Any]]
+    folders: list[Path]
+
+    def to_frame(self) -> Any:
+        """One row per seed of every run (see :meth:`merc_bench.pipeline.RunResult.to_frame`)."""
+        import pandas as pd
+
+        from merc_bench.pipeline import summary_frame
+
+        return pd.concat([summary_frame(s) for s in self.summaries], ignore_index=True)
+
+
+def load_results(path: str | Path) -> LoadedResults:
+    """Read what ``run``, ``compare`` or ``ablate`` wrote: a run folder (or its results.json), or a
+    compare/ablate folder (every row's folder). Checked: a file that is not merc-bench's results is
+    refused with the field that is wrong."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif (path / "results.json").is_file():
+        files = [path / "results.json"]
+    else:
+        files = sorted(path.glob("*/results.json"))
+    if not files:
+        raise UserError(f"no results.json in {str(path)!r} or its sub-folders; give a folder written by "
+                        "merc-bench run, compare or ablate.")
+    summaries = [_read_summary(file) for file in files]
+    return LoadedResults(summaries=summaries, folders=[file.parent for file in files])
+
+
+_MAX_RESULTS_BYTES = 256 * 2**20  # a results.json holds metrics and curves: far below this
+
+
+def _read_summary(file: Path) -> dict[str, Any]:
+    if file.stat().st_size > _MAX_RESULTS_BYTES:
+        raise UserError(f"{str(file)!r} is {file.stat().st_size:,} bytes, more than a results.json can be "
+                        f"({_MAX_RESULTS_BYTES:,}); it is not merc-bench's.")
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise UserError(f"{str(file)!r} is not valid JSON ({type(error).__name__}: {error}); expected a "
+                        "results.json written by merc-bench.") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise UserError(f"{str(file)!r} is not a merc-bench results.json: {problem}.")
+    return summary
+
+
+def _summary_problem(summary: Any) -> str:
+    """What is wrong with a parsed results.json for :meth:`LoadedResults.to_frame`, or ''."""
+    if not isinstance(summary, dict):
+        return f"the top level is {type(summary).__name__}, not an object"
+    for key in ("recipe", "dataset", "protocol"):
+        if not isinstance(summary.get(key), str):
+            return f"field {key!r} is missing or not a string"
+    runs = summary.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        return "field 'runs' is missing or not a list of objects"
+    for index, run in enumerate(runs):
+        for key in ("seed", "selected_epoch", "seconds"):
+            if not isinstance(run.get(key), (int, float)) or isinstance(run.get(key), bool):
+                return f"runs[{index}].{key} is missing or not a number"
+    for split in ("dev", "test"):
+        values = summary.get(split)
+        if values in (None, {}):
+            continue
+        if not isinstance(values, dict):
+            return f"field {split!r} is not an object"
+        for metric in ("accuracy", "weighted_f1", "macro_f1"):
+            per_seed = (values.get(metric) or {}).get("per_seed") if isinstance(values.get(metric), dict) else None
+            if not isinstance(per_seed, list) or len(per_seed) != len(runs) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in per_seed):
+                return f"{split}.{metric}.per_seed is missing, not one finite number per run"
+    return ""

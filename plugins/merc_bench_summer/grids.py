@@ -1,0 +1,79 @@
+"""The SUMMER paper's ablation grids, declared for ``merc-bench ablate`` (hook ``merc_bench_ablation_grids``).
+
+* ``components`` (Table IV): the 8 combinations of {SDMoE vs SDT's intra-modal transformer} ×
+  {HCMF vs SDT's cross-modal fusion} × {IKD vs SDT's self-distillation}, in the paper's row order,
+  each reported with ACC and w-F1 and the difference from the all-SDT row.
+* ``modalities`` (Table I): the 7 non-empty modality subsets through SDT's original attention path
+  (recipe ``sdt``).
+
+A swapped-in SDT component takes its options from the ``sdt`` recipe for the dataset's family;
+everything else (sizes, training) comes from the recipe being ablated. Self-distillation needs
+per-modality heads, so rows with it switch them on. The ``sdt`` recipe is looked up in the
+registry (its plugin must be loaded), not imported.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from merc_bench import UserError
+from merc_bench.ablation import AblationGrid
+
+#: Table IV's row order: (SDMoE, HCMF, IKD).
+COMPONENT_ROWS = [
+    (False, False, False), (True, False, False), (False, True, False), (False, False, True),
+    (True, True, False), (False, True, True), (True, False, True), (True, True, True),
+]
+SUMMER_PARTS = {"mixer": "sdmoe", "fuser": "hcmf", "distiller": "ikd"}
+PAPER = "SUMMER paper, Tables IV and I"
+
+
+def _uses_summer_parts(registry: Any, recipe: str) -> bool:
+    values = registry.get("recipe", recipe).obj.resolve("meld")
+    return all(values[slot]["name"] == name for slot, name in SUMMER_PARTS.items())
+
+
+def component_rows(registry: Any, recipe: str | None, info: Any) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """(row labels, run-config values without dataset) for each of the 8 component combinations."""
+    recipe = recipe or "summer"
+    base = registry.get("recipe", recipe).obj.resolve(info.family)
+    if any(base[slot]["name"] != name for slot, name in SUMMER_PARTS.items()):
+        raise UserError(f"recipe {recipe!r} does not use SDMoE, HCMF and IKD; ablate a SUMMER recipe "
+                        "(summer or summer-small).")
+    sdt = registry.get("recipe", "sdt").obj.resolve(info.family)
+    rows = []
+    for flags in COMPONENT_ROWS:
+        values = copy.deepcopy(base)
+        for (slot, _), use_summer in zip(SUMMER_PARTS.items(), flags):
+            if not use_summer:
+                values[slot] = copy.deepcopy(sdt[slot])
+        values["model"]["modality_heads"] = not flags[2]
+        values["recipe"] = f"{recipe}[{'+'.join(n for (s, n), f in zip(SUMMER_PARTS.items(), flags) if f) or 'sdt'}]"
+        labels = {"SDMoE": "✓" if flags[0] else "✗", "HCMF": "✓" if flags[1] else "✗", "IKD": "✓" if flags[2] else "✗"}
+        rows.append((labels, values))
+    return rows
+
+
+def modality_rows(registry: Any, recipe: str | None, info: Any) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """Table I: every non-empty modality subset of the dataset through ``recipe`` (default SDT's attention path)."""
+    recipe = recipe or "sdt"
+    base = registry.get("recipe", recipe).obj.resolve(info.family)
+    rows = []
+    for size in range(1, len(info.modalities) + 1):
+        for subset in itertools.combinations(info.modalities, size):
+            values = copy.deepcopy(base)
+            values["modalities"] = list(subset)
+            values["recipe"] = f"{recipe}[{'+'.join(subset)}]"
+            rows.append(({"modalities": "+".join(subset)}, values))
+    return rows
+
+
+GRIDS = [
+    AblationGrid(name="components", description="Table IV: SDMoE × HCMF × IKD against SDT's parts (8 rows)",
+                 label_columns=("SDMoE", "HCMF", "IKD"), rows=component_rows, applies_to=_uses_summer_parts,
+                 default_recipe="summer", paper=PAPER),
+    AblationGrid(name="modalities", description="Table I: every modality subset through SDT (7 rows)",
+                 label_columns=("modalities",), rows=modality_rows, default_recipe="sdt", paper=PAPER),
+]
