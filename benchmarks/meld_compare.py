@@ -1,4 +1,4 @@
-"""Real MELD, text only: every recipe side by side through ``merc-bench compare`` (clean protocol).
+"""Real MELD, text only: every recipe side by side through ``merc_bench.compare`` (clean protocol).
 
 1. ``merc-bench data prepare meld`` from ../shared/data/meld with the ``minilm`` text encoder
    (all-MiniLM-L6-v2, 384-d); a second call reuses the cached embeddings.
@@ -15,8 +15,8 @@
    learning rates range over 5e-6 (SDT, MELD) to 1e-3 (MMGCN, MELD) for 50–150 epochs.
 
 4. With ``--jobs K`` (K > 1) the seed cache is filled first by K one-thread processes, each taking
-   the next (recipe, seed) pair — slowest recipes first — as ``merc-bench --threads 1 compare RECIPE
-   --set training.seed=S --seeds 1``; the comparison command then reads every seed from the cache.
+   the next (recipe, seed) pair — slowest recipes first — as ``merc_bench.compare([RECIPE],
+   seeds=1, overrides=[..., "training.seed=S"])``; the comparison then reads every seed from the cache.
    On 2 cores two one-thread jobs beat one two-thread process: the recurrent models barely use a
    second thread.
 
@@ -32,15 +32,15 @@ import argparse
 import concurrent.futures
 import datetime as dt
 import io
+import multiprocessing
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from machine import append_results, git_commit, machine_facts  # noqa: E402  benchmarks/machine.py, beside this script
+from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
 
-from merc_bench.prepare import prepare_command  # noqa: E402
+import merc_bench
+from merc_bench.prepare import prepare_command
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
@@ -49,24 +49,26 @@ ALL = "sdt,summer,dialoguernn,dialoguegcn,mmgcn,multiemo,early-fusion,late-fusio
 SLOWEST_FIRST = ["dialoguegcn", "summer", "multiemo", "dialoguernn", "mmgcn", "sdt", "late-fusion", "early-fusion"]
 
 
-def fill_cache(recipes: list[str], seeds: int, jobs: int, options: list[str], work: Path) -> float:
+def _train_one(recipe: str, seed: int, common: dict, out: Path) -> str:
+    """One (recipe, seed) into the seed cache, in a one-thread worker process."""
+    import torch
+
+    torch.set_num_threads(1)
+    merc_bench.compare([recipe], seeds=1, tsne="none", out=out,
+                       **dict(common, overrides=[*common["overrides"], f"training.seed={seed}"]))
+    return f"filled {recipe} seed {seed}"
+
+
+def fill_cache(recipes: list[str], seeds: int, jobs: int, common: dict, work: Path) -> float:
     """Train every (recipe, seed) into the seed cache with ``jobs`` one-thread processes; returns seconds."""
     order = sorted(recipes, key=lambda r: SLOWEST_FIRST.index(r) if r in SLOWEST_FIRST else -1)
-    pairs = [(recipe, seed) for recipe in order for seed in range(seeds)]
-
-    def train(pair: tuple[str, int]) -> None:
-        recipe, seed = pair
-        command = [sys.executable, "-m", "merc_bench.cli", "--threads", "1", "compare", recipe, *options,
-                   "--set", f"training.seed={seed}", "--seeds", "1", "--tsne", "none",
-                   "--out", str(work / "fill" / f"{recipe}-{seed}")]
-        completed = subprocess.run(command, cwd=work, text=True, capture_output=True)
-        if completed.returncode != 0:
-            raise RuntimeError(f"{recipe} seed {seed} failed:\n{completed.stderr[-3000:]}")
-        print(f"filled {recipe} seed {seed}", flush=True)
-
     started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(train, pairs))  # raises the first failure
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: its own torch thread pool
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(_train_one, recipe, seed, common, work / "fill" / f"{recipe}-{seed}")
+                   for recipe in order for seed in range(seeds)]
+        for future in futures:
+            print(future.result(), flush=True)  # raises the first failure
     return time.perf_counter() - started
 
 
@@ -89,34 +91,30 @@ def main() -> None:
     prepare_command(dataset="meld", target=prepared, source=MELD_DIR, url=None, text_encoder="minilm",
                     console=Console(file=io.StringIO(), width=120))
     recipes = args.recipes.split(",")
+    reference = "sdt" if "sdt" in recipes else recipes[0]
     out = args.work / "compare"
-    options = [
-        "--dataset", "meld", "--data-dir", str(prepared), "--modalities", "text", "--epochs", str(args.epochs),
-        "--no-track", "--set", f"model.hidden_size={args.hidden}", "--set", f"training.lr={args.lr:g}",
-        "--set", f"training.batch_size={args.batch}", "--set", "training.standardize_features=true",
-    ]
-    command = [
-        sys.executable, "-m", "merc_bench.cli", "compare", *recipes, *options, "--seeds", str(args.seeds),
-        "--reference", "sdt" if "sdt" in recipes else recipes[0], "--tsne", recipes[0], "--out", str(out),
-    ]
-    filled = fill_cache(recipes, args.seeds, args.jobs, options, args.work) if args.jobs > 1 else None
+    common = {"dataset": "meld", "data_dir": prepared, "modalities": "text", "epochs": args.epochs, "track": False,
+              "overrides": [f"model.hidden_size={args.hidden}", f"training.lr={args.lr:g}",
+                            f"training.batch_size={args.batch}", "training.standardize_features=true"]}
+    filled = fill_cache(recipes, args.seeds, args.jobs, common, args.work) if args.jobs > 1 else None
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=args.work, text=True, capture_output=True)
+    comparison = merc_bench.compare(recipes, seeds=args.seeds, reference=reference, tsne=recipes[0], out=out,
+                                    console=Console(), **common)
     seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.exit(f"compare failed ({completed.returncode}):\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
-    print(completed.stdout[-3000:])
-    table = (out / "comparison.md").read_text()
-    commit = git_commit()
-    shown = " ".join(shlex.quote(part) for part in ["merc-bench", *command[3:]])
+    # The same run from the command line, for the record.
+    command = ["merc-bench", "compare", *recipes, "--dataset", "meld", "--data-dir", str(prepared), "--modalities",
+               "text", "--epochs", str(args.epochs), "--no-track",
+               *[part for value in common["overrides"] for part in ("--set", value)],
+               "--seeds", str(args.seeds), "--reference", reference, "--tsne", recipes[0], "--out", str(out)]
+    table = (comparison.out_dir / "comparison.md").read_text()
     block = "\n".join([
         f"### MELD text only: every recipe through `merc-bench compare` — {dt.date.today().isoformat()}, "
-        f"commit {commit}",
+        f"commit {git_commit()}",
         f"Machine: {machine_facts()}. Wall time {seconds / 60:.1f} min for {len(recipes)} recipes × {args.seeds} seeds"
         + (f", after {filled / 60:.1f} min filling the seed cache with {args.jobs} one-thread jobs "
            f"(`--jobs {args.jobs}`)." if filled is not None else "."),
-        f"Command (from `{args.work}`): `{shown}`; features: `merc-bench data prepare meld --from ../shared/data/meld`"
-        " (minilm, 384-d).",
+        f"Command (`merc_bench.compare` from Python; the same as): `{shlex.join(command)}`; features: "
+        "`merc-bench data prepare meld --from ../shared/data/meld` (minilm, 384-d).",
         "",
         table.strip(),
         "",

@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
+import merc_bench
 from merc_bench.data import Corpus, DatasetInfo, Dialogue
 from merc_bench.feature_store import read_corpus, write_corpus
 from merc_bench.metrics import classification_metrics
@@ -98,17 +97,15 @@ def standardised_copy(corpus: Corpus, target: Path) -> Path:
 
 def train(recipe: str, data_dir: Path, out: Path, *, seeds: int, epochs: int,
           sets: list[str]) -> tuple[dict, str, float]:
-    command = [sys.executable, "-m", "merc_bench.cli", "run", recipe, "--dataset", "meld", "--data-dir", str(data_dir),
-               "--modalities", "text", "--seeds", str(seeds), "--epochs", str(epochs), "--no-track", "--out", str(out)]
-    for item in sets:
-        command += ["--set", item]
+    """One recipe through ``merc_bench.run``; its summary, the equivalent command line, the seconds taken."""
     started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
+    result = merc_bench.run(recipe, dataset="meld", data_dir=data_dir, modalities="text", seeds=seeds,
+                            epochs=epochs, overrides=sets, track=False, out=out)
     seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-    shown = "merc-bench " + " ".join(shlex.quote(part) for part in command[3:])
-    return json.loads((out / "results.json").read_text()), shown, seconds
+    command = ["merc-bench", "run", recipe, "--dataset", "meld", "--data-dir", str(data_dir), "--modalities", "text",
+               "--seeds", str(seeds), "--epochs", str(epochs), "--no-track", "--out", str(out),
+               *[part for item in sets for part in ("--set", item)]]
+    return result.summary, shlex.join(command), seconds
 
 
 def cell(metric: dict) -> str:

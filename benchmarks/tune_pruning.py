@@ -6,7 +6,8 @@ self-distillation, none}, hidden size 64, plus each component's own options and 
 batch size and head dropout. Both studies use the same sampler seed (so their first, random trials
 are the same configurations), the embedded synthetic MELD-shaped corpus, no MLflow, and each its
 own teacher cache (IKD's teachers are trained inside the trials that need them, never shared
-between the two studies). Each study runs in its own process, one after the other.
+between the two studies). Each study runs through ``merc_bench.tune`` in its own process, one after
+the other.
 
 Besides wall time, "epochs trained" (the sum over trials of the epochs each ran) measures the
 work pruning saved independently of how busy the machine was.
@@ -23,7 +24,7 @@ import datetime as dt
 import os
 import shlex
 import shutil
-import subprocess
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -38,18 +39,30 @@ OUT = ROOT / "benchmarks" / "_out" / "tune_pruning"
 SPACE = ROOT / "examples" / "tune-space.toml"
 
 
+def _study_process(pruner: str, trials: int, epochs: int, seed: int, threads: int | None, folder: Path) -> None:
+    """The study, through ``merc_bench.tune``, in a fresh process with its own teacher cache."""
+    os.environ["MERC_BENCH_CACHE"] = str(folder / "cache")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    import merc_bench
+
+    merc_bench.tune("summer-small", space=SPACE, trials=trials, epochs=epochs, pruner=pruner, seed=seed,
+                    study=f"pruning-{pruner}", out=folder, no_track=True)
+
+
 def run_study(pruner: str, trials: int, epochs: int, seed: int, threads: int | None) -> dict:
     """Run one study in its own process; its wall time and what its storage holds afterwards."""
     folder = OUT / pruner
     shutil.rmtree(folder, ignore_errors=True)
-    command = [sys.executable, "-m", "merc_bench.cli", "tune", "summer-small", "--space", str(SPACE),
-               "--trials", str(trials), "--epochs", str(epochs), "--pruner", pruner, "--seed", str(seed),
-               "--study", f"pruning-{pruner}", "--out", str(folder), "--no-track"]
-    environment = os.environ | {"MERC_BENCH_CACHE": str(folder / "cache")}
-    if threads:
-        environment["OMP_NUM_THREADS"] = str(threads)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_study_process, args=(pruner, trials, epochs, seed, threads, folder))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        sys.exit(f"the {pruner} study's process exited with {child.exitcode}")
     seconds = time.perf_counter() - started
     study = optuna.load_study(study_name=f"pruning-{pruner}", storage=f"sqlite:///{folder / 'study.db'}")
     count = {state: sum(1 for t in study.trials if t.state == state) for state in TrialState}

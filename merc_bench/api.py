@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -180,23 +180,11 @@ def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Pat
     ``tsne``: recipes whose fused test representations get a t-SNE plot (names, "all" or "none";
     default the first two).
     """
-    from merc_bench import ablation
-    from merc_bench import comparison as comparing
     from merc_bench.model import select_modalities
     from merc_bench.pipeline import check_writable, load_dataset
-    from merc_bench.report import staged_output
-    from merc_bench.seed_cache import SeedCache
-    from merc_bench.significance import METHODS
 
     recipes = list(recipes)
-    _check("protocol", protocol, PROTOCOLS)
-    _check("device", device, DEVICES)
-    if significance not in METHODS:
-        raise UserError(f"--significance {significance!r} is not known; use {' or '.join(METHODS)}.")
-    if not recipes:
-        raise UserError("compare needs at least one recipe.")
-    if len(set(recipes)) != len(recipes):
-        raise UserError(f"recipes {', '.join(recipes)}: each recipe may be named once.")
+    _check_compare_arguments(recipes, protocol, device, significance)
     with _session(max_memory) as registry:
         for recipe in recipes:
             registry.get("recipe", recipe)  # unknown names fail before the dataset loads
@@ -211,42 +199,87 @@ def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Pat
             from merc_bench.published import published_rows
 
             published = published_rows(dataset=corpus.info.family)
-        rows = [({"recipe": recipe}, registry.get("recipe", recipe).obj.resolve(corpus.info.family))
-                for recipe in recipes]
         out_dir = Path(out) if out is not None else Path("runs") / f"compare-{corpus.info.name}-{_stamp()}"
         check_writable(out_dir)
-        tracker = _tracker(track, tracking_uri)
         flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
                  "modalities": _modalities(modalities)}
-        # Written into a staging folder that becomes out_dir only when the table is written: a
-        # comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
-        with staged_output(out_dir) as staging:
-            with _progress(console) as progress:
-                summaries = ablation.run_grid(
-                    registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
-                    tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
-                    subscribers=lambda: _subscribers(tracker, console, progress, ()),
-                    cache=SeedCache() if reuse else None, keep_embeddings=[r in tsne_recipes for r in recipes],
-                    record_divergence=True)
-            failed = {s["recipe"]: s["failed"] for s in summaries if s["result"] is None}
-            done = [s for s in summaries if s["result"] is not None]
-            failures = " ".join(f"{recipe}: {message}" for recipe, message in failed.items())
-            if not done or reference in failed:
-                raise UserError(f"the comparison has no table: {'every recipe' if not done else 'the reference'} "
-                                f"failed. {failures}")
-            measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in done]
-            table = comparing.comparison_table(measured, reference=reference, method=significance,
-                                               published=published)
-            note = comparing.table_note(corpus.info, done[0]["result"], seeds=seeds, reference=reference,
-                                        method=significance, published=published is not None, failures=failures)
-            written = comparing.write_comparison(table, staging, note)
-            written += comparing.plot_comparison(measured, staging, tsne=[r for r in tsne_recipes if r not in failed])
-            runs = {s["recipe"]: s["run"] for s in done}
-        for item in runs.values():  # the rows' folders now live in out_dir
-            item.out_dir = out_dir / item.out_dir.relative_to(staging)
-            item.paths = [out_dir / p.relative_to(staging) for p in item.paths]
-    return Comparison(table=table, note=note, runs=runs, failed=failed, out_dir=out_dir,
-                      paths=[out_dir / p.relative_to(staging) for p in written])
+        plan = _ComparePlan(recipes, reference, significance, tsne_recipes, published, seeds)
+        return _run_comparison(registry, plan, corpus=corpus, dataset=choice, overrides=rest, flags=flags,
+                               out_dir=out_dir, tracker=_tracker(track, tracking_uri), reuse=reuse, console=console)
+
+
+def _check_compare_arguments(recipes: list[str], protocol: str | None, device: str | None, significance: str) -> None:
+    from merc_bench.significance import METHODS
+
+    _check("protocol", protocol, PROTOCOLS)
+    _check("device", device, DEVICES)
+    if significance not in METHODS:
+        raise UserError(f"--significance {significance!r} is not known; use {' or '.join(METHODS)}.")
+    if not recipes:
+        raise UserError("compare needs at least one recipe.")
+    if len(set(recipes)) != len(recipes):
+        raise UserError(f"recipes {', '.join(recipes)}: each recipe may be named once.")
+
+
+@dataclass
+class _ComparePlan:
+    """What a comparison trains and how its table is made (checked before anything trains)."""
+
+    recipes: list[str]
+    reference: str
+    significance: str
+    tsne: list[str]
+    published: Any
+    seeds: int
+
+
+def _run_comparison(registry: Any, plan: _ComparePlan, *, corpus: Any, dataset: dict[str, Any],
+                    overrides: list[str], flags: dict[str, Any], out_dir: Path, tracker: Any, reuse: bool,
+                    console: Any) -> Comparison:
+    from merc_bench import ablation
+    from merc_bench.report import staged_output
+    from merc_bench.seed_cache import SeedCache
+
+    rows = [({"recipe": recipe}, registry.get("recipe", recipe).obj.resolve(corpus.info.family))
+            for recipe in plan.recipes]
+    # Written into a staging folder that becomes out_dir only when the table is written: a
+    # comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
+    with staged_output(out_dir) as staging:
+        with _progress(console) as progress:
+            summaries = ablation.run_grid(
+                registry, rows, corpus=corpus, dataset=dataset, overrides=overrides, flags=flags, out_dir=staging,
+                tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
+                subscribers=lambda: _subscribers(tracker, console, progress, ()),
+                cache=SeedCache() if reuse else None, keep_embeddings=[r in plan.tsne for r in plan.recipes],
+                record_divergence=True)
+        comparison = _comparison_table(plan, summaries, corpus.info, staging)
+    for item in comparison.runs.values():  # the rows' folders now live in out_dir
+        item.out_dir = out_dir / item.out_dir.relative_to(staging)
+        item.paths = [out_dir / p.relative_to(staging) for p in item.paths]
+    comparison.out_dir = out_dir
+    comparison.paths = [out_dir / p.relative_to(staging) for p in comparison.paths]
+    return comparison
+
+
+def _comparison_table(plan: _ComparePlan, summaries: list[dict[str, Any]], info: Any, staging: Path) -> Comparison:
+    """The table, its note and plots from the rows that finished; no table if the reference failed."""
+    from merc_bench import comparison as comparing
+
+    failed = {s["recipe"]: s["failed"] for s in summaries if s["result"] is None}
+    done = [s for s in summaries if s["result"] is not None]
+    failures = " ".join(f"{recipe}: {message}" for recipe, message in failed.items())
+    if not done or plan.reference in failed:
+        raise UserError(f"the comparison has no table: {'every recipe' if not done else 'the reference'} "
+                        f"failed. {failures}")
+    measured = [comparing.Measured(s["recipe"], s["result"], s["out_dir"]) for s in done]
+    table = comparing.comparison_table(measured, reference=plan.reference, method=plan.significance,
+                                       published=plan.published)
+    note = comparing.table_note(info, done[0]["result"], seeds=plan.seeds, reference=plan.reference,
+                                method=plan.significance, published=plan.published is not None, failures=failures)
+    written = comparing.write_comparison(table, staging, note)
+    written += comparing.plot_comparison(measured, staging, tsne=[r for r in plan.tsne if r not in failed])
+    return Comparison(table=table, note=note, runs={s["recipe"]: s["run"] for s in done}, failed=failed,
+                      out_dir=staging, paths=written)
 
 
 def _tsne_choice(tsne: str | Sequence[str] | None, recipes: list[str]) -> list[str]:
@@ -431,27 +464,65 @@ def _read_summary(file: Path) -> dict[str, Any]:
 
 def _summary_problem(summary: Any) -> str:
     """What is wrong with a parsed results.json for :meth:`LoadedResults.to_frame`, or ''."""
+    import pydantic
+
     if not isinstance(summary, dict):
         return f"the top level is {type(summary).__name__}, not an object"
-    for key in ("recipe", "dataset", "protocol"):
-        if not isinstance(summary.get(key), str):
-            return f"field {key!r} is missing or not a string"
-    runs = summary.get("runs")
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        return "field 'runs' is missing or not a list of objects"
-    for index, run in enumerate(runs):
-        for key in ("seed", "selected_epoch", "seconds"):
-            if not isinstance(run.get(key), (int, float)) or isinstance(run.get(key), bool):
-                return f"runs[{index}].{key} is missing or not a number"
-    for split in ("dev", "test"):
-        values = summary.get(split)
-        if values in (None, {}):
-            continue
-        if not isinstance(values, dict):
-            return f"field {split!r} is not an object"
-        for metric in ("accuracy", "weighted_f1", "macro_f1"):
-            per_seed = (values.get(metric) or {}).get("per_seed") if isinstance(values.get(metric), dict) else None
-            if not isinstance(per_seed, list) or len(per_seed) != len(runs) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in per_seed):
-                return f"{split}.{metric}.per_seed is missing, not one finite number per run"
+    try:
+        _summary_schema().model_validate(summary)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+        return f"field {where!r}: {first['msg']}" if where else first["msg"]
     return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _summary_schema() -> Any:
+    """The part of results.json that :meth:`LoadedResults.to_frame` reads (other fields pass)."""
+    from typing import Annotated, Optional
+
+    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+    number = Annotated[float, Field(allow_inf_nan=False)]
+
+    class Lenient(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)  # strict: no "0" for 0, no true for 1
+
+    class Metric(Lenient):
+        per_seed: list[number]
+
+    class Split(Lenient):
+        accuracy: Metric
+        weighted_f1: Metric
+        macro_f1: Metric
+
+    class Run(Lenient):
+        seed: number
+        selected_epoch: number
+        seconds: number
+
+    class Summary(Lenient):
+        recipe: str
+        dataset: str
+        protocol: str
+        runs: list[Run]
+        dev: Optional[Split] = None
+        test: Optional[Split] = None
+
+        @field_validator("dev", "test", mode="before")
+        @classmethod
+        def _empty_is_absent(cls, value: Any) -> Any:
+            return None if value == {} else value
+
+        @model_validator(mode="after")
+        def _one_value_per_run(self) -> "Summary":
+            for split in ("dev", "test"):
+                values = getattr(self, split)
+                for metric in ("accuracy", "weighted_f1", "macro_f1"):
+                    if values is not None and len(getattr(values, metric).per_seed) != len(self.runs):
+                        raise ValueError(f"{split}.{metric}.per_seed has {len(getattr(values, metric).per_seed)} "
+                                         f"values for {len(self.runs)} runs")
+            return self
+
+    return Summary

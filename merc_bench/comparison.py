@@ -168,6 +168,10 @@ def _best(table: pd.DataFrame, column: str) -> float:
     return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
 
 
+#: single-value columns and how they are shown ("" when not measured)
+_SCALAR_FORMATS = {"Δw-F1": "{:+.2f}", "p": "{:.3f}", "params (M)": "{:.2f}"}  # params: trainable, as validate counts
+
+
 def _cells(table: pd.DataFrame, bold: Any, dagger: str) -> list[list[str]]:
     """Display strings for every row: mean ± std, best measured value per column wrapped by ``bold``."""
     columns = _display_columns(table)
@@ -178,28 +182,26 @@ def _cells(table: pd.DataFrame, bold: Any, dagger: str) -> list[list[str]]:
         for column in columns:
             if column == "model":
                 cells.append(str(row[("model", "")]))
-            elif column == "Δw-F1":
-                value = row[("Δw-F1", "")]
-                cells.append("" if math.isnan(value) else f"{value:+.2f}")
-            elif column == "p":
-                value = row[("p", "")]
-                cells.append("" if math.isnan(value) else f"{value:.3f}")
-            elif column == "params (M)":  # the model's trainable parameters, as validate counts them
-                value = row[("params (M)", "")]
-                cells.append("" if math.isnan(value) else f"{value:.2f}")
+            elif column in _SCALAR_FORMATS:
+                value = row[(column, "")]
+                cells.append("" if math.isnan(value) else _SCALAR_FORMATS[column].format(value))
             else:
-                mean, std = row[(column, "mean")], row[(column, "std")]
-                if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-                    cells.append("–")
-                    continue
-                text = f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
-                if column == "w-F1" and not math.isnan(row[("p", "")]) and row[("p", "")] < SIGNIFICANCE_LEVEL:
-                    text += dagger
-                # A column where the best is 0 (e.g. a class nobody predicts) has no winner to mark.
-                is_best = row[("source", "")] == "measured" and best[column] > 0 and np.isclose(mean, best[column])
-                cells.append(bold(text) if is_best else text)
+                cells.append(_mean_std_cell(row, column, best[column], bold, dagger))
         lines.append(cells)
     return lines
+
+
+def _mean_std_cell(row: pd.Series, column: str, best: float, bold: Any, dagger: str) -> str:
+    """"mean ± std" (dagger on a significant w-F1; bold on the column's best measured value)."""
+    mean, std = row[(column, "mean")], row[(column, "std")]
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    text = f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    if column == "w-F1" and not math.isnan(row[("p", "")]) and row[("p", "")] < SIGNIFICANCE_LEVEL:
+        text += dagger
+    # A column where the best is 0 (e.g. a class nobody predicts) has no winner to mark.
+    is_best = row[("source", "")] == "measured" and best > 0 and np.isclose(mean, best)
+    return bold(text) if is_best else text
 
 
 def render_markdown(table: pd.DataFrame, note: str) -> str:

@@ -270,6 +270,13 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
         raise UserError(f"{where}: a {split} dialogue has the id {preview(dialogue.id)} of type "
                         f"{type(dialogue.id).__name__}; dialogue ids are strings.")
     here = f"{where}: dialogue {preview(dialogue.id)} ({split} split)"
+    count = _check_labels_and_speakers(dialogue, info, here)
+    _check_features(dialogue.features, count, info, here)
+    return here
+
+
+def _check_labels_and_speakers(dialogue: Dialogue, info: DatasetInfo, here: str) -> int:
+    """Integer 1-D labels and speakers of one length within the declared ranges; that length."""
     labels, speakers = dialogue.labels, dialogue.speakers
     for name, array in (("labels", labels), ("speakers", speakers)):
         if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype.kind not in "iu":
@@ -287,7 +294,11 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
         if bad.size:
             raise UserError(f"{here}, utterance {int(bad[0])}: {name} {int(array[bad[0]])} is outside 0..{bound - 1} "
                             f"({what}); {bad.size} {name}(s) of this dialogue are out of range.")
-    features = dialogue.features
+    return count
+
+
+def _check_features(features: Any, count: int, info: DatasetInfo, here: str) -> None:
+    """Exactly the declared modalities, each a real-valued (count, D_m) matrix."""
     if not isinstance(features, Mapping):
         raise UserError(f"{here}: features must map modality to array, got {type(features).__name__}.")
     missing = [m for m in info.feature_dims if m not in features]
@@ -304,7 +315,6 @@ def _check_dialogue(dialogue: Any, split: str, info: DatasetInfo, where: str) ->
         if matrix.shape != (count, dim):
             raise UserError(f"{here}: {modality} features have shape {matrix.shape}; expected ({count}, {dim}) "
                             f"({count} utterances × the declared {modality} size {dim}).")
-    return here
 
 
 def _finite(matrix: np.ndarray) -> np.ndarray | None:
@@ -335,26 +345,7 @@ def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | 
     if nonfinite not in NONFINITE_POLICIES:
         raise UserError(f"nonfinite policy {preview(nonfinite)} is not known; use refuse or zero.")
     _check_info(corpus.info, where)
-    info = corpus.info
-    owner: dict[str, str] = {}
-    bad: dict[str, list[tuple[str, str, int, int, int]]] = {}  # modality -> (split, id, utterance, feature, count)
-    for split in ("train", "dev", "test"):
-        dialogues = corpus.split(split)
-        if not isinstance(dialogues, (list, tuple)) or not dialogues:
-            raise UserError(f"{where}: the {split} split has no dialogues; train, dev and test each need at least one "
-                            "(dev selects the epoch, test is reported), so there is nothing honest to train or report.")
-        for dialogue in dialogues:
-            here = _check_dialogue(dialogue, split, info, where)
-            if dialogue.id in owner:
-                place = "twice in the" if owner[dialogue.id] == split else f"in the {owner[dialogue.id]} and the"
-                raise UserError(f"{here} occurs {place} {split} split; dialogue ids must be unique across splits "
-                                "(the same dialogue in train and test would leak its labels).")
-            owner[dialogue.id] = split
-            for modality in info.feature_dims:
-                ok = _finite(dialogue.features[modality])
-                if ok is not None:
-                    rows, cols = np.nonzero(~ok)
-                    bad.setdefault(modality, []).append((split, dialogue.id, int(rows[0]), int(cols[0]), rows.size))
+    bad = _check_splits(corpus, where)
     if not bad:
         return corpus
     counts = {m: sum(entry[4] for entry in entries) for m, entries in bad.items()}
@@ -367,6 +358,39 @@ def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | 
                         f"feature {col} is {float(value):g}, not a finite float32 number; in all, non-finite values: "
                         f"{summary}. Repair the features, or replace them with 0 and record the count with "
                         "`--set dataset.nonfinite=zero`.")
+    return _zero_nonfinite(corpus, bad, counts, summary)
+
+
+#: modality -> (split, dialogue id, first bad utterance, its first bad feature, how many bad values)
+_NonFinite = dict[str, list[tuple[str, str, int, int, int]]]
+
+
+def _check_splits(corpus: Corpus, where: str) -> _NonFinite:
+    """Every split non-empty, every dialogue valid and its id unique across splits; the non-finite values."""
+    owner: dict[str, str] = {}
+    bad: _NonFinite = {}
+    for split in ("train", "dev", "test"):
+        dialogues = corpus.split(split)
+        if not isinstance(dialogues, (list, tuple)) or not dialogues:
+            raise UserError(f"{where}: the {split} split has no dialogues; train, dev and test each need at least one "
+                            "(dev selects the epoch, test is reported), so there is nothing honest to train or report.")
+        for dialogue in dialogues:
+            here = _check_dialogue(dialogue, split, corpus.info, where)
+            if dialogue.id in owner:
+                place = "twice in the" if owner[dialogue.id] == split else f"in the {owner[dialogue.id]} and the"
+                raise UserError(f"{here} occurs {place} {split} split; dialogue ids must be unique across splits "
+                                "(the same dialogue in train and test would leak its labels).")
+            owner[dialogue.id] = split
+            for modality in corpus.info.feature_dims:
+                ok = _finite(dialogue.features[modality])
+                if ok is not None:
+                    rows, cols = np.nonzero(~ok)
+                    bad.setdefault(modality, []).append((split, dialogue.id, int(rows[0]), int(cols[0]), rows.size))
+    return bad
+
+
+def _zero_nonfinite(corpus: Corpus, bad: _NonFinite, counts: dict[str, int], summary: str) -> Corpus:
+    """A copy of ``corpus`` with non-finite values replaced by 0, the count in its provenance."""
     touched = {(split, dialogue_id) for entries in bad.values() for split, dialogue_id, *_ in entries}
 
     def zeroed(matrix: np.ndarray) -> np.ndarray:
@@ -385,4 +409,4 @@ def validate_corpus(corpus: Corpus, *, nonfinite: str = "refuse", source: str | 
     provenance["non_finite_replaced"] = replaced
     provenance["warnings"] = [*list(provenance.get("warnings") or []),
                               f"replaced non-finite feature values with 0 (dataset.nonfinite=zero): {summary}"]
-    return Corpus(info, repaired("train"), repaired("dev"), repaired("test"), provenance)
+    return Corpus(corpus.info, repaired("train"), repaired("dev"), repaired("test"), provenance)

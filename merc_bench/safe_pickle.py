@@ -124,25 +124,9 @@ class _DtypeSpec:
     def build(self, loader: SafeUnpickler, state: Any) -> np.dtype:
         if self.dtype is not None:
             raise loader.damaged("sets the state of one numpy dtype twice")
-        if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
-            raise loader.damaged(f"gives a numpy dtype the state {preview(state)}; expected numpy's "
-                                 "(3, byteorder, None, None, None, elsize, alignment, flags)")
-        order, subarray, names, fields, elsize = state[1:6]
-        metadata = state[8] if len(state) == 9 else None
-        if subarray is not None or names is not None or fields is not None or metadata is not None:
-            raise loader.unsafe("declares a numpy dtype with fields, a sub-array or metadata (a structured or "
-                                "extended dtype); feature arrays may have plain numeric, bool or string dtypes only")
-        if type(elsize) is not int or type(state[6]) is not int or type(state[7]) is not int:
-            raise loader.damaged(f"gives a numpy dtype a non-integer size in its state {preview(state)}")
-        kind, size = self.kind, self.size
-        if kind in "US":
-            unit = 4 if kind == "U" else 1
-            itemsize = size * unit if size else elsize
-            if elsize not in (-1, itemsize) or not 0 < itemsize <= _MAX_STRING_ITEM or itemsize % unit:
-                raise loader.damaged(f"declares a {kind} dtype of {size} characters with {elsize} bytes per item")
-            size = itemsize // unit
-        elif elsize not in (-1, size):
-            raise loader.damaged(f"declares a {kind}{size} dtype with {elsize} bytes per item")
+        order, elsize = _plain_dtype_state(loader, state)
+        kind = self.kind
+        size = self._checked_size(loader, elsize)
         single = kind in "bS" or (kind in "iu" and size == 1)
         if order == "=":
             order = "<" if sys.byteorder == "little" else ">"
@@ -153,6 +137,34 @@ class _DtypeSpec:
                                  "'<' or '>' ('|' only for one-byte items)")
         self.dtype = np.dtype(f"{'' if single else order}{kind}{size}")
         return self.dtype
+
+    def _checked_size(self, loader: SafeUnpickler, elsize: int) -> int:
+        """The type string's size (characters for U/S) agreeing with the state's bytes per item."""
+        kind, size = self.kind, self.size
+        if kind not in "US":
+            if elsize not in (-1, size):
+                raise loader.damaged(f"declares a {kind}{size} dtype with {elsize} bytes per item")
+            return size
+        unit = 4 if kind == "U" else 1
+        itemsize = size * unit if size else elsize
+        if elsize not in (-1, itemsize) or not 0 < itemsize <= _MAX_STRING_ITEM or itemsize % unit:
+            raise loader.damaged(f"declares a {kind} dtype of {size} characters with {elsize} bytes per item")
+        return itemsize // unit
+
+
+def _plain_dtype_state(loader: SafeUnpickler, state: Any) -> tuple[Any, int]:
+    """(byte order, bytes per item) from numpy's dtype state, refusing structured or extended dtypes."""
+    if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
+        raise loader.damaged(f"gives a numpy dtype the state {preview(state)}; expected numpy's "
+                             "(3, byteorder, None, None, None, elsize, alignment, flags)")
+    order, subarray, names, fields, elsize = state[1:6]
+    metadata = state[8] if len(state) == 9 else None
+    if any(part is not None for part in (subarray, names, fields, metadata)):
+        raise loader.unsafe("declares a numpy dtype with fields, a sub-array or metadata (a structured or "
+                            "extended dtype); feature arrays may have plain numeric, bool or string dtypes only")
+    if any(type(number) is not int for number in (elsize, state[6], state[7])):
+        raise loader.damaged(f"gives a numpy dtype a non-integer size in its state {preview(state)}")
+    return order, elsize
 
 
 class _ArraySpec:

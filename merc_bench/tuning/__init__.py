@@ -156,13 +156,8 @@ class StudyOutcome:
 
 def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: Any = None) -> StudyOutcome:
     """Create or resume the study, run this process's worker (and ``--workers``), report."""
-    if request.metric not in METRICS:
-        raise UserError(f"--metric {request.metric!r} is not known; use {', '.join(METRICS)}.")
+    _check_request(request)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from the objective
-    studies.make_pruner(request.pruner, 1)  # an unknown pruner fails before the dataset loads
-    if request.grace_period <= request.heartbeat_interval:
-        raise UserError(f"--grace-period ({request.grace_period} s) must be longer than --heartbeat-interval "
-                        f"({request.heartbeat_interval} s), or live trials would be failed as dead.")
     file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
     corpus, dataset, overrides = load_dataset(registry, request.dataset, request.overrides, request.data_dir)
     name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
@@ -199,20 +194,59 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     objective = Objective(registry=registry, corpus=corpus, space=space, base=base, metric=request.metric,
                           max_failures=max_failures, tracker=tracker, parent_id=parent_id, device=device, label=name,
                           recipe_params=recipe_params, console=console)
-    finished, running = studies.progress(study)
     if request.worker_index == 0:
-        searched = ", ".join(f"{slot} ∈ {{{', '.join(names)}}}" for slot, names in space.slots.items())
-        outside = definition.get("recipe_outside_space") or []
-        recipe = f"{request.recipe or DEFAULT_BASE}'s own settings"
-        more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
-        where = f"outside the space: {'; '.join(outside[:5])}{more}" if outside else "inside the space"
-        for line in (f"study      {name} · {studies.safe_url(url)} · {finished} finished, {running} running of "
-                     f"{request.trials}",
-                     f"space      {searched}; {len(space.params)} trainer/override parameters; objective dev "
-                     f"{request.metric} (test is never read); pruner {request.pruner}",
-                     f"trial 0    {recipe}, {where}",
-                     f"tracking   {tracker.location} · folder {study_dir}"):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        _announce(console, request, study, name=name, url=url, space=space, definition=definition,
+                  tracker=tracker, study_dir=study_dir)
+    budget = TrialBudget(storage.engine, definition["uid"], trials=request.trials, stale_after=request.grace_period)
+    failed = _run_workers(request, study, objective, storage=storage, budget=budget, max_failures=max_failures,
+                          name=name, url=url, tracker=tracker, parent_id=parent_id, study_dir=study_dir,
+                          console=console)
+    first_failure = _every_trial_failed(study)
+    if request.worker_index == 0:
+        _finish(study, request, tracker=tracker, parent_id=parent_id, study_dir=study_dir, console=console,
+                registry=registry, corpus=corpus, dataset=dataset, hook=hook,
+                status="FAILED" if first_failure else "FINISHED")
+    if first_failure is not None:
+        error = clip(first_failure.user_attrs.get("error", ""), 500)
+        raise UserError(f"every trial of study {name!r} failed, none finished; the first, trial "
+                        f"{first_failure.number}: {error} Fix the cause, then start a new study (--study NAME) or "
+                        f"rerun with a higher --max-failures; every trial's error is in "
+                        f"{str(study_dir / 'trials.csv')!r}.")
+    return StudyOutcome(name=name, url=url, study_dir=study_dir, code=1 if failed else 0)
+
+
+def _check_request(request: TuneRequest) -> None:
+    """What can be refused before the dataset loads."""
+    if request.metric not in METRICS:
+        raise UserError(f"--metric {request.metric!r} is not known; use {', '.join(METRICS)}.")
+    studies.make_pruner(request.pruner, 1)  # raises for an unknown pruner
+    if request.grace_period <= request.heartbeat_interval:
+        raise UserError(f"--grace-period ({request.grace_period} s) must be longer than --heartbeat-interval "
+                        f"({request.heartbeat_interval} s), or live trials would be failed as dead.")
+
+
+def _announce(console: Any, request: TuneRequest, study: optuna.Study, *, name: str, url: str, space: SearchSpace,
+              definition: dict[str, Any], tracker: Any, study_dir: Path) -> None:
+    """The study's four header lines: where it is, what it searches, what trial 0 is, where it is tracked."""
+    finished, running = studies.progress(study)
+    searched = ", ".join(f"{slot} ∈ {{{', '.join(names)}}}" for slot, names in space.slots.items())
+    outside = definition.get("recipe_outside_space") or []
+    recipe = f"{request.recipe or DEFAULT_BASE}'s own settings"
+    more = f"; and {len(outside) - 5} more" if len(outside) > 5 else ""
+    where = f"outside the space: {'; '.join(outside[:5])}{more}" if outside else "inside the space"
+    for line in (f"study      {name} · {studies.safe_url(url)} · {finished} finished, {running} running of "
+                 f"{request.trials}",
+                 f"space      {searched}; {len(space.params)} trainer/override parameters; objective dev "
+                 f"{request.metric} (test is never read); pruner {request.pruner}",
+                 f"trial 0    {recipe}, {where}",
+                 f"tracking   {tracker.location} · folder {study_dir}"):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_workers(request: TuneRequest, study: optuna.Study, objective: Objective, *, storage: Any,
+                 budget: TrialBudget, max_failures: int, name: str, url: str, tracker: Any, parent_id: str | None,
+                 study_dir: Path, console: Any) -> bool:
+    """This process's worker loop and the ``--workers`` it spawns; True when a spawned worker failed."""
     workers = []
     if request.workers > 1:
         for threads in share_cores(request.workers).values():
@@ -220,7 +254,6 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
         argv = request.worker_argv(study=name, storage=url, out=study_dir,
                                    tracking_uri=None if request.no_track else tracker.location)
         workers = spawn_workers(argv, request.workers - 1, study_dir=study_dir, device=request.device)
-    budget = TrialBudget(storage.engine, definition["uid"], trials=request.trials, stale_after=request.grace_period)
     status = "FAILED"
     try:
         studies.run_worker(study, objective, storage=storage, budget=budget, timeout=request.timeout,
@@ -235,18 +268,7 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
         stop_workers(workers)
         if request.worker_index == 0 and status != "FINISHED":
             tracker.close_parent(parent_id, status)
-    first_failure = _every_trial_failed(study)
-    if request.worker_index == 0:
-        _finish(study, request, tracker=tracker, parent_id=parent_id, study_dir=study_dir, console=console,
-                registry=registry, corpus=corpus, dataset=dataset, hook=hook,
-                status="FAILED" if first_failure else "FINISHED")
-    if first_failure is not None:
-        error = clip(first_failure.user_attrs.get("error", ""), 500)
-        raise UserError(f"every trial of study {name!r} failed, none finished; the first, trial "
-                        f"{first_failure.number}: {error} Fix the cause, then start a new study (--study NAME) or "
-                        f"rerun with a higher --max-failures; every trial's error is in "
-                        f"{str(study_dir / 'trials.csv')!r}.")
-    return StudyOutcome(name=name, url=url, study_dir=study_dir, code=1 if failed else 0)
+    return bool(failed)
 
 
 def _every_trial_failed(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

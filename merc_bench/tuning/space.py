@@ -276,39 +276,11 @@ def build_space(registry: Registry, base: dict[str, Any], file_values: dict[str,
     params = copy.deepcopy(TRAINER_DEFAULTS)
     for section, content in file_values.items():
         if section == "slots":
-            for slot, names in check.table(content, "slots").items():
-                key = f"slots.{bounded_name(slot)}"
-                if slot not in SLOTS:
-                    raise check.fail(key, names, unknown_name_message("slot", bounded_name(slot), SLOTS))
-                if not isinstance(names, list) or not names:
-                    raise check.fail(key, names, "give a non-empty list of registered names.")
-                slots[slot] = sorted({check.component(slot, name, key) for name in names})
+            slots.update(_slot_section(check, content))
         elif section in _TRAINER_SECTIONS:
-            fields = _TRAINER_SECTIONS[section].model_fields
-            for option, value in check.table(content, section).items():
-                key = f"{section}.{bounded_name(option)}"
-                if option not in fields:
-                    raise check.fail(key, value, unknown_name_message(f"{section} setting", bounded_name(option),
-                                                                      fields))
-                if key == "training.selection_metric":
-                    raise check.fail(key, value, "the study's --metric sets it (the objective and the epoch "
-                                                 "selection must agree).")
-                params[key] = check.spec(key, value, _field_kind(_TRAINER_SECTIONS[section], option),
-                                         check.trainer_validator(section, option))
+            params.update(_trainer_section(check, section, content))
         elif section in SLOTS:
-            for name, options in check.table(content, section).items():
-                qualified = check.component(section, name, f"[{section}.{bounded_name(name)}]")
-                known = _component_parameters(registry, section, qualified)
-                for option, value in check.table(options, f"{section}.{bounded_name(name)}").items():
-                    key = f"{section}.{qualified}.{option}"
-                    shown = f"{section}.{bounded_name(name)}.{bounded_name(option)}"
-                    if option not in known:
-                        raise check.fail(shown, value, unknown_name_message(f"{section} {qualified!r} option",
-                                                                            bounded_name(option), known))
-                    kind = known[option]
-                    if kind == "fixed":
-                        kind = _field_kind(registry.get(section, qualified).config, option)
-                    params[key] = check.spec(shown, value, kind, check.component_validator(section, qualified, option))
+            params.update(_component_section(check, registry, section, content))
         else:
             raise check.fail(bounded_name(section), content, unknown_name_message(
                 "section", bounded_name(section), ("slots", "training", "model", *SLOTS))
@@ -322,6 +294,54 @@ def build_space(registry: Registry, base: dict[str, Any], file_values: dict[str,
                                                                         "under [slots].")
     heads = distillers_needing_heads(registry, slots["distiller"], context, corpus)
     return SearchSpace(slots, params, heads)
+
+
+def _slot_section(check: "_Checker", content: Any) -> dict[str, list[str]]:
+    """``[slots]``: the registered names each slot may take."""
+    slots = {}
+    for slot, names in check.table(content, "slots").items():
+        key = f"slots.{bounded_name(slot)}"
+        if slot not in SLOTS:
+            raise check.fail(key, names, unknown_name_message("slot", bounded_name(slot), SLOTS))
+        if not isinstance(names, list) or not names:
+            raise check.fail(key, names, "give a non-empty list of registered names.")
+        slots[slot] = sorted({check.component(slot, name, key) for name in names})
+    return slots
+
+
+def _trainer_section(check: "_Checker", section: str, content: Any) -> dict[str, Any]:
+    """``[training]`` or ``[model]``: ranges, choices or fixed values of the trainer's settings."""
+    params = {}
+    fields = _TRAINER_SECTIONS[section].model_fields
+    for option, value in check.table(content, section).items():
+        key = f"{section}.{bounded_name(option)}"
+        if option not in fields:
+            raise check.fail(key, value, unknown_name_message(f"{section} setting", bounded_name(option), fields))
+        if key == "training.selection_metric":
+            raise check.fail(key, value, "the study's --metric sets it (the objective and the epoch "
+                                         "selection must agree).")
+        params[key] = check.spec(key, value, _field_kind(_TRAINER_SECTIONS[section], option),
+                                 check.trainer_validator(section, option))
+    return params
+
+
+def _component_section(check: "_Checker", registry: Registry, section: str, content: Any) -> dict[str, Any]:
+    """``[<slot>.<component>]``: a component's options, checked against its config and search space."""
+    params = {}
+    for name, options in check.table(content, section).items():
+        qualified = check.component(section, name, f"[{section}.{bounded_name(name)}]")
+        known = _component_parameters(registry, section, qualified)
+        for option, value in check.table(options, f"{section}.{bounded_name(name)}").items():
+            key = f"{section}.{qualified}.{option}"
+            shown = f"{section}.{bounded_name(name)}.{bounded_name(option)}"
+            if option not in known:
+                raise check.fail(shown, value, unknown_name_message(f"{section} {qualified!r} option",
+                                                                    bounded_name(option), known))
+            kind = known[option]
+            if kind == "fixed":
+                kind = _field_kind(registry.get(section, qualified).config, option)
+            params[key] = check.spec(shown, value, kind, check.component_validator(section, qualified, option))
+    return params
 
 
 def _component_parameters(registry: Registry, slot: str, name: str) -> dict[str, str]:
