@@ -78,6 +78,15 @@ def _print_summary(console: Any, summary: dict[str, Any], *, skip: tuple[str, ..
             _say(console, f"  - {note}")
 
 
+def _require_formats(sources: DataSources, command: str) -> DataSources:
+    """``sources``, unless no loaded plugin declares a format (blocked, or autoload off)."""
+    if not sources.formats:
+        raise UserError(f"`merc-bench data {command}` knows no feature-file format: no loaded plugin declares one "
+                        "(merc_bench_data_sources). The built-in ones come with the datasets plugin; check "
+                        "MERC_BENCH_BLOCK_PLUGINS and MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD.")
+    return sources
+
+
 def _file_kinds(sources: DataSources) -> str:
     """E.g. ``.pkl`` — the file-name endings some format reads."""
     return " or ".join(sources.file_suffixes())
@@ -141,7 +150,7 @@ def convert_command(*, source: Path, target: Path, nan_policy: str, console: Any
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"--to {str(target)!r} already exists and is not an empty folder; choose a new folder "
                         "or remove it first.")
-    chosen, layout = _pick_source(source, data_sources())
+    chosen, layout = _pick_source(source, _require_formats(data_sources(), "convert"))
     started = time.perf_counter()
     corpus = layout.read(chosen, nan_policy=nan_policy)
     parsed = time.perf_counter() - started
@@ -205,6 +214,7 @@ def inspect_command(*, path: Path, console: Any) -> None:
     if is_feature_store(path):
         _inspect_store(path, console)
         return
+    _require_formats(sources, "inspect")  # a converted folder above needs none
     if path.is_file() or sources.format_of_folder(path):
         _inspect_source(path, _readable(path, sources), console)
         return

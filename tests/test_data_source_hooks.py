@@ -222,3 +222,20 @@ def test_without_the_plugin_the_format_is_not_known(tmp_path, capsys):
     code, _, err = run_cli(["data", "inspect", folder], capsys)
     assert code == 2
     assert "no .pkl file and not a MultiEMO folder" in one_paragraph(err)
+
+
+def test_with_no_format_declared_the_commands_say_why(tmp_path, capsys, monkeypatch):
+    from merc_bench.plugins import reset
+
+    monkeypatch.setenv("MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")  # not even the datasets plugin
+    reset()
+    try:
+        (tmp_path / "features.pkl").write_bytes(b"\x80\x04N.")
+        code, _, err = run_cli(["data", "convert", tmp_path / "features.pkl", "--to", tmp_path / "out"], capsys)
+        assert code == 2 and "knows no feature-file format" in one_paragraph(err)
+        assert "MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD" in one_paragraph(err) and not (tmp_path / "out").exists()
+        code, _, err = run_cli(["data", "prepare", "meld", "--to", tmp_path / "prepared"], capsys)
+        assert code == 2 and "cannot prepare 'meld'" in one_paragraph(err)
+    finally:
+        monkeypatch.delenv("MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD")
+        reset()
