@@ -1,7 +1,9 @@
 """The ``merc-bench`` command line.
 
 User mistakes (:class:`~merc_bench.errors.UserError`) print one paragraph on stderr and exit with
-code 2, without a traceback.
+code 2, without a traceback. Plugins add commands through the ``merc_bench_cli_commands`` hook of the
+light modules in the ``merc_bench.cli`` entry-point group (:func:`_add_plugin_commands`, at every
+start-up), so ``--help`` lists them without importing any plugin's components or PyTorch.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def _global_options(
                                                         "cores slow recurrent models down by 10× or more", min=1)] = None,
 ) -> None:
     """Options for every command; they must come before the command name."""
-    from merc_bench.plugins import STRICT_VARIABLE, TRACE_VARIABLE, reset
+    from merc_bench.plugins import STRICT_VARIABLE, TRACE_VARIABLE, command_problems, reset, strict_message
 
+    if strict_plugins and command_problems():  # found at start-up, before this option was parsed
+        raise UserError(strict_message(command_problems()[0]))
     if threads is not None:
         import torch
 
@@ -389,7 +393,8 @@ def data_inspect(
 
 @data_app.command("prepare")
 def data_prepare(
-    dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations (meld)")],
+    dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations, one a plugin "
+                                                  "declares (built in: meld)")],
     to: Annotated[Path, typer.Option("--to", help="folder to write the prepared dataset into")],
     from_: Annotated[Optional[Path], typer.Option("--from", help="local copy of the raw files (no download)")] = None,
     url: Annotated[Optional[str], typer.Option(help="base URL to download the raw files from")] = None,
@@ -401,9 +406,69 @@ def data_prepare(
     prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console)
 
 
+# -- plugin commands --------------------------------------------------------------------------------
+
+#: The built-in commands and groups, as defined above; plugin commands are added after them per call.
+_BUILT_IN = (list(app.registered_commands), list(app.registered_groups))
+_warned_commands: set[str] = set()
+
+
+def _command_name(info: typer.models.CommandInfo | typer.models.TyperInfo) -> str | None:
+    """The name a command or group is called by (typer's own rule for commands without one)."""
+    if isinstance(info, typer.models.CommandInfo):
+        return info.name or typer.main.get_command_name(info.callback.__name__)
+    for name in (info.name, info.typer_instance.info.name if info.typer_instance else None):
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def _plugin_commands(manager, name: str, plugin: object) -> list:
+    """What one plugin's ``merc_bench_cli_commands`` adds to a ``typer.Typer`` of its own."""
+    own = typer.Typer()
+    others = [other for _, other in manager.list_name_plugin() if other is not None and other is not plugin]
+    # One call per plugin, so a failure and every command are attributed to the plugin that made them.
+    manager.subset_hook_caller("merc_bench_cli_commands", remove_plugins=others)(app=own)
+    return [*own.registered_commands, *own.registered_groups]
+
+
+def _add_plugin_commands() -> None:
+    """Put every plugin's commands beside the built-in ones; a plugin that fails or takes a name adds none."""
+    from merc_bench.plugins import (PluginProblem, command_distribution, command_plugin_manager, command_problems,
+                                    record_command_problem)
+
+    app.registered_commands[:], app.registered_groups[:] = (list(part) for part in _BUILT_IN)
+    owners = {_command_name(info): "merc-bench itself" for part in _BUILT_IN for info in part}
+    manager = command_plugin_manager()
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None or not hasattr(plugin, "merc_bench_cli_commands"):
+            continue
+        distribution, version = command_distribution(plugin)
+        try:
+            infos = _plugin_commands(manager, name, plugin)
+            names = [_command_name(info) for info in infos]
+            clash = next((n for n in names if n is None or n in owners or names.count(n) > 1), "")
+            if clash != "":
+                raise UserError("a command group needs a name (app.add_typer(..., name=...))" if clash is None else
+                                f"the command {clash!r} is already taken by {owners[clash]}")
+        except Exception as error:  # a third party's mistake must not take the command line down
+            record_command_problem(PluginProblem(name, distribution, version, "commands",
+                                                 f"{type(error).__name__}: {error}"))
+            continue
+        for command, info in zip(names, infos):
+            owners[command] = f"plugin {name!r}"
+            part = app.registered_commands if isinstance(info, typer.models.CommandInfo) else app.registered_groups
+            part.append(info)
+    for problem in command_problems():
+        if problem.message() not in _warned_commands:  # once per process, though main may run many times
+            _warned_commands.add(problem.message())
+            error_console.print(f"warning: {problem.message()}", markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to the process arguments."""
     try:
+        _add_plugin_commands()
         app(args=argv, standalone_mode=True)
     except UserError as error:
         error_console.print(f"error: {error}", markup=False, highlight=False)

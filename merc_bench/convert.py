@@ -1,13 +1,13 @@
 """``merc-bench data convert`` and ``data inspect``.
 
-``convert`` reads a community feature file (SDT, MMGCN, DialogueRNN, COSMIC pickles, or a MultiEMO
-folder; ``shared/docs/reference-models.md`` §1) through the safe unpickler
-(:mod:`merc_bench.safe_pickle`) and the layout parser of the ``meld``/``iemocap`` datasets
-(:mod:`merc_bench_datasets.layouts`), then writes merc-bench's pickle-free format with
-:func:`merc_bench.feature_store.write_corpus` — atomically, so a failure leaves no partial folder —
-recording the source files' names, sizes and sha256, the detected layout and every repair or
-deviation from the documented sizes in the manifest's provenance. The family (MELD or IEMOCAP) is
-what the layout detection says.
+``convert`` reads a feature file or folder in a format some plugin declares through the
+``merc_bench_data_sources`` hook (:class:`merc_bench.data_sources.FeatureFormat`; the built-in
+datasets plugin declares the community's SDT, MMGCN, DialogueRNN and COSMIC pickles and MultiEMO
+folders, ``shared/docs/reference-models.md`` §1, read through the safe unpickler), then writes
+merc-bench's pickle-free format with :func:`merc_bench.feature_store.write_corpus` — atomically, so a
+failure leaves no partial folder — recording the source files' names, sizes and sha256, the detected
+layout and every repair or deviation from the documented sizes in the manifest's provenance. The
+family is what the format's reader says.
 
 ``inspect`` prints the same summary — dataset, family, classes, feature sizes, speakers, per split
 dialogues / utterances / class counts, provenance — for a converted or prepared folder (from its
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from merc_bench.data import Corpus
+from merc_bench.data_sources import DataSources, FeatureFormat, data_sources
 from merc_bench.errors import UserError
 from merc_bench.feature_store import (
     MANIFEST, SPLITS, is_feature_store, read_corpus, read_manifest, sha256_file, write_corpus,
@@ -77,31 +78,71 @@ def _print_summary(console: Any, summary: dict[str, Any], *, skip: tuple[str, ..
             _say(console, f"  - {note}")
 
 
-def _pick_source(source: Path) -> Path:
-    """The file or MultiEMO folder to convert: ``source`` itself, or the one pickle a folder holds."""
-    from merc_bench_datasets.layouts import MULTIEMO_FILES, is_multiemo_folder
+def _require_formats(sources: DataSources, command: str) -> DataSources:
+    """``sources``, unless no loaded plugin declares a format (blocked, or autoload off)."""
+    if not sources.formats:
+        raise UserError(f"`merc-bench data {command}` knows no feature-file format: no loaded plugin declares one "
+                        "(merc_bench_data_sources). The built-in ones come with the datasets plugin; check "
+                        "MERC_BENCH_BLOCK_PLUGINS and MERC_BENCH_DISABLE_PLUGIN_AUTOLOAD.")
+    return sources
 
+
+def _file_kinds(sources: DataSources) -> str:
+    """E.g. ``.pkl`` — the file-name endings some format reads."""
+    return " or ".join(sources.file_suffixes())
+
+
+def _folder_kinds(sources: DataSources, *, files: bool) -> list[str]:
+    """E.g. ``a MultiEMO folder (Speakers.pkl, ...)`` for each folder format."""
+    return [f"a {f.folder_kind}" + (f" ({', '.join(f.folder_files)})" if files else "")
+            for f in sources.folder_formats()]
+
+
+def _files_in(folder: Path, sources: DataSources) -> list[Path]:
+    """The files in ``folder`` whose names end in a suffix some format reads, sorted."""
+    return sorted({path for suffix in sources.file_suffixes() for path in folder.glob(f"*{suffix}")})
+
+
+def _source_format(path: Path, sources: DataSources) -> FeatureFormat | None:
+    """The format reading ``path``: a whole-folder format, or for a file the one its name selects."""
+    if path.is_dir():
+        return sources.format_of_folder(path)
+    return sources.format_of_file(path)
+
+
+def _pick_source(source: Path, sources: DataSources) -> tuple[Path, FeatureFormat]:
+    """The file or source folder to convert: ``source`` itself, or the one feature file a folder holds."""
     if not source.exists():
-        raise UserError(f"{str(source)!r} does not exist; give a feature file (.pkl) or a MultiEMO folder.")
+        kinds = [f"a feature file ({', '.join(sources.file_suffixes())})", *_folder_kinds(sources, files=False)]
+        raise UserError(f"{str(source)!r} does not exist; give {' or '.join(kinds)}.")
     if is_feature_store(source):
         raise UserError(f"{str(source)!r} is already a converted folder ({MANIFEST}); nothing to convert. "
                         f"`merc-bench data inspect {source}` shows what it holds.")
-    if source.is_file() or is_multiemo_folder(source):
-        return source
-    pickles = sorted(source.glob("*.pkl"))
-    if len(pickles) == 1:
-        return pickles[0]
-    if not pickles:
-        raise UserError(f"{str(source)!r} holds no .pkl file and is not a MultiEMO folder "
-                        f"({', '.join(MULTIEMO_FILES)}); give a feature file instead.")
-    raise UserError(f"{str(source)!r} holds several pickles ({', '.join(p.name for p in pickles)}); "
-                    "name the one to convert.")
+    chosen = source if source.is_file() or sources.format_of_folder(source) else None
+    if chosen is None:
+        found = _files_in(source, sources)
+        if len(found) > 1:
+            raise UserError(f"{str(source)!r} holds several pickles ({', '.join(p.name for p in found)}); "
+                            "name the one to convert.")
+        if not found:
+            folders = "".join(f" and is not {kind}" for kind in _folder_kinds(sources, files=True))
+            raise UserError(f"{str(source)!r} holds no {_file_kinds(sources)} file{folders}; give a feature file "
+                            "instead.")
+        chosen = found[0]
+    return chosen, _readable(chosen, sources)
+
+
+def _readable(path: Path, sources: DataSources) -> FeatureFormat:
+    found = _source_format(path, sources)
+    if found is None:
+        formats = ", ".join(f"{f.name} ({f.description})" for f in sources.formats) or "none"
+        raise UserError(f"{str(path)!r} is in no format a plugin declares for `merc-bench data convert`; the "
+                        f"declared formats: {formats}.")
+    return found
 
 
 def convert_command(*, source: Path, target: Path, nan_policy: str, console: Any) -> None:
-    """Parse ``source`` (a feature pickle or MultiEMO folder) and write it to ``target`` in the safe format."""
-    from merc_bench_datasets.layouts import read_source, source_files
-
+    """Parse ``source`` (a feature file or source folder) and write it to ``target`` in the safe format."""
     source, target = Path(source), Path(target)
     if nan_policy not in ("refuse", "zero"):
         raise UserError(f"--nan-policy {nan_policy!r} is not known; use refuse (default) or zero.")
@@ -109,11 +150,11 @@ def convert_command(*, source: Path, target: Path, nan_policy: str, console: Any
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"--to {str(target)!r} already exists and is not an empty folder; choose a new folder "
                         "or remove it first.")
-    chosen = _pick_source(source)
+    chosen, layout = _pick_source(source, _require_formats(data_sources(), "convert"))
     started = time.perf_counter()
-    corpus = read_source(chosen, nan_policy=nan_policy)
+    corpus = layout.read(chosen, nan_policy=nan_policy)
     parsed = time.perf_counter() - started
-    files = [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in source_files(chosen)]
+    files = [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in layout.files(chosen)]
     provenance = {"source": str(chosen.resolve()), "source_files": files, "converted_by": "merc-bench data convert"}
     manifest = write_corpus(corpus, target, provenance=provenance)
     summary = corpus_summary(corpus)
@@ -136,11 +177,9 @@ def _inspect_store(folder: Path, console: Any) -> None:
                   "speakers and features")
 
 
-def _inspect_source(path: Path, console: Any) -> None:
-    from merc_bench_datasets.layouts import read_source
-
+def _inspect_source(path: Path, layout: FeatureFormat, console: Any) -> None:
     # Parse with NaN repair so the summary can report them instead of stopping at the first count.
-    corpus = read_source(path, nan_policy="zero")
+    corpus = layout.read(path, nan_policy="zero")
     summary = corpus_summary(corpus)
     replaced = summary["provenance"].pop("non_finite_replaced", None)
     summary["provenance"].pop("nan_policy", None)
@@ -151,30 +190,37 @@ def _inspect_source(path: Path, console: Any) -> None:
              + " NaN/inf values: loading refuses them unless nan_policy is zero (`--nan-policy zero`)")
 
 
-def inspect_command(*, path: Path, console: Any) -> None:
-    """Print what a converted/prepared folder, a feature pickle or a MultiEMO folder holds."""
-    from merc_bench_datasets.layouts import is_multiemo_folder
+def _inspect_each(folder: Path, files: list[Path], sources: DataSources, console: Any) -> None:
+    """Inspect every feature file in ``folder``; fail only if none could be read."""
+    failures = []
+    for path in files:
+        try:
+            _inspect_source(path, _readable(path, sources), console)
+        except UserError as error:
+            failures.append(f"{path.name}: {error}")
+            _say(console, f"skipped {path.name}: {error}")
+        _say(console)
+    if len(failures) == len(files):
+        raise UserError(f"no supported feature file in {str(folder)!r}: " + " ".join(failures))
 
+
+def inspect_command(*, path: Path, console: Any) -> None:
+    """Print what a converted/prepared folder, a feature file or a source folder (MultiEMO) holds."""
     path = Path(path)
+    sources = data_sources()
     if not path.exists():
-        raise UserError(f"{str(path)!r} does not exist; give a feature file, a MultiEMO folder or a converted folder.")
+        kinds = ["a feature file", *_folder_kinds(sources, files=False)]
+        raise UserError(f"{str(path)!r} does not exist; give {', '.join(kinds)} or a converted folder.")
     if is_feature_store(path):
         _inspect_store(path, console)
         return
-    if path.is_file() or is_multiemo_folder(path):
-        _inspect_source(path, console)
+    _require_formats(sources, "inspect")  # a converted folder above needs none
+    if path.is_file() or sources.format_of_folder(path):
+        _inspect_source(path, _readable(path, sources), console)
         return
-    pickles = sorted(path.glob("*.pkl"))
-    if not pickles:
-        raise UserError(f"{str(path)!r} is a folder with no {MANIFEST}, no .pkl file and not a MultiEMO folder; "
+    files = _files_in(path, sources)
+    if not files:
+        folders = "".join(f" and not {kind}" for kind in _folder_kinds(sources, files=False))
+        raise UserError(f"{str(path)!r} is a folder with no {MANIFEST}, no {_file_kinds(sources)} file{folders}; "
                         "nothing to inspect.")
-    failures = []
-    for pickle_path in pickles:
-        try:
-            _inspect_source(pickle_path, console)
-        except UserError as error:
-            failures.append(f"{pickle_path.name}: {error}")
-            _say(console, f"skipped {pickle_path.name}: {error}")
-        _say(console)
-    if len(failures) == len(pickles):
-        raise UserError(f"no supported feature file in {str(path)!r}: " + " ".join(failures))
+    _inspect_each(path, files, sources, console)

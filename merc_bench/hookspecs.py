@@ -70,3 +70,36 @@ def merc_bench_ablation_grids() -> "list[Any] | None":
     Table IV (``components``) and Table I (``modalities``) grids this way. Called when
     ``ablate`` (command or :func:`merc_bench.ablate`) looks for a grid, before anything trains.
     """
+
+
+@hookspec
+def merc_bench_data_sources() -> "list[Any] | None":
+    """Data sources this plugin declares for ``merc-bench data prepare``, ``data convert`` and ``data inspect``.
+
+    Called (no arguments) when one of those commands, or :func:`merc_bench.prepare.prepare_command`,
+    looks for its sources, before anything is read or written. Return a list of
+    :class:`merc_bench.data_sources.PreparableDataset` (a name, what ``data prepare NAME`` checks,
+    fetches and parses into a :class:`~merc_bench.data_sources.RawCorpus`; the core adds the text
+    features and writes the folder atomically) and :class:`merc_bench.data_sources.FeatureFormat`
+    (the file-name endings or the files of a folder that make one source, and a reader returning a
+    checked Corpus that ``data convert`` writes and ``data inspect`` summarises), or None. The first
+    plugin to declare a name keeps it. The core knows no corpus: the datasets plugin declares MELD's
+    raw-annotation preparation and the community feature pickles and MultiEMO folders this way.
+    """
+
+
+@hookspec
+def merc_bench_cli_commands(app: "Any") -> None:
+    """Add commands to the ``merc-bench`` command line.
+
+    Called once per process at start-up, before the arguments are parsed, for the plugins of the
+    ``merc_bench.cli`` entry-point group (a separate group from ``merc_bench``) and for plugin objects
+    registered with :func:`merc_bench.plugins.command_plugin_manager`. ``app`` is a ``typer.Typer`` of
+    this plugin's own: every command (``@app.command()``) or group (``app.add_typer``) added to it
+    becomes a top-level command of ``merc-bench``; a name a built-in command or another plugin already
+    has is skipped with a warning. Design choice, so that ``merc-bench --help`` stays fast: the
+    command modules are loaded without the plugins' components (loading those imports PyTorch, about
+    1.5 s), so a command module must be light and import heavy modules inside its command functions.
+    A command reports a user mistake by raising :class:`merc_bench.UserError`: one paragraph on
+    stderr, exit code 2, like every built-in command.
+    """

@@ -94,6 +94,26 @@ def test_its_own_suite_uses_the_contract_kit(installed, tmp_path):
     assert "4 passed" in suite.stdout
 
 
+def test_its_command_is_listed_by_help_and_runs(installed, tmp_path):
+    shown = _merc_bench("--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "lmf-size" in shown.stdout and "warning" not in shown.stderr
+    ran = _merc_bench("lmf-size", "--hidden-size", "8", "--rank", "2", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    # 3 modalities x 2 ranks x (8 + 1) x 8 + 2 + 8 = 442; (8 + 1)^3 x 8 + 8 = 5,840
+    assert "LMF rank 2: 442 parameters; full tensor fusion: 5,840 (13.2x)" in ran.stdout
+    refused = _merc_bench("lmf-size", "--modalities", "4", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert " ".join(refused.stderr.split()).startswith("error: --modalities 4 is not a number of modalities")
+    # --help loads the command module, but neither the plugin's components nor PyTorch. (sys.modules, not
+    # -X importtime: entry points are loaded with importlib.import_module, which importtime does not log.)
+    probe = ("import sys\nfrom merc_bench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'merc_bench_plugin_example.commands', 'merc_bench_plugin_example.plugin')"
+             " if m in sys.modules), file=sys.stderr)")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert loaded.stderr.strip().splitlines()[-1] == "['merc_bench_plugin_example.commands']", loaded.stderr
+
+
 def test_gone_after_uninstall(installed, tmp_path):
     """Last in this module (pytest keeps file order): uninstall, and nothing of it is left."""
     _pip("uninstall", "-y", DISTRIBUTION)  # the fixture's own uninstall then finds nothing to do
@@ -102,3 +122,4 @@ def test_gone_after_uninstall(installed, tmp_path):
     run = _merc_bench("run", "lmf", "--no-track", cwd=tmp_path)
     assert run.returncode == 2
     assert "unknown recipe 'lmf'" in run.stderr
+    assert "lmf-size" not in _merc_bench("--help", cwd=tmp_path).stdout

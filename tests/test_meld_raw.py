@@ -27,10 +27,11 @@ from merc_bench.cli import main
 from merc_bench.errors import UserError
 from merc_bench.feature_store import read_corpus, read_manifest
 from merc_bench.plugins import get_registry, plugin_manager
-from merc_bench.prepare import MELD_SHA256, prepare_command
+from merc_bench.prepare import prepare_command
 from merc_bench_datasets.meld_annotations import (
     EXPECTED_CLASS_COUNTS, ID_OFFSETS, MELD_CLASSES, SPLIT_FILES, check_counts, decode_csv_bytes, read_split,
 )
+from merc_bench_datasets.meld_prepare import MELD_SHA256
 
 MELD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
 HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\r\n"

@@ -6,8 +6,9 @@
   :mod:`merc_bench_datasets.sources`).
 * ``conversation-csv`` — any conversational emotion corpus as CSV files with a column mapping
   (:mod:`merc_bench_datasets.conversation_csv`).
-* :mod:`merc_bench_datasets.meld_annotations` parses MELD's raw annotation CSVs for
-  ``merc-bench data prepare meld`` (:mod:`merc_bench.prepare`).
+* ``merc-bench data prepare meld`` (MELD's raw annotation CSVs, :mod:`merc_bench_datasets.meld_prepare`)
+  and the feature-file formats of ``data convert`` / ``data inspect`` reach the core through the
+  ``merc_bench_data_sources`` hook (:mod:`merc_bench_datasets.data_sources`).
 """
 
 from __future__ import annotations
@@ -37,3 +38,11 @@ def merc_bench_register(registry) -> None:
         description="any conversation corpus as CSV files (column mapping; features from .npy files or a text "
         "encoder)",
     )
+
+
+@hookimpl
+def merc_bench_data_sources():
+    """MELD's raw-annotation preparation and the community feature-file formats (``data_sources``)."""
+    from merc_bench_datasets.data_sources import DATA_SOURCES
+
+    return DATA_SOURCES

@@ -167,8 +167,8 @@ class ConversationCSVDataset:
             raise UserError(f"conversation-csv: {what} {str(path)!r} does not exist or is not a file.")
         return path
 
-    def _read(self, path: Path, what: str) -> _Table:
-        where = f"conversation-csv: {what} {str(path)!r}"
+    def _bytes(self, path: Path, where: str) -> bytes:
+        """The file's bytes, refused before reading if parsing could not fit, or after if it is not text."""
         size = path.stat().st_size
         # Parsed rows take several times the file's bytes; refuse what cannot fit before reading it.
         limit = memory_budget() // _ROW_OVERHEAD
@@ -181,27 +181,37 @@ class ConversationCSVDataset:
                 > len(data) // 4 else "binary data"
             raise UserError(f"{where} holds NUL bytes: it looks like {kind}, not a CSV file. Save it as UTF-8 (with "
                             "or without a BOM); cp1252/Latin-1 files are also read.")
+        return data
+
+    def _header(self, reader: csv.DictReader, where: str) -> list[str]:
+        """The header's column names (stripped), each needed column present exactly once."""
+        columns = [column.strip() for column in (reader.fieldnames or [])]
+        if not columns:
+            raise UserError(f"{where} is empty; expected a header row naming the columns "
+                            f"{', '.join(self._required_columns())} and one row per utterance.")
+        reader.fieldnames = columns
+        needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
+        twice = [c for c in needed if columns.count(c) > 1]
+        if twice:
+            raise UserError(f"{where} names the column {twice[0]!r} {columns.count(twice[0])} times; which one "
+                            "holds the data is ambiguous. Rename or remove the copies.")
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
+            described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
+            shown = ", ".join(preview(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+            raise UserError(f"{where} has no column {described}; its {len(columns)} columns are {shown}. Name the "
+                            f"right column with --set dataset.<option>=<column> (delimiter {self.delimiter!r}).")
+        return columns
+
+    def _read(self, path: Path, what: str) -> _Table:
+        where = f"conversation-csv: {what} {str(path)!r}"
+        data = self._bytes(path, where)
         decoded = decode_csv_bytes(data)
         reader = csv.DictReader(io.StringIO(decoded.text, newline=""), delimiter=self.delimiter, strict=True)
         rows, lines = [], []
         try:
-            columns = [column.strip() for column in (reader.fieldnames or [])]
-            if not columns:
-                raise UserError(f"{where} is empty; expected a header row naming the columns "
-                                f"{', '.join(self._required_columns())} and one row per utterance.")
-            reader.fieldnames = columns
-            needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
-            twice = [c for c in needed if columns.count(c) > 1]
-            if twice:
-                raise UserError(f"{where} names the column {twice[0]!r} {columns.count(twice[0])} times; which one "
-                                "holds the data is ambiguous. Rename or remove the copies.")
-            missing = [c for c in needed if c not in columns]
-            if missing:
-                options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
-                described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
-                shown = ", ".join(preview(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
-                raise UserError(f"{where} has no column {described}; its {len(columns)} columns are {shown}. Name the "
-                                f"right column with --set dataset.<option>=<column> (delimiter {self.delimiter!r}).")
+            columns = self._header(reader, where)
             for row in reader:
                 if None in row or any(value is None for value in row.values()):
                     raise UserError(f"conversation-csv: {str(path)!r} line {reader.line_num}: the row does not have "
@@ -301,7 +311,8 @@ class ConversationCSVDataset:
                                  description=f"{encoder.name} {split} ({len(texts)} texts)")
 
     # -- the corpus ------------------------------------------------------------------------------
-    def load(self) -> Corpus:
+    def _check_feature_options(self) -> None:
+        """Known modalities and split keys in dataset.features, and some source of features at all."""
         unknown = [m for m in self.features if m not in MODALITIES]
         if unknown:
             raise UserError(f"conversation-csv: features name the modality {unknown[0]!r}; modalities are "
@@ -316,18 +327,9 @@ class ConversationCSVDataset:
         if not self.features and not self._embeds_text():
             raise UserError("conversation-csv has no features: give .npy files with dataset.features.<modality>.<split>"
                             " or a text column and a text encoder (dataset.text_column, dataset.text_encoder=minilm).")
-        tables = self._tables()
-        classes = self._classes(tables)
-        index = {name: i for i, name in enumerate(classes)}
 
-        encoder = None
-        if self._embeds_text():
-            from merc_bench.prepare import build_text_encoder
-
-            encoder = build_text_encoder(self.text_encoder)
-        modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)]
-        # Everything that can be wrong with the files is checked before any text is embedded.
-        structure = {split: self._structure(table, index) for split, table in tables.items()}
+    def _npy_features(self, tables: dict[str, _Table], modalities: list[str], encoder) -> tuple[dict, dict[str, int]]:
+        """split -> modality -> rows from the .npy files (not the embedded text), and each modality's size."""
         features: dict[str, dict[str, np.ndarray]] = {split: {} for split in tables}
         dims: dict[str, int] = {}
         for modality in modalities:
@@ -339,11 +341,11 @@ class ConversationCSVDataset:
                 if dims.setdefault(modality, width) != width:
                     raise UserError(f"conversation-csv: {modality} features have {width} columns for {split} but "
                                     f"{dims[modality]} for an earlier split; every split needs the same size.")
-        embedding_status: dict[str, str] = {}
-        if encoder is not None:
-            for split, table in tables.items():
-                features[split]["text"], embedding_status[split] = self._text_rows(split, table, encoder)
-            dims["text"] = int(encoder.dimension)
+        return features, dims
+
+    @staticmethod
+    def _dialogues(tables: dict[str, _Table], structure: dict, features: dict) -> tuple[dict[str, list[Dialogue]], bool]:
+        """The dialogues per split, and whether their ids had to be prefixed with the split."""
         # Ids that repeat across splits (MELD's CSVs restart at 0 in each) are told apart by their split;
         # merc_bench.data.validate_corpus refuses one id in two splits, which would otherwise mean a leak.
         keys = [key for split in tables for key, *_ in structure[split]]
@@ -355,13 +357,10 @@ class ConversationCSVDataset:
                     for key, members, speakers, labels in structure[split]]
             for split in tables
         }
-        max_speakers = max(int(d.speakers.max()) + 1 for dialogues in splits.values() for d in dialogues)
+        return splits, prefixed
 
-        counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
-                  for split, dialogues in splits.items()}
-        info = DatasetInfo(name=self.name, family=self.family, classes=tuple(classes),
-                           feature_dims={m: dims[m] for m in modalities}, num_speakers=max_speakers,
-                           description="conversations from CSV files (conversation-csv)")
+    def _provenance(self, tables: dict[str, _Table], classes: list[str], counts: dict, max_speakers: int,
+                    modalities: list[str], encoder, embedding_status: dict[str, str], prefixed: bool) -> dict:
         provenance = {
             "source": "conversation-csv",
             "files": {split: {"path": str(t.path.resolve()), "sha256": t.sha256, "rows": len(t.rows),
@@ -382,6 +381,37 @@ class ConversationCSVDataset:
             provenance["text_encoder"] = {"name": encoder.name, "version": str(encoder.version),
                                           "dimension": int(encoder.dimension)}
             provenance["embeddings"] = embedding_status
+        return provenance
+
+    def load(self) -> Corpus:
+        self._check_feature_options()
+        tables = self._tables()
+        classes = self._classes(tables)
+        index = {name: i for i, name in enumerate(classes)}
+
+        encoder = None
+        if self._embeds_text():
+            from merc_bench.prepare import build_text_encoder
+
+            encoder = build_text_encoder(self.text_encoder)
+        modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)]
+        # Everything that can be wrong with the files is checked before any text is embedded.
+        structure = {split: self._structure(table, index) for split, table in tables.items()}
+        features, dims = self._npy_features(tables, modalities, encoder)
+        embedding_status: dict[str, str] = {}
+        if encoder is not None:
+            for split, table in tables.items():
+                features[split]["text"], embedding_status[split] = self._text_rows(split, table, encoder)
+            dims["text"] = int(encoder.dimension)
+        splits, prefixed = self._dialogues(tables, structure, features)
+        max_speakers = max(int(d.speakers.max()) + 1 for dialogues in splits.values() for d in dialogues)
+        counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
+                  for split, dialogues in splits.items()}
+        info = DatasetInfo(name=self.name, family=self.family, classes=tuple(classes),
+                           feature_dims={m: dims[m] for m in modalities}, num_speakers=max_speakers,
+                           description="conversations from CSV files (conversation-csv)")
+        provenance = self._provenance(tables, classes, counts, max_speakers, modalities, encoder, embedding_status,
+                                      prefixed)
         return Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"],
                       provenance=provenance)
 

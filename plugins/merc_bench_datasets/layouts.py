@@ -253,38 +253,36 @@ def _as_int(value: Any) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[str, list], str, list[str], str]:
-    """The split id lists, a note on where they came from, warnings, and why dev is empty ("" if it is not).
+def _carve_iemocap_dev(layout: Layout, train: list, source: str) -> tuple[list, list, str, list[str], str]:
+    """IEMOCAP files without a dev list: COSMIC's 12 validation dialogues come out of train."""
+    wanted = set(IEMOCAP_VALIDATION_IDS)
+    dev = [v for v in train if _as_text(v) in wanted]
+    train = [v for v in train if _as_text(v) not in wanted]
+    missing = sorted(wanted - {_as_text(v) for v in dev})
+    note = (f"dev = the 12 COSMIC validation dialogues carved out of {layout.train}; train = the rest; "
+            f"test = {layout.test}")
+    empty_dev = (f"{source}: none of the 12 documented IEMOCAP validation dialogues (COSMIC's split, e.g. "
+                 f"{IEMOCAP_VALIDATION_IDS[0]}) is in {layout.train}, so the dev split would be empty")
+    warnings = []
+    if missing and dev:
+        warnings.append(f"{len(missing)} of the 12 documented IEMOCAP validation dialogues are not in "
+                        f"{layout.train} ({', '.join(missing)})")
+    return train, dev, note, warnings, empty_dev
 
-    An empty dev split is reported by the caller after the dialogues are parsed, so a file of the
-    wrong family fails on its speakers or labels first, which says more.
-    """
-    train = _ordered(fields[layout.train], layout.train, source)
-    test = _ordered(fields[layout.test], layout.test, source)
-    warnings: list[str] = []
-    if layout.valid:
-        dev = _ordered(fields[layout.valid], layout.valid, source)
-        note = f"train = {layout.train}, dev = {layout.valid}, test = {layout.test}, as given in the file"
-    elif layout.family == "iemocap":
-        wanted = set(IEMOCAP_VALIDATION_IDS)
-        dev = [v for v in train if _as_text(v) in wanted]
-        train = [v for v in train if _as_text(v) not in wanted]
-        missing = sorted(wanted - {_as_text(v) for v in dev})
-        note = (f"dev = the 12 COSMIC validation dialogues carved out of {layout.train}; train = the rest; "
-                f"test = {layout.test}")
-        empty_dev = (f"{source}: none of the 12 documented IEMOCAP validation dialogues (COSMIC's split, e.g. "
-                     f"{IEMOCAP_VALIDATION_IDS[0]}) is in {layout.train}, so the dev split would be empty")
-        if missing and dev:
-            warnings.append(f"{len(missing)} of the 12 documented IEMOCAP validation dialogues are not in "
-                            f"{layout.train} ({', '.join(missing)})")
-    else:
-        dev = [v for v in train if _as_int(v) in MELD_DEV_IDS]
-        train = [v for v in train if _as_int(v) not in MELD_DEV_IDS]
-        note = (f"dev = MELD's official dev set, ids {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} in "
-                f"{layout.train}; train = the rest; test = {layout.test}")
-        empty_dev = (f"{source}: no dialogue ids in {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} (MELD's "
-                     f"official dev set) in {layout.train}, so the dev split would be empty")
-    splits = {"train": train, "dev": dev, "test": test}
+
+def _carve_meld_dev(layout: Layout, train: list, source: str) -> tuple[list, list, str, list[str], str]:
+    """MELD files without a dev list: the official dev ids come out of train."""
+    dev = [v for v in train if _as_int(v) in MELD_DEV_IDS]
+    train = [v for v in train if _as_int(v) not in MELD_DEV_IDS]
+    note = (f"dev = MELD's official dev set, ids {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} in "
+            f"{layout.train}; train = the rest; test = {layout.test}")
+    empty_dev = (f"{source}: no dialogue ids in {MELD_DEV_IDS.start}..{MELD_DEV_IDS.stop - 1} (MELD's "
+                 f"official dev set) in {layout.train}, so the dev split would be empty")
+    return train, dev, note, [], empty_dev
+
+
+def _check_split_ids(layout: Layout, splits: dict[str, list], source: str) -> None:
+    """Train and test list dialogues, and no dialogue is in two splits."""
     for split in ("train", "test"):
         if not splits[split]:
             raise UserError(f"{source}: the {split} split ({getattr(layout, split)}) lists no dialogues.")
@@ -294,11 +292,27 @@ def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[s
             if value in owner:
                 raise UserError(f"{source}: dialogue {value!r} is in both the {owner[value]} and the {split} split.")
             owner[value] = split
-    if dev:
-        empty_dev = ""
-    elif layout.valid:
+
+
+def _splits(layout: Layout, fields: dict[str, Any], source: str) -> tuple[dict[str, list], str, list[str], str]:
+    """The split id lists, a note on where they came from, warnings, and why dev is empty ("" if it is not).
+
+    An empty dev split is reported by the caller after the dialogues are parsed, so a file of the
+    wrong family fails on its speakers or labels first, which says more.
+    """
+    train = _ordered(fields[layout.train], layout.train, source)
+    test = _ordered(fields[layout.test], layout.test, source)
+    if layout.valid:
+        dev = _ordered(fields[layout.valid], layout.valid, source)
+        note = f"train = {layout.train}, dev = {layout.valid}, test = {layout.test}, as given in the file"
+        warnings: list[str] = []
         empty_dev = f"{source}: the dev split ({layout.valid}) lists no dialogues"
-    return splits, note, warnings, empty_dev
+    else:
+        carve = _carve_iemocap_dev if layout.family == "iemocap" else _carve_meld_dev
+        train, dev, note, warnings, empty_dev = carve(layout, train, source)
+    splits = {"train": train, "dev": dev, "test": test}
+    _check_split_ids(layout, splits, source)
+    return splits, note, warnings, "" if dev else empty_dev
 
 
 # -- assembly --------------------------------------------------------------------------------------
@@ -341,6 +355,98 @@ def _entry(fields: dict[str, Any], name: str, dialogue: Any, split: str, source:
             from None
 
 
+@dataclass
+class _Assembly:
+    """One file's dialogues being built: the fields, their readers, and what was seen so far."""
+
+    layout: Layout
+    fields: dict[str, Any]
+    source: str
+    where: dict[str, str]  # field name -> the file it came from
+    family: Any
+    readers: dict[str, Callable]  # modality -> (fields, dialogue) -> feature matrix
+    names: dict[str, str | None]  # modality -> the field it reads (for messages)
+    nan_policy: str
+    dims: dict[str, tuple[int, Any]] = field(default_factory=dict)  # modality -> (size, first dialogue)
+    non_finite: dict[str, int] = field(default_factory=dict)
+    non_finite_dialogues: dict[str, list[str]] = field(default_factory=dict)
+    not_one_hot: int = 0
+
+    def __post_init__(self) -> None:
+        self.non_finite = {m: 0 for m in self.readers}
+        self.non_finite_dialogues = {m: [] for m in self.readers}
+
+    def dialogue(self, split: str, d: Any) -> Dialogue:
+        """Dialogue ``d`` of ``split``, every field checked against the others."""
+        layout, where = self.layout, self.where
+        for name in (layout.labels, layout.speakers, *(n for n in (layout.audio, layout.visual) if n), *layout.text):
+            _entry(self.fields, name, d, split, where[name])
+        labels = label_array(self.fields[layout.labels][d], source=where[layout.labels], dialogue=d,
+                             field=layout.labels, classes=self.family.classes)
+        if not len(labels):
+            raise UserError(f"{where[layout.labels]}: dialogue {d!r} ({split} split) has no utterances "
+                            f"({layout.labels} is empty); remove it from {getattr(layout, split, 'its split list')}.")
+        speakers, odd = speaker_indices(self.fields[layout.speakers][d], source=where[layout.speakers], dialogue=d,
+                                        field=layout.speakers, num_speakers=self.family.num_speakers,
+                                        letters=self.family.name == "iemocap")
+        self.not_one_hot += odd
+        features = {m: read(self.fields, d) for m, read in self.readers.items()}
+        self._check_lengths(split, d, {layout.labels: len(labels), layout.speakers: len(speakers)} | {
+            self.names[m]: len(x) for m, x in features.items()})
+        features = {m: self._checked(m, d, x) for m, x in features.items()}
+        return Dialogue(id=_as_text(d), features=features, speakers=speakers, labels=labels)
+
+    def _check_lengths(self, split: str, d: Any, lengths: dict[str, int]) -> None:
+        if len(set(lengths.values())) != 1:
+            listed = ", ".join(f"{n} {k}" for n, k in lengths.items())
+            raise UserError(f"{self.source}: dialogue {d!r} ({split} split) has different utterance counts per field "
+                            f"({listed}); every field needs one entry per utterance.")
+
+    def _checked(self, m: str, d: Any, x: np.ndarray) -> np.ndarray:
+        """``x`` with one size per modality across the file; non-finite values counted (and zeroed if asked)."""
+        if m not in self.dims:
+            self.dims[m] = (x.shape[1], d)
+        elif x.shape[1] != self.dims[m][0]:
+            raise UserError(f"{self.where.get(self.names[m], self.source)}: dialogue {d!r}, field {self.names[m]}: "
+                            f"feature size {x.shape[1]}, but dialogue {self.dims[m][1]!r} has {self.dims[m][0]}; "
+                            f"every {m} vector in a file must have the same size.")
+        bad = x.size - int(np.count_nonzero(np.isfinite(x)))
+        if bad:
+            self.non_finite[m] += bad
+            self.non_finite_dialogues[m].append(_as_text(d))
+            if self.nan_policy == "zero":
+                x = np.nan_to_num(x, copy=True, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
+
+    def notes(self, provenance: dict[str, Any]) -> list[str]:
+        """Warnings on what was repaired; non-finite values refused unless the policy is zero."""
+        warnings = []
+        if any(self.non_finite.values()):
+            counts = ", ".join(f"{m} {n} values in {len(self.non_finite_dialogues[m])} dialogue(s) (first: "
+                               f"{self.non_finite_dialogues[m][0]!r})" for m, n in self.non_finite.items() if n)
+            if self.nan_policy == "refuse":
+                raise UserError(f"{self.source}: non-finite feature values (NaN or inf): {counts}. Refusing to load "
+                                "them. Repair the file, or replace them with 0 and record the count: `--nan-policy "
+                                "zero` for `merc-bench data convert`, `--set dataset.nonfinite=zero` for "
+                                "`merc-bench run`.")
+            provenance["non_finite_replaced"] = {m: n for m, n in self.non_finite.items() if n}
+            warnings.append(f"replaced non-finite feature values with 0: {counts}")
+        if self.not_one_hot:
+            warnings.append(f"{self.not_one_hot} speaker vectors were not exactly one-hot; their largest entry was "
+                            "used")
+        return warnings
+
+
+def _readers(layout: Layout, text: Callable, where: dict[str, str]) -> dict[str, Callable]:
+    """Modality -> a function (fields, dialogue) -> feature matrix, for the modalities the layout has."""
+    readers: dict[str, Callable] = {"text": text}
+    for modality, name in (("audio", layout.audio), ("visual", layout.visual)):
+        if name:
+            readers[modality] = (lambda fields, d, name=name: feature_matrix(
+                fields[name][d], source=where[name], dialogue=d, field=name))
+    return readers
+
+
 def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy: str = "refuse",
              roberta_layer: int | str = 1, field_sources: dict[str, str] | None = None,
              notes: tuple[str, ...] | list[str] = ()) -> Corpus:
@@ -352,73 +458,18 @@ def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy:
     splits, split_note, warnings, empty_dev = _splits(layout, fields, source)
     warnings = list(notes) + warnings
     text, text_name, text_choice = _text_reader(layout, roberta_layer, where[layout.text[0]])
-    readers: dict[str, Callable] = {"text": text}
-    for modality, name in (("audio", layout.audio), ("visual", layout.visual)):
-        if name:
-            readers[modality] = (lambda fields, d, name=name: feature_matrix(
-                fields[name][d], source=where[name], dialogue=d, field=name))
-    names = {"text": text_name, "audio": layout.audio, "visual": layout.visual}
-    dims: dict[str, tuple[int, Any]] = {}  # modality -> (size, first dialogue)
-    non_finite = {m: 0 for m in readers}
-    non_finite_dialogues: dict[str, list[str]] = {m: [] for m in readers}
-    not_one_hot = 0
-    corpus_splits: dict[str, list[Dialogue]] = {}
-    for split, ids in splits.items():
-        dialogues = []
-        for d in ids:
-            for name in (layout.labels, layout.speakers, *(n for n in (layout.audio, layout.visual) if n),
-                         *layout.text):
-                _entry(fields, name, d, split, where[name])
-            labels = label_array(fields[layout.labels][d], source=where[layout.labels], dialogue=d,
-                                 field=layout.labels, classes=family.classes)
-            if not len(labels):
-                raise UserError(f"{where[layout.labels]}: dialogue {d!r} ({split} split) has no utterances "
-                                f"({layout.labels} is empty); remove it from {getattr(layout, split, 'its split list')}.")
-            speakers, odd = speaker_indices(fields[layout.speakers][d], source=where[layout.speakers], dialogue=d,
-                                            field=layout.speakers, num_speakers=family.num_speakers,
-                                            letters=family.name == "iemocap")
-            not_one_hot += odd
-            features = {m: read(fields, d) for m, read in readers.items()}
-            lengths = {layout.labels: len(labels), layout.speakers: len(speakers)} | {
-                names[m]: len(x) for m, x in features.items()}
-            if len(set(lengths.values())) != 1:
-                listed = ", ".join(f"{n} {k}" for n, k in lengths.items())
-                raise UserError(f"{source}: dialogue {d!r} ({split} split) has different utterance counts per field "
-                                f"({listed}); every field needs one entry per utterance.")
-            for m, x in features.items():
-                if m not in dims:
-                    dims[m] = (x.shape[1], d)
-                elif x.shape[1] != dims[m][0]:
-                    raise UserError(f"{where.get(names[m], source)}: dialogue {d!r}, field {names[m]}: feature size "
-                                    f"{x.shape[1]}, but dialogue {dims[m][1]!r} has {dims[m][0]}; every {m} vector "
-                                    "in a file must have the same size.")
-                bad = x.size - int(np.count_nonzero(np.isfinite(x)))
-                if bad:
-                    non_finite[m] += bad
-                    non_finite_dialogues[m].append(_as_text(d))
-                    if nan_policy == "zero":
-                        x = np.nan_to_num(x, copy=True, nan=0.0, posinf=0.0, neginf=0.0)
-                        features[m] = x
-            dialogues.append(Dialogue(id=_as_text(d), features=features, speakers=speakers, labels=labels))
-        corpus_splits[split] = dialogues
+    work = _Assembly(layout=layout, fields=fields, source=source, where=where, family=family,
+                     readers=_readers(layout, text, where), nan_policy=nan_policy,
+                     names={"text": text_name, "audio": layout.audio, "visual": layout.visual})
+    corpus_splits = {split: [work.dialogue(split, d) for d in ids] for split, ids in splits.items()}
     if empty_dev:
         raise UserError(f"{empty_dev}; the clean protocol selects the epoch on dev, so train, dev and test each need "
                         "at least one dialogue. Is this a filtered or renumbered file?")
     provenance: dict[str, Any] = {"layout": layout.name, "layout_description": layout.description,
                                   "source": source, "text_feature": text_choice, "splits": split_note,
                                   "nan_policy": nan_policy}
-    if any(non_finite.values()):
-        counts = ", ".join(f"{m} {n} values in {len(non_finite_dialogues[m])} dialogue(s) (first: "
-                           f"{non_finite_dialogues[m][0]!r})" for m, n in non_finite.items() if n)
-        if nan_policy == "refuse":
-            raise UserError(f"{source}: non-finite feature values (NaN or inf): {counts}. Refusing to load them. "
-                            "Repair the file, or replace them with 0 and record the count: `--nan-policy zero` for "
-                            "`merc-bench data convert`, `--set dataset.nonfinite=zero` for `merc-bench run`.")
-        provenance["non_finite_replaced"] = {m: n for m, n in non_finite.items() if n}
-        warnings.append(f"replaced non-finite feature values with 0: {counts}")
-    if not_one_hot:
-        warnings.append(f"{not_one_hot} speaker vectors were not exactly one-hot; their largest entry was used")
-    feature_dims = {m: dims[m][0] for m in readers}
+    warnings += work.notes(provenance)
+    feature_dims = {m: work.dims[m][0] for m in work.readers}
     if layout.dims and not roberta_layer == "concat" and feature_dims != layout.dims:
         warnings.append(f"feature sizes {feature_dims} differ from the documented {layout.dims} for {layout.name}")
     warnings += documented_differences(family, {s: [d.labels for d in ds] for s, ds in corpus_splits.items()})

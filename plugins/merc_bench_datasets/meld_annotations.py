@@ -143,20 +143,8 @@ def _integer(value: str, *, path: Path, line: int, column: str) -> int:
         ) from None
 
 
-def read_split(path: Path, split: str, *, data: bytes | None = None) -> tuple[list[MeldDialogue], DecodedText]:
-    """Parse one MELD CSV into dialogues ordered by ``Dialogue_ID``; raise :class:`UserError` on bad input.
-
-    ``data`` may hold the file's bytes already read (to parse exactly what was checksummed).
-    """
-    path = Path(path)
-    if split not in ID_OFFSETS:
-        raise ValueError(f"unknown MELD split {split!r}")
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise UserError(f"cannot read {str(path)!r}: {error.strerror or error}.") from None
-    decoded = decode_csv_bytes(data)
+def _header(path: Path, decoded: DecodedText) -> csv.DictReader:
+    """A reader over the decoded text whose header has every required column (names stripped)."""
     reader = csv.DictReader(io.StringIO(decoded.text, newline=""))
     columns = [name.strip() for name in (reader.fieldnames or [])]
     if not columns:
@@ -168,14 +156,18 @@ def read_split(path: Path, split: str, *, data: bytes | None = None) -> tuple[li
             f"a MELD annotation CSV has {', '.join(REQUIRED_COLUMNS)} (found {', '.join(repr(c) for c in columns)})."
         )
     reader.fieldnames = columns  # header names without stray spaces
+    return reader
+
+
+def _rows_by_dialogue(reader: csv.DictReader, path: Path) -> dict[int, list[tuple[int, int, dict[str, str]]]]:
+    """Dialogue_ID -> (Utterance_ID, line, row) of each row, emotions checked and lower-cased."""
     known = {name.lower(): name for name in MELD_CLASSES}
-    dialogues: dict[int, MeldDialogue] = {}
     rows: dict[int, list[tuple[int, int, dict[str, str]]]] = {}
     for row in reader:
         line = reader.line_num
         if None in row or any(row.get(name) is None for name in REQUIRED_COLUMNS):
             raise UserError(
-                f"{str(path)!r} line {line}: the row does not have the header's {len(columns)} fields; "
+                f"{str(path)!r} line {line}: the row does not have the header's {len(reader.fieldnames)} fields; "
                 "check the quoting of the 'Utterance' field on that line."
             )
         dialogue_id = _integer(row["Dialogue_ID"], path=path, line=line, column="Dialogue_ID")
@@ -190,29 +182,50 @@ def read_split(path: Path, split: str, *, data: bytes | None = None) -> tuple[li
         rows.setdefault(dialogue_id, []).append((utterance_id, line, row))
     if not rows:
         raise UserError(f"{str(path)!r} has a header but no utterances.")
-    for dialogue_id in sorted(rows):
-        dialogue = MeldDialogue(id=str(ID_OFFSETS[split] + dialogue_id), split=split, dialogue_id=dialogue_id)
-        seen: dict[int, int] = {}
-        for utterance_id, line, row in sorted(rows[dialogue_id], key=lambda item: item[0]):
-            if utterance_id in seen:
-                raise UserError(
-                    f"{str(path)!r}: dialogue {dialogue_id} has Utterance_ID {utterance_id} twice (lines "
-                    f"{seen[utterance_id]} and {line}); each utterance of a dialogue needs its own id."
-                )
-            seen[utterance_id] = line
-            dialogue.utterance_ids.append(utterance_id)
-            dialogue.texts.append(row["Utterance"])
-            dialogue.speaker_names.append(row["Speaker"].strip())
-            dialogue.emotions.append(row["Emotion"])
-            dialogue.sentiments.append(row["Sentiment"].strip().lower())
-        distinct = list(dict.fromkeys(dialogue.speaker_names))
-        if len(distinct) > MAX_SPEAKERS:
+    return rows
+
+
+def _dialogue(path: Path, split: str, dialogue_id: int, rows: list[tuple[int, int, dict[str, str]]]) -> MeldDialogue:
+    """One dialogue's rows in ``Utterance_ID`` order; a repeated id or too many speakers is an error."""
+    dialogue = MeldDialogue(id=str(ID_OFFSETS[split] + dialogue_id), split=split, dialogue_id=dialogue_id)
+    seen: dict[int, int] = {}
+    for utterance_id, line, row in sorted(rows, key=lambda item: item[0]):
+        if utterance_id in seen:
             raise UserError(
-                f"{str(path)!r}: dialogue {dialogue_id} has {len(distinct)} distinct speakers "
-                f"({', '.join(distinct)}); MELD's speaker encoding allows at most {MAX_SPEAKERS} per dialogue."
+                f"{str(path)!r}: dialogue {dialogue_id} has Utterance_ID {utterance_id} twice (lines "
+                f"{seen[utterance_id]} and {line}); each utterance of a dialogue needs its own id."
             )
-        dialogues[dialogue_id] = dialogue
-    return list(dialogues.values()), decoded
+        seen[utterance_id] = line
+        dialogue.utterance_ids.append(utterance_id)
+        dialogue.texts.append(row["Utterance"])
+        dialogue.speaker_names.append(row["Speaker"].strip())
+        dialogue.emotions.append(row["Emotion"])
+        dialogue.sentiments.append(row["Sentiment"].strip().lower())
+    distinct = list(dict.fromkeys(dialogue.speaker_names))
+    if len(distinct) > MAX_SPEAKERS:
+        raise UserError(
+            f"{str(path)!r}: dialogue {dialogue_id} has {len(distinct)} distinct speakers "
+            f"({', '.join(distinct)}); MELD's speaker encoding allows at most {MAX_SPEAKERS} per dialogue."
+        )
+    return dialogue
+
+
+def read_split(path: Path, split: str, *, data: bytes | None = None) -> tuple[list[MeldDialogue], DecodedText]:
+    """Parse one MELD CSV into dialogues ordered by ``Dialogue_ID``; raise :class:`UserError` on bad input.
+
+    ``data`` may hold the file's bytes already read (to parse exactly what was checksummed).
+    """
+    path = Path(path)
+    if split not in ID_OFFSETS:
+        raise ValueError(f"unknown MELD split {split!r}")
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read {str(path)!r}: {error.strerror or error}.") from None
+    decoded = decode_csv_bytes(data)
+    rows = _rows_by_dialogue(_header(path, decoded), path)
+    return [_dialogue(path, split, dialogue_id, rows[dialogue_id]) for dialogue_id in sorted(rows)], decoded
 
 
 def check_counts(splits: dict[str, Iterable[MeldDialogue]]) -> list[str]:

@@ -1,0 +1,180 @@
+"""Data sources plugins declare for ``merc-bench data prepare``, ``data convert`` and ``data inspect``.
+
+The core knows no corpus and no file layout (issue 13: "the core knows no paper"). A plugin declares
+them through the ``merc_bench_data_sources`` hook, returning any mix of
+
+* :class:`PreparableDataset` — what ``merc-bench data prepare NAME`` does: check the options, put
+  the raw files in a folder, verify and parse them into dialogues of utterance texts with speakers
+  and labels (:class:`RawCorpus`). The core (:mod:`merc_bench.prepare`) does the rest for every
+  dataset alike: the target-folder rules, the text encoder and its embedding cache, the manifest
+  and the atomic write.
+* :class:`FeatureFormat` — a file or folder layout ``data convert`` and ``data inspect`` read: the
+  file-name endings or the set of files that make one source, and a function reading it into a
+  checked :class:`~merc_bench.data.Corpus`. What ``data inspect`` shows is that corpus's summary
+  and provenance (``layout``, ``layout_description`` and ``warnings`` get lines of their own).
+
+The built-in datasets plugin declares MELD's raw-annotation preparation and the community feature
+pickles / MultiEMO folders exactly this way (``merc_bench_datasets.data_sources``). This module
+imports nothing heavy, so the hook specifications can name its classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from merc_bench.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from merc_bench.data import Corpus
+
+__all__ = ["PrepareRequest", "TextDialogue", "RawCorpus", "PreparableDataset", "FeatureFormat", "DataSources",
+           "declared_data_sources"]
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What ``merc-bench data prepare NAME`` was asked: where to write, and where the raw files are."""
+
+    target: Path  # --to: the folder the prepared dataset will be (written only by the core, atomically)
+    source: Path | None  # --from: a local folder holding the raw files (no download)
+    url: str | None  # --url: another base URL to download the raw files from
+    console: Any  # a rich Console for progress lines
+
+
+class TextDialogue(Protocol):
+    """One parsed dialogue: utterance texts in speaking order, with per-utterance speakers and labels."""
+
+    id: str
+    texts: Sequence[str]
+
+    @property
+    def speakers(self) -> "np.ndarray": ...  # (n,) int64, 0-based speaker slots
+
+    @property
+    def labels(self) -> "np.ndarray": ...  # (n,) int64 class ids in ``RawCorpus.classes`` order
+
+
+@dataclass
+class RawCorpus:
+    """What a :class:`PreparableDataset` read from its raw files, before the text features exist."""
+
+    name: str
+    family: str
+    classes: tuple[str, ...]
+    num_speakers: int
+    description: str  # the core appends "; text features: <encoder>"
+    splits: dict[str, list[TextDialogue]]  # "train", "dev", "test"
+    #: split -> sha256 of the raw file it came from; keys the embedding cache, so a changed file never
+    #: reuses the vectors of another
+    source_sha256: dict[str, str]
+    #: where the files came from and how they were read; the core adds ``prepared_by`` before it and
+    #: the text encoder, embeddings, warnings and creation time after it
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: differences from the published counts: printed as warnings, stored as ``count_warnings``
+    warnings: list[str] = field(default_factory=list)
+    #: printed after a successful prepare; ``{target}`` is replaced by the prepared folder
+    next_step: str = ""
+
+
+@dataclass(frozen=True)
+class PreparableDataset:
+    """A dataset ``merc-bench data prepare NAME`` builds from its raw files plus text features."""
+
+    name: str
+    description: str
+    #: refuses contradictory or unusable options (a :class:`UserError`) before anything is fetched
+    check: Callable[[PrepareRequest], None]
+    #: (request, raw folder) -> RawCorpus: copies or downloads the raw files into the folder (it becomes
+    #: ``DIR/raw/``), verifies them and parses them; raises :class:`UserError` on bad input
+    read: Callable[[PrepareRequest, Path], RawCorpus]
+
+
+@dataclass(frozen=True)
+class FeatureFormat:
+    """A feature-file layout ``merc-bench data convert`` and ``data inspect`` read.
+
+    A file is read by the format whose ``suffixes`` end its name, the longest ending first; the
+    empty ending ``""`` makes a format the reader of any other file (the built-in feature pickles,
+    whose reader recognises the layout by structure, not by name). A folder that holds every one of
+    ``folder_files`` is one source of this format as a whole (MultiEMO's four pickles).
+    """
+
+    name: str
+    description: str
+    #: (path, nan_policy "refuse" | "zero") -> a checked Corpus whose provenance names the layout
+    read: Callable[..., "Corpus"]
+    suffixes: tuple[str, ...] = ()
+    folder_kind: str = ""  # e.g. "MultiEMO folder"
+    folder_files: tuple[str, ...] = ()
+
+    def is_folder(self, path: Path) -> bool:
+        """Whether ``path`` is a folder holding every one of :attr:`folder_files`."""
+        return bool(self.folder_files) and path.is_dir() and all((path / n).is_file() for n in self.folder_files)
+
+    def files(self, path: Path) -> list[Path]:
+        """The files one source consists of: the file itself, or the folder's :attr:`folder_files`."""
+        return [path / name for name in self.folder_files] if self.is_folder(path) else [path]
+
+    def matched_suffix(self, path: Path) -> str | None:
+        """The longest of :attr:`suffixes` that ends ``path``'s name, or None."""
+        matching = [suffix for suffix in self.suffixes if path.name.endswith(suffix)]
+        return max(matching, key=len) if matching else None
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """Every declared source, by kind; the first plugin to declare a name keeps it."""
+
+    preparable: dict[str, PreparableDataset]
+    formats: tuple[FeatureFormat, ...]
+
+    def preparable_dataset(self, name: str) -> PreparableDataset | None:
+        return self.preparable.get(name)
+
+    def file_suffixes(self) -> list[str]:
+        """The non-empty file-name endings some format reads (for picking files inside a folder)."""
+        return list(dict.fromkeys(s for f in self.formats for s in f.suffixes if s))
+
+    def folder_formats(self) -> list[FeatureFormat]:
+        return [f for f in self.formats if f.folder_files]
+
+    def format_of_folder(self, path: Path) -> FeatureFormat | None:
+        """The format for which ``path`` is one whole source folder, if any."""
+        return next((f for f in self.folder_formats() if f.is_folder(path)), None)
+
+    def format_of_file(self, path: Path) -> FeatureFormat | None:
+        """The format whose longest suffix ends the file's name (the first declared wins a tie)."""
+        best: tuple[int, FeatureFormat] | None = None
+        for candidate in self.formats:
+            suffix = candidate.matched_suffix(path)
+            if suffix is not None and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), candidate)
+        return best[1] if best else None
+
+
+def declared_data_sources(hook: Any) -> DataSources:
+    """Collect what every plugin's ``merc_bench_data_sources`` hook returns."""
+    preparable: dict[str, PreparableDataset] = {}
+    formats: dict[str, FeatureFormat] = {}
+    for declared in hook.merc_bench_data_sources():
+        for source in declared or []:
+            if isinstance(source, PreparableDataset):
+                preparable.setdefault(source.name, source)
+            elif isinstance(source, FeatureFormat):
+                formats.setdefault(source.name, source)
+            else:
+                raise UserError(f"a plugin's merc_bench_data_sources returned {type(source).__name__}, not a "
+                                "PreparableDataset or FeatureFormat (merc_bench.data_sources).")
+    return DataSources(preparable=preparable, formats=tuple(formats.values()))
+
+
+def data_sources() -> DataSources:
+    """The sources of every loaded plugin (built-ins included)."""
+    from merc_bench.plugins import plugin_manager
+
+    return declared_data_sources(plugin_manager().hook)

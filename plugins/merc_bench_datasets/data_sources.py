@@ -1,0 +1,31 @@
+"""The datasets plugin's data sources, declared through the ``merc_bench_data_sources`` hook.
+
+* ``meld`` — ``merc-bench data prepare meld``: MELD's raw annotation CSVs
+  (:mod:`merc_bench_datasets.meld_prepare`, parsed by :mod:`merc_bench_datasets.meld_annotations`).
+* ``feature-pickle`` — ``data convert`` / ``data inspect`` of a community feature pickle (SDT,
+  MMGCN, DialogueRNN, COSMIC; :mod:`merc_bench_datasets.layouts` recognises the layout by structure,
+  so this format reads any file that no other format claims by its name).
+* ``multiemo-folder`` — the same for MultiEMO's folder of four pickles.
+
+The core reaches these only through the hook, as it would a third party's.
+"""
+
+from __future__ import annotations
+
+from merc_bench.data_sources import FeatureFormat, PreparableDataset
+from merc_bench_datasets import meld_prepare
+from merc_bench_datasets.layouts import MULTIEMO_FILES, read_source
+
+__all__ = ["DATA_SOURCES"]
+
+DATA_SOURCES = [
+    PreparableDataset(
+        name="meld", description="MELD (Poria et al., ACL 2019) from its annotation CSVs at declare-lab/MELD "
+        f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read),
+    FeatureFormat(
+        name="feature-pickle", description="a community feature pickle (SDT, MMGCN, DialogueRNN or COSMIC layout, "
+        "recognised by its structure)", read=read_source, suffixes=(".pkl", "")),
+    FeatureFormat(
+        name="multiemo-folder", description=f"MultiEMO's feature folder ({', '.join(MULTIEMO_FILES)})",
+        read=read_source, folder_kind="MultiEMO folder", folder_files=MULTIEMO_FILES),
+]
