@@ -26,6 +26,7 @@ _LAZY = {
     "Batch": "merc_bench.data", "Corpus": "merc_bench.data", "DatasetInfo": "merc_bench.data",
     "Dialogue": "merc_bench.data",
     # writing plugins
+    "component": "merc_bench.registry", "BuildContext": "merc_bench.registry",
     "Recipe": "merc_bench.recipes", "AblationGrid": "merc_bench.ablation",
     "MixerOutput": "merc_bench.model", "FuserOutput": "merc_bench.model", "ModelOutput": "merc_bench.model",
     "get_registry": "merc_bench.plugins",

@@ -20,9 +20,9 @@ class GoodConfig(BaseModel):
 
 
 class GoodMixer(torch.nn.Module):
-    def __init__(self, *, hidden_size: int, width: int = 2):
+    def __init__(self, config: GoodConfig, *, hidden_size: int):
         super().__init__()
-        self.width = width
+        self.width = config.width
 
     def forward(self, x, mask):
         return x
@@ -60,21 +60,52 @@ def test_registration_checks_interface_and_config():
         model_config = ConfigDict(extra="forbid")
         depth: int = 1
 
-    with pytest.raises(RegistrationError, match="not constructor parameters"):
+    with pytest.raises(RegistrationError, match="annotated GoodConfig, but the component is declared with config "
+                                                "WrongConfig"):
         registry.register("mixer", "wrong", GoodMixer, config=WrongConfig)
 
     class Positional(torch.nn.Module):
-        def __init__(self, hidden_size, width=2):
+        def __init__(self, config, hidden_size):
             super().__init__()
 
         def forward(self, x, mask):
             return x
 
-    with pytest.raises(RegistrationError, match="keyword-only"):
+    with pytest.raises(RegistrationError, match=r"one positional parameter.*\['config', 'hidden_size'\]"):
         registry.register("mixer", "positional", Positional, config=GoodConfig)
 
+    class OptionsInTheSignature(torch.nn.Module):  # the old style: every option a second time, with a default
+        def __init__(self, *, hidden_size: int, width: int = 2):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match="validated config as its one positional parameter"):
+        registry.register("mixer", "options", OptionsInTheSignature, config=GoodConfig)
+
+    class OptionBesideTheConfig(torch.nn.Module):
+        def __init__(self, config: GoodConfig, *, hidden_size: int, width: int = 2):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match=r"\['width'\] are not build-context names"):
+        registry.register("mixer", "beside", OptionBesideTheConfig, config=GoodConfig)
+
+    class Anything(torch.nn.Module):
+        def __init__(self, config, **context):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match=r"\*args or \*\*kwargs \(\['context'\]\)"):
+        registry.register("mixer", "anything", Anything, config=GoodConfig)
+
     class NotAModule:
-        def __init__(self, *, width=2):
+        def __init__(self, config):
             pass
 
         def forward(self, x, mask):
@@ -254,8 +285,9 @@ class WidthConfig(BaseModel):
 class PickyMixer(torch.nn.Module):
     """Refuses widths above 4 the documented way, or fails the way a bug does (``failure``)."""
 
-    def __init__(self, *, hidden_size: int, width: int = 2, failure: str = "value"):
+    def __init__(self, config: WidthConfig, *, hidden_size: int):
         super().__init__()
+        width, failure = config.width, config.failure
         if width > 4:
             if failure == "value":
                 raise ValueError(f"width {width} is more than 4")

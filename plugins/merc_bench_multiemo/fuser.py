@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench_multiemo.recipe import PAPER
 
 
 class MultiAttnConfig(BaseModel):
@@ -94,19 +95,21 @@ class MultiAttnLayer(nn.Module):
         return self.feed_forward_norm(stream + self.dropout(self.feed_forward(stream)))
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
+        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+    }
+
+
+@component("fuser", "multiattn", config=MultiAttnConfig, search_space=search_space, paper=PAPER,
+           description="MultiAttn: per-modality stacks of cross-attention to the other modalities, then concat + linear")
 class MultiAttnFuser(nn.Module):
     """mixed[m] (B, L, H), mask (B, L) → fused (B, L, H) and one branch output per modality."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 4,
-        layers: int = 6,
-        feed_forward_multiplier: int = 4,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, config: MultiAttnConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.partners = {m: [o for o in self.modalities if o != m] for m in self.modalities}
@@ -114,8 +117,9 @@ class MultiAttnFuser(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: nn.ModuleList(
-                    MultiAttnLayer(hidden_size, heads, feed_forward_multiplier * hidden_size, dropout, partner_count)
-                    for _ in range(layers)
+                    MultiAttnLayer(hidden_size, config.heads, config.feed_forward_multiplier * hidden_size,
+                                   config.dropout, partner_count)
+                    for _ in range(config.layers)
                 )
                 for m in self.modalities
             }
@@ -134,12 +138,3 @@ class MultiAttnFuser(nn.Module):
             branches[modality] = stream
         fused = self.fc(torch.cat([branches[m] for m in self.modalities], dim=-1))  # (B, L, M·H) → (B, L, H)
         return FuserOutput(fused=fused, per_modality=branches)
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
-        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-    }

@@ -16,6 +16,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from merc_bench import component
+from merc_bench_sdt.recipe import PAPER
+
 
 class SpeakerPositionEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -34,24 +37,19 @@ def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
     return table
 
 
+@component("encoder", "speaker-position", config=SpeakerPositionEncoderConfig, paper=PAPER)
 class SpeakerPositionEncoder(nn.Module):
     """features[m] (B, L, D_m), speakers (B, L) → encoded[m] (B, L, H)."""
 
     def __init__(
-        self,
-        *,
-        feature_dims: dict[str, int],
-        hidden_size: int,
-        num_speakers: int,
-        speaker_embedding: bool = True,
-        position_encoding: bool = True,
+        self, config: SpeakerPositionEncoderConfig, *, feature_dims: dict[str, int], hidden_size: int, num_speakers: int
     ) -> None:
         super().__init__()
         self.projections = nn.ModuleDict({m: nn.Linear(dim, hidden_size, bias=False) for m, dim in feature_dims.items()})
         self.speakers = (
-            nn.Embedding(num_speakers + 1, hidden_size, padding_idx=num_speakers) if speaker_embedding else None
+            nn.Embedding(num_speakers + 1, hidden_size, padding_idx=num_speakers) if config.speaker_embedding else None
         )
-        self.position_encoding = position_encoding
+        self.position_encoding = config.position_encoding
         # SDT precomputes 512 positions; longer dialogues extend the table on demand.
         self.register_buffer("positions", sinusoidal_positions(512, hidden_size), persistent=False)
 

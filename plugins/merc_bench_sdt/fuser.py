@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench_sdt.recipe import PAPER
 from merc_bench_sdt.transformer import SDTTransformerBlock, real_positions, scatter_rows
 
 
@@ -67,25 +68,27 @@ class MultimodalGatedFusion(nn.Module):
         return (weights * stacked).sum(dim=-2)
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
+    }
+
+
+@component("fuser", "cross-modal-transformer", config=CrossModalFuserConfig, search_space=search_space,
+           paper=PAPER)
 class CrossModalFuser(nn.Module):
     """mixed[m], encoded[m] (B, L, H), mask (B, L) → fused (B, L, H) and per-modality (B, L, H)."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 8,
-        dropout: float = 0.5,
-        unimodal_gate: str = "learned",
-    ) -> None:
+    def __init__(self, config: CrossModalFuserConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        frozen = unimodal_gate == "frozen_identity"
+        frozen = config.unimodal_gate == "frozen_identity"
         pairs = [(source, target) for target in self.modalities for source in self.modalities]
         self.cross = nn.ModuleDict(
             {
-                f"{source}_to_{target}": SDTTransformerBlock(hidden_size=hidden_size, heads=heads, dropout=dropout)
+                f"{source}_to_{target}": SDTTransformerBlock(hidden_size=hidden_size, heads=config.heads, dropout=config.dropout)
                 for source, target in pairs
                 if source != target
             }
@@ -119,11 +122,3 @@ class CrossModalFuser(nn.Module):
             return scatter_rows(rows, real, batch * length).view(batch, length, hidden)
 
         return FuserOutput(fused=padded(fused), per_modality={m: padded(h) for m, h in per_modality.items()})
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
-    }

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench_summer.recipe import PAPER
 
 
 class HCMFConfig(BaseModel):
@@ -100,20 +101,20 @@ class HCMFLayer(nn.Module):
         return self.norm_third(stream + self.dropout(self.feed_forward(stream)))
 
 
+def search_space(trial, prefix: str) -> dict:
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
+        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+        "combine": trial.suggest_categorical(f"{prefix}combine", ["gated", "mean", "concat"]),
+    }
+
+
+@component("fuser", "hcmf", config=HCMFConfig, search_space=search_space, paper=PAPER)
 class HCMFFuser(nn.Module):
     """mixed[m] (B, L, H), mask (B, L) → fused (B, L, H) and one branch output per modality."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 4,
-        layers: int = 6,
-        feed_forward_multiplier: int = 4,
-        dropout: float = 0.1,
-        combine: str = "gated",
-    ) -> None:
+    def __init__(self, config: HCMFConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.partners = {
@@ -123,20 +124,21 @@ class HCMFFuser(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: nn.ModuleList(
-                    HCMFLayer(hidden_size, heads, feed_forward_multiplier * hidden_size, dropout, stages)
-                    for _ in range(layers)
+                    HCMFLayer(hidden_size, config.heads, config.feed_forward_multiplier * hidden_size, config.dropout,
+                              stages)
+                    for _ in range(config.layers)
                 )
                 for m in self.modalities
             }
         )
-        self.combine = combine
-        if combine == "gated":
+        self.combine = config.combine
+        if self.combine == "gated":
             self.fusion_score = nn.Linear(hidden_size, hidden_size, bias=False)  # SDT's multimodal gated fusion
             if len(self.modalities) == 1:
                 # A softmax over one modality is 1 whatever the score: the layer cannot learn, so it is
                 # frozen (kept, so that the weights initialised after it stay as they were).
                 self.fusion_score.weight.requires_grad_(False)
-        elif combine == "concat":
+        elif self.combine == "concat":
             self.fusion_project = nn.Linear(len(self.modalities) * hidden_size, hidden_size)
 
     def forward(
@@ -160,12 +162,3 @@ class HCMFFuser(nn.Module):
         else:
             fused = self.fusion_project(torch.cat(states, dim=-1))
         return FuserOutput(fused=fused, per_modality=branches)
-
-
-def search_space(trial, prefix: str) -> dict:
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
-        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-        "combine": trial.suggest_categorical(f"{prefix}combine", ["gated", "mean", "concat"]),
-    }
