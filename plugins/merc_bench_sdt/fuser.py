@@ -8,8 +8,9 @@ are the encoder outputs, as in SDT, where every transformer reads the projected 
    W on IEMOCAP and freezes it to the identity on MELD (``unimodal_gate``), where it is SiLU;
 2. per target modality, ``Linear(M·H → H)`` over [intra, cross from each other modality] — M is
    the number of modalities in the run, so any non-empty subset works (M = 3 gives SDT's 3H → H);
-3. multimodal gated fusion: one shared bias-free ``Linear(H, H)`` scores every modality per
-   feature, a softmax across modalities weighs them, fused = Σ_m weight_m ⊙ h_m.
+3. multimodal gated fusion (:class:`merc_bench.layers.GatedFusion`): one shared bias-free
+   ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs them,
+   fused = Σ_m weight_m ⊙ h_m.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from merc_bench import FuserOutput, component
+from merc_bench.layers import GatedFusion
 from merc_bench_sdt.recipe import PAPER
 from merc_bench_sdt.transformer import SDTTransformerBlock, real_positions, scatter_rows
 
@@ -55,19 +57,6 @@ class UnimodalGate(nn.Module):
         return x * torch.sigmoid(self.weight(x))
 
 
-class MultimodalGatedFusion(nn.Module):
-    """per-modality (..., H) × M → fused (..., H), softmax over modalities per feature."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(hidden_size, hidden_size, bias=False)
-
-    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(states, dim=-2)  # (..., M, H)
-        weights = torch.softmax(self.score(stacked), dim=-2)  # (..., M, H)
-        return (weights * stacked).sum(dim=-2)
-
-
 def search_space(trial, prefix: str) -> dict:
     """Optuna search space for this fuser's options."""
     return {
@@ -95,11 +84,7 @@ class CrossModalFuser(nn.Module):
         )
         self.gates = nn.ModuleDict({f"{source}_to_{target}": UnimodalGate(hidden_size, frozen) for source, target in pairs})
         self.reduce = nn.ModuleDict({m: nn.Linear(len(self.modalities) * hidden_size, hidden_size) for m in self.modalities})
-        self.fusion = MultimodalGatedFusion(hidden_size)
-        if len(self.modalities) == 1:
-            # A softmax over one modality is 1 whatever the score, so the score layer cannot learn: frozen,
-            # not removed, so that initialising it still draws the same random numbers as before.
-            self.fusion.score.weight.requires_grad_(False)
+        self.fusion = GatedFusion(hidden_size, len(self.modalities))  # frozen score with one modality
 
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
