@@ -482,7 +482,7 @@ def _check_constructor(kind: str, name: str, obj: type, config: type[pydantic.Ba
     if len(positional) != 1:
         raise RegistrationError(
             f"{where}: the constructor must take its validated config as its one positional parameter, "
-            f"{shape}; it has positional parameters {[spec.name for spec in positional]}. Options belong in "
+            f"{shape}; it has {[spec.name for spec in positional] or 'none'}. Options belong in "
             f"{config.__name__}, not in the constructor's signature")
     keyword_only = [spec.name for spec in parameters if spec.kind is inspect.Parameter.KEYWORD_ONLY]
     unknown = [p for p in keyword_only if p not in CONTEXT_NAMES]

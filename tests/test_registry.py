@@ -117,6 +117,84 @@ def test_registration_checks_interface_and_config():
         registry.register("mixxer", "x", GoodMixer, config=GoodConfig)
 
 
+DECLARING_MODULE = """
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from merc_bench import component
+from test_registry_helpers import Imported
+
+
+class ScaleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: float = 2.0
+
+
+def search_space(trial, prefix):
+    return {"scale": trial.suggest_float(prefix + "scale", 1.0, 3.0)}
+
+
+@component("mixer", "scale", config=ScaleConfig, search_space=search_space, paper="Nobody, 2025")
+class ScaleMixer(torch.nn.Module):
+    \"\"\"Multiplies by a constant.\"\"\"
+
+    def __init__(self, config: ScaleConfig, *, hidden_size: int):
+        super().__init__()
+        self.scale, self.hidden_size, self.config = config.scale, hidden_size, config
+
+    def forward(self, x, mask):
+        return x * self.scale
+
+
+class Undeclared(ScaleMixer):  # a subclass is not declared by its parent's decorator
+    pass
+"""
+
+
+def _module(name: str, source: str, monkeypatch) -> object:
+    import types
+
+    helpers = types.ModuleType("test_registry_helpers")
+    exec("from merc_bench import component\nfrom pydantic import BaseModel, ConfigDict\nimport torch\n"
+         "class C(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n"
+         "@component('mixer', 'imported', config=C)\nclass Imported(torch.nn.Module):\n"
+         "    def __init__(self, config):\n        super().__init__()\n    def forward(self, x, mask):\n        return x\n",
+         helpers.__dict__)
+    monkeypatch.setitem(sys.modules, "test_registry_helpers", helpers)
+    module = types.ModuleType(name)
+    exec(source, module.__dict__)
+    return module
+
+
+def test_register_declared_registers_what_a_module_declares_beside_its_classes(monkeypatch):
+    from merc_bench import component
+    from merc_bench.registry import declared_components
+
+    module = _module("acme_scale", DECLARING_MODULE, monkeypatch)
+    assert [cls.__name__ for cls in declared_components(module)] == ["ScaleMixer"]  # not Imported, not Undeclared
+    registry = Registry()
+    scoped = registry.scoped("acme-merc", "acme")
+    [entry] = scoped.register_declared(module)
+    assert (entry.kind, entry.name, entry.obj, entry.config) == ("mixer", "acme-merc:scale", module.ScaleMixer,
+                                                                 module.ScaleConfig)
+    assert entry.search_space is module.search_space and entry.paper == "Nobody, 2025"
+    assert entry.description == "Multiplies by a constant." and entry.source == "acme"
+    built = entry.build(entry.make_config({"scale": 3.0}), {"hidden_size": 5, "modalities": ("text",)})
+    assert built.scale == 3.0 and built.hidden_size == 5 and isinstance(built.config, module.ScaleConfig)
+    assert entry.context_parameters() == ["hidden_size"]  # only what it asks for is passed
+    with pytest.raises(RegistrationError, match="declares no component"):
+        registry.register_declared(_module("empty", "x = 1", monkeypatch))
+    with pytest.raises(RegistrationError, match="Undeclared is not declared"):
+        registry.register_declared(module.Undeclared)
+    with pytest.raises(RegistrationError, match="declared twice"):
+        component("mixer", "again", config=module.ScaleConfig)(module.ScaleMixer)
+    # The declaration goes through the same checks as register(): a bad one is refused when registered.
+    broken = _module("acme_broken", DECLARING_MODULE.replace("*, hidden_size: int", "*, hidden_size: int, width=2"),
+                     monkeypatch)
+    with pytest.raises(RegistrationError, match=r"\['width'\] are not build-context names"):
+        Registry().register_declared(broken)
+
+
 def test_config_rejects_typos_with_a_clear_message():
     entry = get_registry().get("mixer", "transformer")
     with pytest.raises(UserError, match="'head' is not an option"):
