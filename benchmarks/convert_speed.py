@@ -45,8 +45,8 @@ from merc_bench.convert import convert_command
 from merc_bench.feature_store import read_corpus
 from merc_bench.safe_pickle import load_pickle
 from merc_bench_datasets.checks import DatasetWarning
-from merc_bench_datasets.meld import MELDDataset
-from merc_bench_synthetic.dataset import SyntheticDataset
+from merc_bench_datasets.meld import MELDConfig, MELDDataset
+from merc_bench_synthetic.dataset import SyntheticConfig, SyntheticDataset
 
 SPLIT_DIALOGUES = {"train": 1038, "dev": 114, "test": 280}
 
@@ -59,8 +59,9 @@ def meld_ids() -> dict[str, list[int]]:
 
 def build_sdt_meld(seed: int = 0) -> tuple[tuple, int]:
     """The 13-tuple of an SDT MELD file at full size; also the number of utterances."""
-    corpus = SyntheticDataset(shape="meld", seed=seed, train_dialogues=SPLIT_DIALOGUES["train"],
-                              dev_dialogues=SPLIT_DIALOGUES["dev"], test_dialogues=SPLIT_DIALOGUES["test"]).load()
+    corpus = SyntheticDataset(SyntheticConfig(
+        shape="meld", seed=seed, train_dialogues=SPLIT_DIALOGUES["train"], dev_dialogues=SPLIT_DIALOGUES["dev"],
+        test_dialogues=SPLIT_DIALOGUES["test"])).load()
     rng = np.random.default_rng(seed)
     fields: list[dict] = [{} for _ in range(10)] + [None, None, {}]
     ids = meld_ids()
@@ -106,14 +107,14 @@ def measure(pkl: Path, folder: Path, repeats: int) -> dict[str, float]:
     steps: dict[str, float] = {}
     steps["pickle.load (unsafe, reference)"], _ = timed(plain, repeats)
     steps["safe unpickler alone"], _ = timed(lambda: load_pickle(pkl), repeats)
-    steps[PICKLE_STEP], corpus = timed(lambda: MELDDataset(path=str(pkl)).load(), repeats)
+    steps[PICKLE_STEP], corpus = timed(lambda: MELDDataset(MELDConfig(path=str(pkl))).load(), repeats)
     fingerprint = corpus.fingerprint()
     del corpus
     store = folder / f"converted-{pkl.stem}"
     started = time.perf_counter()
     convert_command(source=pkl, target=store, nan_policy="refuse", console=Console(file=io.StringIO()))
     steps["merc-bench data convert (once)"] = time.perf_counter() - started
-    steps[STORE_STEP], corpus = timed(lambda: MELDDataset(data_dir=store).load(), repeats)
+    steps[STORE_STEP], corpus = timed(lambda: MELDDataset(MELDConfig(), data_dir=store).load(), repeats)
     if corpus.fingerprint() != fingerprint:
         raise SystemExit("the converted folder differs from the pickle")
     del corpus

@@ -26,12 +26,30 @@ _LAZY = {
     "Batch": "merc_bench.data", "Corpus": "merc_bench.data", "DatasetInfo": "merc_bench.data",
     "Dialogue": "merc_bench.data",
     # writing plugins
+    "component": "merc_bench.registry", "BuildContext": "merc_bench.registry",
     "Recipe": "merc_bench.recipes", "AblationGrid": "merc_bench.ablation",
     "MixerOutput": "merc_bench.model", "FuserOutput": "merc_bench.model", "ModelOutput": "merc_bench.model",
     "get_registry": "merc_bench.plugins",
 }
 
-__all__ = ["hookimpl", "UserError", "__version__", *_LAZY]
+__all__ = ["hookimpl", "UserError", "__version__", "PUBLIC_MODULES", *_LAZY]
+
+#: The modules a plugin may import: this package's top-level names (``__all__``) and these modules,
+#: nothing else of the core and no other plugin (docs/architecture.md, "Layers"; a test scans every
+#: plugin's imports, function-level ones included).
+PUBLIC_MODULES = (
+    "merc_bench",  # hookimpl, component, BuildContext, Recipe, the data and output types, UserError, ...
+    "merc_bench.layers",  # building blocks several papers share: masked attention, gated fusion, positions
+    "merc_bench.losses",  # masked cross-entropy and KL divergence
+    "merc_bench.class_weights",  # published class weights (dataset facts)
+    "merc_bench.data",  # Dialogue, Corpus, DatasetInfo, Batch, collate, MODALITIES
+    "merc_bench.errors",  # UserError and the helpers that quote user input in messages
+    "merc_bench.testing",  # the contract-test kit
+    # for dataset plugins: hostile input read safely, within memory bounds
+    "merc_bench.safe_pickle", "merc_bench.safe_arrays", "merc_bench.feature_store",
+    "merc_bench.prepare",  # text encoders and the embedding cache (features from text)
+    "merc_bench.data_sources",  # what `data prepare` / `data convert` sources declare (PreparableDataset, FeatureFormat)
+)
 
 
 def __getattr__(name: str) -> Any:

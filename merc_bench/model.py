@@ -29,7 +29,7 @@ from torch import nn
 from merc_bench.config import RunConfig
 from merc_bench.data import Batch, DatasetInfo
 from merc_bench.errors import UserError
-from merc_bench.registry import Registry
+from merc_bench.registry import BuildContext, Registry
 
 __all__ = ["MixerOutput", "FuserOutput", "ModelOutput", "MERCModel", "build_model", "build_context", "select_modalities", "wants_speakers"]
 
@@ -155,8 +155,8 @@ def select_modalities(info: DatasetInfo, requested: list[str] | None) -> tuple[s
     return tuple(m for m in info.modalities if m in requested)
 
 
-def build_context(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
-    """The build-context values constructors may ask for by name (see merc_bench.registry).
+def build_context(config: RunConfig, info: DatasetInfo) -> BuildContext:
+    """The build-context values constructors may ask for by name (:class:`~merc_bench.registry.BuildContext`).
 
     Also where a configuration meets the dataset, so settings that depend on it are checked here,
     before any training: the modality subset and explicit class weights (one per class).
@@ -166,7 +166,7 @@ def build_context(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
     if isinstance(weights, list) and len(weights) != info.num_classes:
         raise UserError(f"training.class_weights has {len(weights)} values, but dataset {info.name!r} has "
                         f"{info.num_classes} classes ({', '.join(info.classes)}).")
-    return {
+    return BuildContext(**{
         "hidden_size": config.model.hidden_size,
         "modalities": modalities,
         "feature_dims": {m: info.feature_dims[m] for m in modalities},
@@ -174,10 +174,10 @@ def build_context(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
         "num_classes": info.num_classes,
         "family": info.family,
         "data_dir": None,
-    }
+    })
 
 
-def build_component(registry: Registry, kind: str, choice: Any, context: dict[str, Any]) -> Any:
+def build_component(registry: Registry, kind: str, choice: Any, context: BuildContext) -> Any:
     entry = registry.get(kind, choice.name)
     return entry.build(entry.make_config(choice.config, where=kind), context)
 

@@ -60,6 +60,12 @@ class PluginProblem:
     stage: str  # "import" or "register"; "command import" or "commands" for a merc_bench.cli module
     error: str
 
+    def reason(self) -> str:
+        """What went wrong, as a clause: ``distribution 'x 1.0' could not be imported: ...``."""
+        owner = f"{self.distribution} {self.version}".strip()
+        action = "could not be imported" if self.stage == "import" else "failed while registering"
+        return f"its distribution {owner!r} {action}: {self.error}"
+
     def message(self) -> str:
         owner = f"{self.distribution} {self.version}".strip()
         action = {"import": "could not be imported", "register": "failed while registering",
@@ -162,6 +168,12 @@ def get_registry() -> Registry:
         except Exception as error:
             scoped.rollback()
             _record(PluginProblem(name, distribution, version, "register", f"{type(error).__name__}: {error}"))
+    # Why a plugin a recipe requires is absent, for the recipe's error message.
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None:
+            registry.unavailable[name] = f"it is blocked ({BLOCK_VARIABLE})"
+    for problem in _problems:
+        registry.unavailable[problem.plugin] = problem.reason()
     return registry
 
 

@@ -1,10 +1,30 @@
 """The component registry: every encoder, mixer, fuser, distiller, dataset and recipe by name.
 
-Plugins fill it through the ``merc_bench_register`` hook (see :mod:`merc_bench.hookspecs`); the
-core's own components arrive the same way. An entry binds a name to a class, a pydantic config
-model (``extra="forbid"``), an optional Optuna search space ``search_space(trial, prefix) -> dict``
-and metadata. Registration checks the class against its kind's interface and checks that every
-config field is a keyword-only constructor parameter, so a config can always build its class.
+A component is declared once, beside its class, with :func:`component` (exported as
+``merc_bench.component``)::
+
+    class ConcatFuserConfig(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @merc_bench.component("fuser", "concat", config=ConcatFuserConfig, search_space=search_space)
+    class ConcatFuser(nn.Module):
+        def __init__(self, config: ConcatFuserConfig, *, modalities: tuple[str, ...], hidden_size: int):
+            ...
+
+The decorator only records that declaration on the class. The plugin's ``merc_bench_register``
+hook (see :mod:`merc_bench.hookspecs`) then registers what its modules declare,
+``registry.register_declared(concat_fuser, mean_fuser, ...)``; the core's own plugins arrive the
+same way as third parties'. Recipes, which are values rather than classes, are registered with
+``registry.register("recipe", name, recipe)``.
+
+An entry binds a name to a class, a pydantic config model (``extra="forbid"``), an optional Optuna
+search space ``search_space(trial, prefix) -> dict`` and metadata. Registration checks the class
+against its kind's interface and the constructor against the config: the validated config object
+is the constructor's one positional parameter (the options live in the config and nowhere else),
+and every keyword-only parameter is a build-context name (:class:`BuildContext`), which the model
+builder passes by name. That keeps model-wide facts (one hidden size for all components, the
+dataset's dimensions) out of the per-component configs, where they could disagree.
 
 Names: the built-in plugins (distribution ``merc-bench``) register bare names (``transformer``);
 every other distribution's names are namespaced ``dist:name`` (``merc-bench-plugin-example:tensor-fusion``)
@@ -13,34 +33,68 @@ one distribution registered it (the short alias); two → a clear "ambiguous" er
 third party may not register a built-in's bare name (the alias would shadow it), and nobody may
 register the same qualified name twice; both errors name the two owners.
 
-Constructors receive their config fields plus, by name, any *build context* values they ask for
-(``hidden_size``, ``modalities``, ``feature_dims``, ``num_speakers``, ``num_classes``, ``family``,
-``data_dir``). That keeps model-wide facts (one hidden size for all components, the dataset's
-dimensions) out of the per-component configs, where they could disagree.
+A recipe names the plugins (entry-point names) whose components it uses besides its own
+(``Recipe(requires=("sdt",))``); looking up a recipe whose required plugin did not register anything
+(not installed, blocked, or failed to load) is an error naming that plugin and why it is missing.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
 import pydantic
 
 from merc_bench.errors import UserError, preview, unknown_name_message
 
-__all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildRefused", "Entry", "Registry", "RegistrationError"]
+__all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildContext", "BuildRefused", "Declaration", "Entry",
+           "Registry", "RegistrationError", "component", "declared_components"]
 
 #: The distribution whose plugins register bare (un-namespaced) names.
 BUILTIN_DISTRIBUTION = "merc-bench"
 
 KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "text_encoder", "recipe")
 
+
+
+class BuildContext(TypedDict):
+    """The model-wide values a constructor may ask for, each as a keyword-only parameter of that name.
+
+    :func:`merc_bench.model.build_context` makes them from the run configuration and the dataset;
+    :data:`merc_bench.testing.SMALL_CONTEXT` is the small one the contract kit builds with. A
+    constructor asks only for the names it uses: ``__init__(self, config, *, modalities, hidden_size)``.
+    Datasets are built with ``data_dir`` alone and text encoders with none.
+    """
+
+    #: H, the size of every component's per-utterance representation (``model.hidden_size``).
+    hidden_size: int
+    #: The run's modalities: a non-empty subset of the dataset's (``--modalities``), in the dataset's
+    #: order — ``text``, ``audio``, ``visual`` first, in that order, then any others the dataset has.
+    #: Components iterate over it (or over the dicts they receive), never over hard-coded names.
+    modalities: tuple[str, ...]
+    #: D_m per run modality, in the order of ``modalities`` (the feature sizes of the input features).
+    feature_dims: dict[str, int]
+    #: The dataset's number of distinct speakers; batches hold indices 0..num_speakers-1 for real
+    #: utterances and ``num_speakers`` at padded positions.
+    num_speakers: int
+    #: C, the number of emotion classes.
+    num_classes: int
+    #: The dataset family: ``"meld"`` or ``"iemocap"`` (the layout and label set its features follow),
+    #: which also selects a recipe's per-family defaults.
+    family: str
+    #: The folder ``--data-dir`` names (datasets only; None when not given, and for model components).
+    data_dir: Path | None
+
+
 #: Values the model builder passes to constructors that name them as keyword-only parameters.
-CONTEXT_NAMES = frozenset(
-    {"hidden_size", "modalities", "feature_dims", "num_speakers", "num_classes", "family", "data_dir"}
-)
+CONTEXT_NAMES = frozenset(BuildContext.__annotations__)
+
+#: The attribute :func:`component` sets on a declared class.
+DECLARATION_ATTRIBUTE = "__merc_bench_component__"
 
 # The methods each kind must define (the recipe kind holds Recipe values, checked by type).
 _REQUIRED_METHODS = {
@@ -56,6 +110,66 @@ _MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
 
 class RegistrationError(Exception):
     """A plugin tried to register something that breaks the registry's rules (a plugin bug)."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What :func:`component` records on a class: everything its registry entry needs but the owner."""
+
+    kind: str
+    name: str
+    config: type[pydantic.BaseModel]
+    search_space: Callable[..., dict[str, Any]] | None = None
+    description: str = ""
+    paper: str = ""
+
+
+def component(
+    kind: str,
+    name: str,
+    *,
+    config: type[pydantic.BaseModel],
+    search_space: Callable[..., dict[str, Any]] | None = None,
+    description: str = "",
+    paper: str = "",
+) -> Callable[[type], type]:
+    """Declare the decorated class a component of ``kind`` named ``name`` (bare; the registry adds
+    the namespace), built from ``config``.
+
+    The class is returned unchanged apart from the recorded :class:`Declaration`; nothing is
+    registered until the plugin's ``merc_bench_register`` hook calls ``registry.register_declared``
+    with the module, and the registry's checks (interface, config, constructor) run then.
+    ``description`` defaults to the first line of the class's docstring.
+    """
+
+    def declare(cls: type) -> type:
+        if not inspect.isclass(cls):
+            raise RegistrationError(f"@component({kind!r}, {name!r}) decorates classes, not {cls!r}")
+        if DECLARATION_ATTRIBUTE in vars(cls):
+            raise RegistrationError(f"{cls.__qualname__} is declared twice (@component on it more than once)")
+        setattr(cls, DECLARATION_ATTRIBUTE, Declaration(kind, name, config, search_space, description, paper))
+        return cls
+
+    return declare
+
+
+def declared_components(source: Any) -> list[type]:
+    """The declared classes of a module, in definition order (or ``[source]`` for one declared class).
+
+    Only classes defined in the module count, so a declared class imported from elsewhere is not
+    registered twice; a subclass of a declared class is not declared unless decorated itself.
+    """
+    if inspect.isclass(source):
+        if DECLARATION_ATTRIBUTE not in vars(source):
+            raise RegistrationError(f"{source.__qualname__} is not declared: decorate it with @merc_bench.component")
+        return [source]
+    if not isinstance(source, types.ModuleType):
+        raise RegistrationError(f"register_declared takes modules or declared classes, not {source!r}")
+    found = [value for value in vars(source).values()
+             if inspect.isclass(value) and DECLARATION_ATTRIBUTE in vars(value) and value.__module__ == source.__name__]
+    if not found:
+        raise RegistrationError(f"module {source.__name__} declares no component (@merc_bench.component)")
+    return found
 
 
 @dataclass(frozen=True)
@@ -87,27 +201,29 @@ class Entry:
             raise UserError(describe_validation_error(error, f"{where or self.kind} {self.name!r}")) from None
 
     def context_parameters(self) -> list[str]:
-        """The build-context names this entry's constructor asks for (a config field of the same name wins)."""
+        """The build-context names this entry's constructor asks for (its keyword-only parameters)."""
         if not inspect.isclass(self.obj):
             return []
         parameters = inspect.signature(self.obj.__init__).parameters
-        fields = self.config.model_fields if self.config is not None else {}
-        return [name for name in parameters if name in CONTEXT_NAMES and name not in fields]
+        return [name for name, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY]
 
-    def build(self, config: pydantic.BaseModel, context: dict[str, Any]) -> Any:
-        """Instantiate the class from a validated config plus the context values it asks for.
+    def build(self, config: pydantic.BaseModel, context: BuildContext | dict[str, Any]) -> Any:
+        """Instantiate the class: ``cls(config, **{name: context[name] for each context name it asks for})``.
 
         A constructor refuses a configuration it cannot work with by raising :class:`UserError`,
         ``ValueError`` or ``TypeError``; that becomes a :class:`BuildRefused` naming this component and
         its distribution. Any other exception is a bug in the component and propagates unchanged.
         """
-        kwargs = config.model_dump()
-        for name in self.context_parameters():
-            kwargs[name] = context[name]
+        assert self.config is not None and isinstance(config, self.config), "build takes make_config's result"
+        values = {name: context[name] for name in self.context_parameters()}
         try:
-            return self.obj(**kwargs)
+            return self.obj(config, **values)
         except (UserError, ValueError, TypeError) as error:
             raise BuildRefused(self, error) from error
+
+
+def _declarations(sources: tuple[Any, ...]) -> list[tuple[type, Declaration]]:
+    return [(cls, vars(cls)[DECLARATION_ATTRIBUTE]) for each in sources for cls in declared_components(each)]
 
 
 class BuildRefused(UserError):
@@ -162,11 +278,16 @@ def describe_validation_error(error: pydantic.ValidationError, owner: str) -> st
 
 #: Enough problems to fix at once; a config with hundreds of bad keys would otherwise print them all.
 _MAX_PROBLEMS = 5
+
+
 @dataclass
 class Registry:
     """All registered components, by kind and name."""
 
     _entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {kind: {} for kind in KINDS})
+    #: plugin (entry-point) name -> why it registered nothing: blocked, failed to import or to
+    #: register (filled by merc_bench.plugins); used to say why a recipe's required plugin is missing.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     # -- registration -------------------------------------------------------------------------
     def register(
@@ -213,6 +334,14 @@ class Registry:
         self._entries[kind][qualified] = entry
         return entry
 
+    def register_declared(self, *sources: Any, plugin: str = BUILTIN_DISTRIBUTION, source: str = "",
+                          namespace: str | None = None) -> list[Entry]:
+        """Register every class that ``sources`` (modules, or declared classes) declare with :func:`component`."""
+        return [self.register(d.kind, d.name, cls, config=d.config, search_space=d.search_space,
+                              description=d.description, paper=d.paper, plugin=plugin, source=source,
+                              namespace=namespace)
+                for cls, d in _declarations(sources)]
+
     def _bare_clash(self, kind: str, name: str, *, builtin: bool) -> Entry | None:
         """A third-party name equal to a built-in's bare name (either registered first)."""
         for entry in self._entries[kind].values():
@@ -237,14 +366,32 @@ class Registry:
         """
         entries = self._entries[kind]
         if name in entries:
-            return entries[name]
+            return self._available(entries[name])
         candidates = [entry for entry in entries.values() if entry.namespace and entry.short_name == name]
         if len(candidates) == 1:
-            return candidates[0]
+            return self._available(candidates[0])
         if candidates:
             raise UserError(f"{kind} {name!r} is ambiguous: " + ", ".join(sorted(c.name for c in candidates))
                             + " all have it; use the full name.")
         raise UserError(unknown_name_message(kind, name, entries)) from None
+
+    def _available(self, entry: Entry) -> Entry:
+        """``entry``, unless it is a recipe one of whose required plugins registered nothing."""
+        if entry.kind != "recipe":
+            return entry
+        loaded = self.plugin_names()
+        for required in entry.obj.requires:
+            if required not in loaded:
+                why = self.unavailable.get(required, "no installed distribution provides it (no such entry point "
+                                                     "in the merc_bench group)")
+                raise UserError(
+                    f"recipe {entry.name!r} needs plugin {required!r}, which is not loaded: {why}. "
+                    f"Install or unblock it (see `merc-bench plugins`), or choose another recipe.")
+        return entry
+
+    def plugin_names(self) -> set[str]:
+        """The plugins (entry-point names) that registered at least one entry."""
+        return {entry.source for kind in KINDS for entry in self._entries[kind].values() if entry.source}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
@@ -273,6 +420,13 @@ class ScopedRegistry:
         self.added.append((kind, entry.name))
         return entry
 
+    def register_declared(self, *sources: Any) -> list[Entry]:
+        """Register every component the given modules (or declared classes) declare with
+        :func:`merc_bench.component`, in their definition order — see :meth:`Registry.register_declared`."""
+        return [self.register(d.kind, d.name, cls, config=d.config, search_space=d.search_space,
+                              description=d.description, paper=d.paper)
+                for cls, d in _declarations(sources)]
+
     def rollback(self) -> None:
         """Remove everything this plugin registered."""
         for kind, name in self.added:
@@ -291,6 +445,9 @@ def _check_interface(kind: str, name: str, obj: Any, config: type[pydantic.BaseM
 
         if not isinstance(obj, Recipe):
             raise RegistrationError(f"recipe {name!r} must be a merc_bench.Recipe, got {type(obj).__name__}")
+        if not isinstance(obj.requires, tuple) or not all(isinstance(r, str) and r for r in obj.requires):
+            raise RegistrationError(f"recipe {name!r}: requires must be a tuple of plugin (entry-point) names, "
+                                    f"got {obj.requires!r}")
         return
     if not inspect.isclass(obj):
         raise RegistrationError(f"{kind} {name!r} must be a class, got {obj!r}")
@@ -306,27 +463,43 @@ def _check_interface(kind: str, name: str, obj: Any, config: type[pydantic.BaseM
         raise RegistrationError(f"{kind} {name!r} needs a pydantic config model (config=...)")
     if config.model_config.get("extra") != "forbid":
         raise RegistrationError(f"{kind} {name!r}: config {config.__name__} must set extra='forbid'")
-    parameters = inspect.signature(obj.__init__).parameters
-    keyword_only = {p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY}
-    positional = [p for p, spec in parameters.items() if p != "self" and spec.kind is not inspect.Parameter.KEYWORD_ONLY
-                  and spec.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    if positional:
-        raise RegistrationError(f"{kind} {name!r}: constructor parameters must be keyword-only, not {positional}")
-    not_in_constructor = set(config.model_fields) - keyword_only
-    if not_in_constructor:
+    _check_constructor(kind, name, obj, config)
+
+
+def _check_constructor(kind: str, name: str, obj: type, config: type[pydantic.BaseModel]) -> None:
+    """``__init__(self, config, *, <build-context names>)``: the config object is the only positional
+    parameter, so the options are declared once (in the config), and every keyword-only parameter is a
+    build-context value the builder can pass."""
+    where = f"{kind} {name!r} ({obj.__qualname__})"
+    shape = f"__init__(self, config: {config.__name__}, *, <build-context names it needs>)"
+    parameters = [spec for p, spec in inspect.signature(obj.__init__).parameters.items() if p != "self"]
+    variadic = [spec.name for spec in parameters
+                if spec.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if variadic:
+        raise RegistrationError(f"{where}: the constructor may not take *args or **kwargs ({variadic}); "
+                                f"it must be {shape}")
+    positional = [spec for spec in parameters if spec.kind is not inspect.Parameter.KEYWORD_ONLY]
+    if len(positional) != 1:
         raise RegistrationError(
-            f"{kind} {name!r}: config fields {sorted(not_in_constructor)} are not constructor parameters"
-        )
-    unknown = {
-        p
-        for p, spec in parameters.items()
-        if spec.kind is inspect.Parameter.KEYWORD_ONLY
-        and p not in config.model_fields
-        and p not in CONTEXT_NAMES
-        and spec.default is inspect.Parameter.empty
-    }
+            f"{where}: the constructor must take its validated config as its one positional parameter, "
+            f"{shape}; it has {[spec.name for spec in positional] or 'none'}. Options belong in "
+            f"{config.__name__}, not in the constructor's signature")
+    keyword_only = [spec.name for spec in parameters if spec.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = [p for p in keyword_only if p not in CONTEXT_NAMES]
     if unknown:
         raise RegistrationError(
-            f"{kind} {name!r}: required constructor parameters {sorted(unknown)} are neither config fields "
-            f"nor build-context names ({', '.join(sorted(CONTEXT_NAMES))})"
-        )
+            f"{where}: keyword-only constructor parameters {unknown} are not build-context names "
+            f"({', '.join(sorted(CONTEXT_NAMES))}); an option belongs in {config.__name__}, which the "
+            "constructor receives whole")
+    annotation = _annotation(obj, positional[0].name)
+    if inspect.isclass(annotation) and not issubclass(config, annotation):
+        raise RegistrationError(f"{where}: the constructor's config parameter is annotated {annotation.__name__}, "
+                                f"but the component is declared with config {config.__name__}")
+
+
+def _annotation(obj: type, parameter: str) -> Any:
+    """The evaluated annotation of a constructor parameter, or None when absent or not evaluable."""
+    try:
+        return inspect.get_annotations(obj.__init__, eval_str=True).get(parameter)
+    except Exception:  # a forward reference that does not resolve is not the registry's business
+        return None

@@ -9,8 +9,9 @@ Plugin authors use it in their own test suites::
     def test_contract(entry):
         check_component(entry)
 
-Each check builds the component small (hidden size 16, small feature sizes) from its default config
-and asserts: output shapes, a gradient reaching every trainable parameter, no NaN, padded positions
+Each check builds the component the way a run does — ``cls(config, **build-context values it asks
+for)``, see :class:`~merc_bench.registry.BuildContext` — small (hidden size 16, small feature sizes),
+from its default config, and asserts: output shapes, a gradient reaching every trainable parameter, no NaN, padded positions
 not changing real outputs, the same seed giving the same output, the config round-tripping while
 unknown keys are rejected, and every sample of its search space being a valid, buildable config.
 
@@ -36,13 +37,13 @@ import torch
 from merc_bench.data import Batch, Dialogue, collate
 from merc_bench.errors import UserError
 from merc_bench.model import FuserOutput, MixerOutput, ModelOutput, wants_speakers
-from merc_bench.registry import Entry, Registry
+from merc_bench.registry import BuildContext, Entry, Registry
 
 __all__ = ["SMALL_CONTEXT", "MODALITY_SUBSETS", "component_entries", "plugin_entries", "check_component",
            "check_search_space", "check_dataset", "make_batch", "subset_context"]
 
 #: The build context every contract check uses.
-SMALL_CONTEXT: dict[str, Any] = {
+SMALL_CONTEXT: BuildContext = {
     "hidden_size": 16,
     "modalities": ("text", "audio", "visual"),
     "feature_dims": {"text": 12, "audio": 10, "visual": 8},
@@ -60,7 +61,7 @@ MODALITY_SUBSETS: tuple[tuple[str, ...], ...] = tuple(
 _MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
 
 
-def subset_context(modalities: tuple[str, ...]) -> dict[str, Any]:
+def subset_context(modalities: tuple[str, ...]) -> BuildContext:
     """:data:`SMALL_CONTEXT` restricted to ``modalities`` (what a run with ``--modalities`` builds with)."""
     unknown = [m for m in modalities if m not in SMALL_CONTEXT["feature_dims"]]
     if not modalities or unknown:

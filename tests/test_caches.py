@@ -35,9 +35,9 @@ class ScaleConfig(BaseModel):
 class ScaleMixer(torch.nn.Module):
     """Multiplies the hidden states by a learnt scalar (a component only this test uses)."""
 
-    def __init__(self, *, hidden_size: int, scale: float = 1.0):
+    def __init__(self, config: ScaleConfig, *, hidden_size: int):
         super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(scale))
+        self.scale = torch.nn.Parameter(torch.tensor(config.scale))
 
     def forward(self, x, mask):
         return x * self.scale

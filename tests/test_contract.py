@@ -49,7 +49,7 @@ class _Options(BaseModel):
 class HardCodedVisual(torch.nn.Module):
     """The fuser of the fuzz campaign: fine on text+audio+visual, KeyError: 'visual' on text,audio."""
 
-    def __init__(self, *, hidden_size: int):
+    def __init__(self, config: _Options, *, hidden_size: int):
         super().__init__()
         self.gate = torch.nn.Linear(hidden_size, hidden_size)
 
@@ -61,7 +61,7 @@ class HardCodedVisual(torch.nn.Module):
 class NamesEveryModality(torch.nn.Module):
     """Returns per-modality outputs for text, audio and visual whatever the run has: heads for absent ones."""
 
-    def __init__(self, *, hidden_size: int):
+    def __init__(self, config: _Options, *, hidden_size: int):
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(hidden_size))
 

@@ -35,7 +35,7 @@ class HashEncoder:
     dimension = 6
     encoded = 0
 
-    def __init__(self) -> None:
+    def __init__(self, config: HashConfig) -> None:
         pass
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -113,7 +113,7 @@ def test_custom_columns_order_speakers_and_labels_from_the_data(corpus_files):
     assert [corpus.info.classes[i] for i in dialogue.labels] == [r["emo"] for r in ordered]
     names = [r["who"] for r in ordered]
     assert list(dialogue.speakers) == [list(dict.fromkeys(names)).index(n) for n in names]
-    np.testing.assert_array_equal(dialogue.features["text"], HashEncoder().encode([r["utt"] for r in ordered]))
+    np.testing.assert_array_equal(dialogue.features["text"], HashEncoder(HashConfig()).encode([r["utt"] for r in ordered]))
     provenance = corpus.provenance
     assert provenance["classes"] == ["angry", "calm", "happy", "sad"]
     assert provenance["class_source"] == "sorted distinct labels in the data"

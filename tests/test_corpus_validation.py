@@ -148,8 +148,8 @@ class ToyConfig(BaseModel):
 
 
 class ToyDataset:
-    def __init__(self, *, flaw: str = "none") -> None:
-        self.flaw = flaw
+    def __init__(self, config: ToyConfig) -> None:
+        self.flaw = config.flaw
 
     def load(self) -> Corpus:
         good = corpus()

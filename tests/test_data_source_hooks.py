@@ -87,8 +87,8 @@ class HashConfig(BaseModel):
 class ToyHashEncoder:
     name, version, dimension = "toy-hash", "1", 4
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, config: HashConfig) -> None:
+        self.config = config
 
     def encode(self, texts: list[str]) -> np.ndarray:
         digests = [hashlib.sha256(text.encode()).digest()[:4] for text in texts]
@@ -166,7 +166,7 @@ def test_a_third_party_dataset_is_prepared_by_the_command_line(toy_plugin, tmp_p
     assert corpus.info.name == "toy" and corpus.info.classes == CLASSES
     assert corpus.info.description == "a toy corpus; text features: toy-hash"
     assert [d.id for d in corpus.train] == ["t1", "t2"] and corpus.train[0].labels.tolist() == [0, 1]
-    np.testing.assert_array_equal(corpus.train[0].features["text"], ToyHashEncoder().encode(["hello there", "go away"]))
+    np.testing.assert_array_equal(corpus.train[0].features["text"], ToyHashEncoder(HashConfig()).encode(["hello there", "go away"]))
     provenance = read_manifest(target)["provenance"]
     assert provenance["prepared_by"] == "merc-bench data prepare toy-corpus"
     assert list(provenance)[:3] == ["prepared_by", "source", "toy_sha256"]  # the source's facts after prepared_by

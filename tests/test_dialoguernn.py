@@ -12,8 +12,8 @@ from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
 from merc_bench_dialoguernn.cell import DialogueRNN, DialogueRNNDirection, reversal_index
-from merc_bench_dialoguernn.fuser import DialogueRNNFuser
-from merc_bench_dialoguernn.mixer import DialogueRNNMixer
+from merc_bench_dialoguernn.fuser import DialogueRNNFuser, DialogueRNNFuserConfig
+from merc_bench_dialoguernn.mixer import DialogueRNNMixer, DialogueRNNMixerConfig
 
 SIZES = dict(global_size=6, party_size=5, emotion_size=4)
 
@@ -108,7 +108,7 @@ def test_collate_padding_speaker_is_accepted():
 @pytest.mark.parametrize("modalities", [("text",), ("text", "audio"), ("text", "audio", "visual")])
 def test_fuser_concatenates_any_subset_and_passes_mixed_through(modalities):
     torch.manual_seed(0)
-    fuser = DialogueRNNFuser(modalities=modalities, hidden_size=8, num_speakers=3, **SIZES).eval()
+    fuser = DialogueRNNFuser(DialogueRNNFuserConfig(**SIZES), modalities=modalities, hidden_size=8, num_speakers=3).eval()
     assert fuser.rnn.forward_direction.global_cell.input_size == len(modalities) * 8 + SIZES["party_size"]
     batch = make_batch(lengths=(4, 2))
     mixed = {m: torch.randn(2, 4, 8) for m in modalities}
@@ -121,10 +121,11 @@ def test_fuser_concatenates_any_subset_and_passes_mixed_through(modalities):
 
 
 def test_mixer_without_projection_needs_matching_sizes():
-    DialogueRNNMixer(hidden_size=8, num_speakers=3, bidirectional=False, output_projection=False)
+    DialogueRNNMixer(DialogueRNNMixerConfig(bidirectional=False, output_projection=False), hidden_size=8, num_speakers=3)
     with pytest.raises(ValueError, match="output_projection"):
-        DialogueRNNMixer(hidden_size=8, num_speakers=3, bidirectional=True, output_projection=False)
-    mixer = DialogueRNNMixer(hidden_size=8, num_speakers=3).eval()
+        DialogueRNNMixer(DialogueRNNMixerConfig(bidirectional=True, output_projection=False), hidden_size=8,
+                         num_speakers=3)
+    mixer = DialogueRNNMixer(DialogueRNNMixerConfig(), hidden_size=8, num_speakers=3).eval()
     batch = make_batch(lengths=(4, 2))
     out = mixer(torch.randn(2, 4, 8), batch.mask, speakers=batch.speakers)
     assert out.shape == (2, 4, 8) and (out >= 0).all()  # ReLU output, as MultiEMO's BiModel

@@ -21,9 +21,9 @@ from merc_bench.feature_store import read_corpus, read_manifest
 from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
 from merc_bench_datasets.checks import FAMILIES, DatasetWarning, documented_differences
-from merc_bench_datasets.iemocap import IEMOCAPDataset
+from merc_bench_datasets.iemocap import IEMOCAPConfig, IEMOCAPDataset
 from merc_bench_datasets.layouts import MULTIEMO_FILES, read_source
-from merc_bench_datasets.meld import MELDDataset
+from merc_bench_datasets.meld import MELDConfig, MELDDataset
 
 import layout_fixtures as lf
 
@@ -31,6 +31,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::merc_bench_datasets.checks.Data
 
 MELD_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
 DATASETS = {"iemocap": IEMOCAPDataset, "meld": MELDDataset}
+CONFIGS = {"iemocap": IEMOCAPConfig, "meld": MELDConfig}
+
+
+def dataset(family, *, data_dir=None, **options):
+    """The family's dataset built the way the registry builds it: its config, then the build context."""
+    return DATASETS[family](CONFIGS[family](**options), data_dir=data_dir)
 
 
 def squash(text):
@@ -71,7 +77,7 @@ def assert_matches_truth(corpus, truth):
 @pytest.mark.parametrize("layout", lf.LAYOUT_NAMES)
 def test_every_layout_loads_through_its_dataset(fixtures, layout):
     truth = fixtures[layout]
-    corpus = DATASETS[truth.family](path=str(truth.path)).load()
+    corpus = dataset(truth.family, path=str(truth.path)).load()
     assert corpus.provenance["layout"] == layout
     assert_matches_truth(corpus, truth)
 
@@ -98,14 +104,13 @@ def test_speaker_mapping_and_splits(fixtures):
 @pytest.mark.parametrize("layout", ["sdt-meld", "cosmic-iemocap"])
 def test_roberta_layer_choice(fixtures, layout):
     truth = fixtures[layout]
-    dataset = DATASETS[truth.family]
     some = truth.splits["train"][0]
-    second = dataset(path=str(truth.path), roberta_layer=2).load()
+    second = dataset(truth.family, path=str(truth.path), roberta_layer=2).load()
     assert np.array_equal(second.train[0].features["text"], truth.roberta[2][some])
-    mean = dataset(path=str(truth.path), roberta_layer="mean").load()
+    mean = dataset(truth.family, path=str(truth.path), roberta_layer="mean").load()
     expected = np.mean([truth.roberta[k][some] for k in (1, 2, 3, 4)], axis=0)
     assert np.allclose(mean.train[0].features["text"], expected, atol=1e-6)
-    concat = dataset(path=str(truth.path), roberta_layer="concat").load()
+    concat = dataset(truth.family, path=str(truth.path), roberta_layer="concat").load()
     assert concat.info.feature_dims["text"] == 4096
     assert np.array_equal(concat.train[0].features["text"][:, 1024:2048], truth.roberta[2][some])
 
@@ -117,13 +122,13 @@ def test_undocumented_sizes_of_a_shared_structure_load_with_a_warning(tmp_path):
 
     truth = lf.write_layout("dialoguernn-iemocap", tmp_path, mutate=shrink_text)
     with pytest.warns(DatasetWarning, match="match no documented file of this structure"):
-        corpus = IEMOCAPDataset(path=str(truth.path)).load()
+        corpus = IEMOCAPDataset(IEMOCAPConfig(path=str(truth.path))).load()
     assert corpus.provenance["layout"] == "iemocap-9-tuple" and corpus.info.feature_dims["text"] == 50
 
 
 def test_roberta_layer_needs_a_four_layer_file(fixtures):
     with pytest.raises(UserError, match="has one text feature field"):
-        MELDDataset(path=str(fixtures["mmgcn-meld"].path), roberta_layer=3).load()
+        MELDDataset(MELDConfig(path=str(fixtures["mmgcn-meld"].path), roberta_layer=3)).load()
 
 
 @pytest.mark.parametrize("layout", lf.LAYOUT_NAMES)
@@ -147,7 +152,7 @@ def test_convert_inspect_and_read_back_identically(fixtures, layout, tmp_path, c
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     out.rename(data_dir / truth.family)
-    loaded = DATASETS[truth.family](data_dir=data_dir).load()
+    loaded = dataset(truth.family, data_dir=data_dir).load()
     assert loaded.fingerprint() == stored.fingerprint()
     assert loaded.provenance["feature_store"] == str((data_dir / truth.family).resolve())
     code, stdout, _ = run_cli(["data", "inspect", data_dir / truth.family], capsys)
@@ -171,7 +176,7 @@ def test_inspect_a_pickle_writes_nothing(fixtures, tmp_path, capsys):
 
 def test_documented_sizes_are_warnings(fixtures):
     with pytest.warns(DatasetWarning, match="documented 280 / 2610"):
-        corpus = MELDDataset(path=str(fixtures["cosmic-meld"].path)).load()
+        corpus = MELDDataset(MELDConfig(path=str(fixtures["cosmic-meld"].path))).load()
     assert any("documented 1038 / 9989" in note for note in corpus.provenance["warnings"])
 
 
@@ -197,24 +202,25 @@ def test_resolution_picks_the_right_family_in_a_shared_folder(fixtures, tmp_path
     shared.mkdir()
     for layout in ("sdt-meld", "sdt-iemocap"):
         (shared / fixtures[layout].path.name).write_bytes(fixtures[layout].path.read_bytes())
-    assert MELDDataset(data_dir=shared).load().provenance["layout"] == "sdt-meld"
-    assert IEMOCAPDataset(data_dir=shared).load().provenance["layout"] == "sdt-iemocap"
+    assert MELDDataset(MELDConfig(), data_dir=shared).load().provenance["layout"] == "sdt-meld"
+    assert IEMOCAPDataset(IEMOCAPConfig(), data_dir=shared).load().provenance["layout"] == "sdt-iemocap"
     monkeypatch.setenv("MERC_BENCH_DATA", str(shared))
-    assert MELDDataset().load().provenance["layout"] == "sdt-meld"
+    assert MELDDataset(MELDConfig()).load().provenance["layout"] == "sdt-meld"
     # A MultiEMO folder under <data-dir>/MELD.
-    assert MELDDataset(data_dir=fixtures["multiemo-meld"].path.parent).load().provenance["layout"] == "multiemo-meld"
+    multiemo = MELDDataset(MELDConfig(), data_dir=fixtures["multiemo-meld"].path.parent).load()
+    assert multiemo.provenance["layout"] == "multiemo-meld"
 
 
 def test_family_mismatch_is_a_clear_error(fixtures, tmp_path):
     with pytest.raises(UserError, match="holds IEMOCAP data, but the dataset 'meld' was asked for"):
-        MELDDataset(path=str(fixtures["sdt-iemocap"].path)).load()
+        MELDDataset(MELDConfig(path=str(fixtures["sdt-iemocap"].path))).load()
     store = tmp_path / "store"
     main_args = ["data", "convert", str(fixtures["cosmic-meld"].path), "--to", str(store)]
     with pytest.raises(SystemExit) as stop:
         main(main_args)
     assert stop.value.code == 0
     with pytest.raises(UserError, match="converted folder .* holds MELD data, but the dataset 'iemocap'"):
-        IEMOCAPDataset(data_dir=store).load()
+        IEMOCAPDataset(IEMOCAPConfig(), data_dir=store).load()
 
 
 @pytest.mark.parametrize("dataset, fragment", [

@@ -14,10 +14,10 @@ from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
-from merc_bench_dialoguegcn.fuser import DialogueGCNFuser, RelationalGraphConv
+from merc_bench_dialoguegcn.fuser import DialogueGCNConfig, DialogueGCNFuser, RelationalGraphConv
 from merc_bench_dialoguegcn.graph import first_appearance_order, relation_adjacency, window_mask
-from merc_bench_mmgcn.focal_loss import FocalLoss
-from merc_bench_mmgcn.fuser import MMGCNFuser
+from merc_bench_mmgcn.focal_loss import FocalLoss, FocalLossConfig
+from merc_bench_mmgcn.fuser import MMGCNConfig, MMGCNFuser
 from merc_bench_mmgcn.graph import COSINE_SHRINK, angular_similarity, edge_mask, multimodal_adjacency
 
 # One dialogue of 5 utterances, speakers [0, 1, 0, 2, 1], padded to 7, and a second of 2 utterances.
@@ -182,12 +182,13 @@ def fuser_outputs(fuser, modalities, batch):
 def test_both_fusers_work_on_every_modality_subset(subset):
     batch = make_batch()
     for fuser in (
-        DialogueGCNFuser(modalities=subset, hidden_size=16, num_speakers=3).eval(),
-        DialogueGCNFuser(modalities=subset, hidden_size=16, num_speakers=3, context="mixed", bases=2,
-                         relations="same_or_different", dialogue_attention=False).eval(),
-        MMGCNFuser(modalities=subset, hidden_size=16, num_speakers=3).eval(),
-        MMGCNFuser(modalities=subset, hidden_size=16, num_speakers=3, speaker_embedding="text",
-                   layer_weight="concatenated", input_residual=False).eval(),
+        DialogueGCNFuser(DialogueGCNConfig(), modalities=subset, hidden_size=16, num_speakers=3).eval(),
+        DialogueGCNFuser(DialogueGCNConfig(context="mixed", bases=2, relations="same_or_different",
+                                           dialogue_attention=False),
+                         modalities=subset, hidden_size=16, num_speakers=3).eval(),
+        MMGCNFuser(MMGCNConfig(), modalities=subset, hidden_size=16, num_speakers=3).eval(),
+        MMGCNFuser(MMGCNConfig(speaker_embedding="text", layer_weight="concatenated", input_residual=False),
+                   modalities=subset, hidden_size=16, num_speakers=3).eval(),
     ):
         out = fuser_outputs(fuser, subset, batch)
         assert out.fused.shape == (*batch.mask.shape, 16)
@@ -202,18 +203,19 @@ def test_mmgcn_speaker_embedding_reaches_only_the_chosen_modalities():
     changed = dataclasses.replace(batch, speakers=other)
     for choice, sees_speakers in (("text", True), ("none", False)):
         torch.manual_seed(0)
-        fuser = MMGCNFuser(modalities=MODALITIES, hidden_size=16, num_speakers=3, speaker_embedding=choice).eval()
+        fuser = MMGCNFuser(MMGCNConfig(speaker_embedding=choice), modalities=MODALITIES, hidden_size=16,
+                           num_speakers=3).eval()
         first, second = fuser_outputs(fuser, MODALITIES, batch), fuser_outputs(fuser, MODALITIES, changed)
         same = torch.allclose(first.fused[batch.mask], second.fused[batch.mask])
         assert same != sees_speakers
-    text_only = MMGCNFuser(modalities=MODALITIES, hidden_size=16, num_speakers=3, speaker_embedding="text")
+    text_only = MMGCNFuser(MMGCNConfig(speaker_embedding="text"), modalities=MODALITIES, hidden_size=16, num_speakers=3)
     assert text_only.speaker_modalities == ("text",)
-    no_text = MMGCNFuser(modalities=("audio",), hidden_size=16, num_speakers=3, speaker_embedding="text")
+    no_text = MMGCNFuser(MMGCNConfig(speaker_embedding="text"), modalities=("audio",), hidden_size=16, num_speakers=3)
     assert no_text.speakers is None
 
 
 def test_gcnii_identity_mapping_strength():
-    fuser = MMGCNFuser(modalities=MODALITIES, hidden_size=16, num_speakers=3, layers=4, lamda=0.5)
+    fuser = MMGCNFuser(MMGCNConfig(layers=4, lamda=0.5), modalities=MODALITIES, hidden_size=16, num_speakers=3)
     assert fuser.betas == pytest.approx([math.log(0.5 / layer + 1) for layer in (1, 2, 3, 4)])
 
 
@@ -226,17 +228,18 @@ def test_focal_loss_values():
     log_p = F.log_softmax(logits[batch.mask], -1)
     true = log_p[torch.arange(len(labels)), labels]
     # γ = 0 is cross-entropy, with and without class weights.
-    plain = FocalLoss(gamma=0.0)(output=output, batch=batch, class_weights=None)["focal"]
+    plain = FocalLoss(FocalLossConfig(gamma=0.0))(output=output, batch=batch, class_weights=None)["focal"]
     assert plain.item() == pytest.approx(F.cross_entropy(logits[batch.mask], labels).item(), rel=1e-6)
     weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
-    weighted = FocalLoss(gamma=0.0)(output=output, batch=batch, class_weights=weights)["focal"]
+    weighted = FocalLoss(FocalLossConfig(gamma=0.0))(output=output, batch=batch, class_weights=weights)["focal"]
     expected = F.cross_entropy(logits[batch.mask], labels, weight=weights)
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-6)
     # Lin et al. with γ = 2, α = 0.5.
-    focal = FocalLoss(gamma=2.0, alpha=0.5)(output=output, batch=batch, class_weights=None)["focal"]
+    focal = FocalLoss(FocalLossConfig(gamma=2.0, alpha=0.5))(output=output, batch=batch, class_weights=None)["focal"]
     assert focal.item() == pytest.approx((-0.5 * (1 - true.exp()) ** 2 * true).mean().item(), rel=1e-6)
     # The MMGCN code's form: true class −(1 − log p_y)^γ log p_y, others −log p_c, mean over N·C.
-    code = FocalLoss(gamma=2.5, form="mmgcn_code")(output=output, batch=batch, class_weights=None)["focal"]
+    code = FocalLoss(FocalLossConfig(gamma=2.5, form="mmgcn_code"))(output=output, batch=batch,
+                                                                     class_weights=None)["focal"]
     others = log_p.sum(-1) - true
     by_hand = (-((1 - true) ** 2.5) * true - others).sum() / log_p.numel()
     assert code.item() == pytest.approx(by_hand.item(), rel=1e-6)
@@ -286,8 +289,8 @@ def test_fusers_give_finite_gradients_under_bf16_autocast():
     # bf16 rounds MMGCN's shrunk cosine (1 − 1e-5) to 1, where arccos has an infinite slope: the
     # similarity must stay in float32.
     batch = make_batch()
-    for fuser in (MMGCNFuser(modalities=MODALITIES, hidden_size=16, num_speakers=3),
-                  DialogueGCNFuser(modalities=MODALITIES, hidden_size=16, num_speakers=3)):
+    for fuser in (MMGCNFuser(MMGCNConfig(), modalities=MODALITIES, hidden_size=16, num_speakers=3),
+                  DialogueGCNFuser(DialogueGCNConfig(), modalities=MODALITIES, hidden_size=16, num_speakers=3)):
         hidden = {m: torch.randn(*batch.mask.shape, 16) for m in MODALITIES}
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = fuser(mixed=hidden, encoded=hidden, mask=batch.mask, speakers=batch.speakers)

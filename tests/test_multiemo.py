@@ -13,9 +13,10 @@ from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
 from merc_bench.testing import make_batch
 from merc_bench.trainer import Trainer
-from merc_bench_multiemo.fuser import MultiAttnFuser
+from merc_bench_multiemo.fuser import MultiAttnConfig, MultiAttnFuser
 from merc_bench_multiemo.losses import (
     MultiEMOLosses,
+    MultiEMOLossesConfig,
     sample_weighted_focal_contrastive,
     soft_hgr,
     soft_hgr_as_in_multiemo_code,
@@ -114,7 +115,7 @@ def output_for(batch, seed=0, modalities=("text", "audio", "visual"), padding_no
 @pytest.mark.parametrize("variant", ["wang2019", "multiemo_code"])
 def test_masked_utterances_do_not_change_any_term(variant):
     batch = make_batch(lengths=(5, 3, 2))
-    losses = MultiEMOLosses(soft_hgr_variant=variant)
+    losses = MultiEMOLosses(MultiEMOLossesConfig(soft_hgr_variant=variant))
     weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
     clean = losses(output=output_for(batch), batch=batch, class_weights=weights)
     noisy = losses(output=output_for(batch, padding_noise=100.0), batch=batch, class_weights=weights)
@@ -127,19 +128,20 @@ def test_terms_are_weighted_and_the_cross_entropy_is_unweighted_by_default():
     batch = make_batch(lengths=(5, 3, 2))
     output = output_for(batch)
     weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    unit = MultiEMOLosses(ce_weight=1.0, swfc_weight=1.0, soft_hgr_weight=1.0)
-    scaled = MultiEMOLosses(ce_weight=0.2, swfc_weight=0.4, soft_hgr_weight=0.3)
+    unit = MultiEMOLosses(MultiEMOLossesConfig(ce_weight=1.0, swfc_weight=1.0, soft_hgr_weight=1.0))
+    scaled = MultiEMOLosses(MultiEMOLossesConfig(ce_weight=0.2, swfc_weight=0.4, soft_hgr_weight=0.3))
     a = unit(output=output, batch=batch, class_weights=weights)
     b = scaled(output=output, batch=batch, class_weights=weights)
     for name, weight in (("task", 0.2), ("swfc", 0.4), ("soft_hgr", 0.3)):
         assert b[name].item() == pytest.approx(weight * a[name].item(), rel=1e-5)
     plain = F.cross_entropy(output.logits[batch.mask], batch.labels[batch.mask])
     assert a["task"].item() == pytest.approx(plain.item(), rel=1e-6)
-    weighted_losses = MultiEMOLosses(ce_weight=1.0, weighted_cross_entropy=True)
+    weighted_losses = MultiEMOLosses(MultiEMOLossesConfig(ce_weight=1.0, weighted_cross_entropy=True))
     weighted = weighted_losses(output=output, batch=batch, class_weights=weights)
     assert weighted["task"].item() != pytest.approx(plain.item(), rel=1e-6)
     assert MultiEMOLosses.replaces_task_loss
-    single = MultiEMOLosses()(output=output_for(batch, modalities=("text",)), batch=batch, class_weights=None)
+    single = MultiEMOLosses(MultiEMOLossesConfig())(output=output_for(batch, modalities=("text",)), batch=batch,
+                                                    class_weights=None)
     assert single["soft_hgr"].item() == 0.0  # no pair of modalities
 
 
@@ -148,7 +150,7 @@ def test_terms_are_weighted_and_the_cross_entropy_is_unweighted_by_default():
 )
 def test_multiattn_cross_attention_sublayers_follow_the_modality_count(modalities, cross):
     torch.manual_seed(0)
-    fuser = MultiAttnFuser(modalities=modalities, hidden_size=8, heads=2, layers=2).eval()
+    fuser = MultiAttnFuser(MultiAttnConfig(heads=2, layers=2), modalities=modalities, hidden_size=8).eval()
     assert all(len(layer.attentions) == cross for layers in fuser.branches.values() for layer in layers)
     if len(modalities) == 3:
         assert fuser.partners == {"text": ["audio", "visual"], "audio": ["text", "visual"], "visual": ["text", "audio"]}

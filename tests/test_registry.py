@@ -20,9 +20,9 @@ class GoodConfig(BaseModel):
 
 
 class GoodMixer(torch.nn.Module):
-    def __init__(self, *, hidden_size: int, width: int = 2):
+    def __init__(self, config: GoodConfig, *, hidden_size: int):
         super().__init__()
-        self.width = width
+        self.width = config.width
 
     def forward(self, x, mask):
         return x
@@ -60,21 +60,52 @@ def test_registration_checks_interface_and_config():
         model_config = ConfigDict(extra="forbid")
         depth: int = 1
 
-    with pytest.raises(RegistrationError, match="not constructor parameters"):
+    with pytest.raises(RegistrationError, match="annotated GoodConfig, but the component is declared with config "
+                                                "WrongConfig"):
         registry.register("mixer", "wrong", GoodMixer, config=WrongConfig)
 
     class Positional(torch.nn.Module):
-        def __init__(self, hidden_size, width=2):
+        def __init__(self, config, hidden_size):
             super().__init__()
 
         def forward(self, x, mask):
             return x
 
-    with pytest.raises(RegistrationError, match="keyword-only"):
+    with pytest.raises(RegistrationError, match=r"one positional parameter.*\['config', 'hidden_size'\]"):
         registry.register("mixer", "positional", Positional, config=GoodConfig)
 
+    class OptionsInTheSignature(torch.nn.Module):  # the old style: every option a second time, with a default
+        def __init__(self, *, hidden_size: int, width: int = 2):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match="validated config as its one positional parameter"):
+        registry.register("mixer", "options", OptionsInTheSignature, config=GoodConfig)
+
+    class OptionBesideTheConfig(torch.nn.Module):
+        def __init__(self, config: GoodConfig, *, hidden_size: int, width: int = 2):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match=r"\['width'\] are not build-context names"):
+        registry.register("mixer", "beside", OptionBesideTheConfig, config=GoodConfig)
+
+    class Anything(torch.nn.Module):
+        def __init__(self, config, **context):
+            super().__init__()
+
+        def forward(self, x, mask):
+            return x
+
+    with pytest.raises(RegistrationError, match=r"\*args or \*\*kwargs \(\['context'\]\)"):
+        registry.register("mixer", "anything", Anything, config=GoodConfig)
+
     class NotAModule:
-        def __init__(self, *, width=2):
+        def __init__(self, config):
             pass
 
         def forward(self, x, mask):
@@ -84,6 +115,84 @@ def test_registration_checks_interface_and_config():
         registry.register("mixer", "plain", NotAModule, config=GoodConfig)
     with pytest.raises(RegistrationError, match="unknown kind"):
         registry.register("mixxer", "x", GoodMixer, config=GoodConfig)
+
+
+DECLARING_MODULE = """
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from merc_bench import component
+from test_registry_helpers import Imported
+
+
+class ScaleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scale: float = 2.0
+
+
+def search_space(trial, prefix):
+    return {"scale": trial.suggest_float(prefix + "scale", 1.0, 3.0)}
+
+
+@component("mixer", "scale", config=ScaleConfig, search_space=search_space, paper="Nobody, 2025")
+class ScaleMixer(torch.nn.Module):
+    \"\"\"Multiplies by a constant.\"\"\"
+
+    def __init__(self, config: ScaleConfig, *, hidden_size: int):
+        super().__init__()
+        self.scale, self.hidden_size, self.config = config.scale, hidden_size, config
+
+    def forward(self, x, mask):
+        return x * self.scale
+
+
+class Undeclared(ScaleMixer):  # a subclass is not declared by its parent's decorator
+    pass
+"""
+
+
+def _module(name: str, source: str, monkeypatch) -> object:
+    import types
+
+    helpers = types.ModuleType("test_registry_helpers")
+    exec("from merc_bench import component\nfrom pydantic import BaseModel, ConfigDict\nimport torch\n"
+         "class C(BaseModel):\n    model_config = ConfigDict(extra='forbid')\n"
+         "@component('mixer', 'imported', config=C)\nclass Imported(torch.nn.Module):\n"
+         "    def __init__(self, config):\n        super().__init__()\n    def forward(self, x, mask):\n        return x\n",
+         helpers.__dict__)
+    monkeypatch.setitem(sys.modules, "test_registry_helpers", helpers)
+    module = types.ModuleType(name)
+    exec(source, module.__dict__)
+    return module
+
+
+def test_register_declared_registers_what_a_module_declares_beside_its_classes(monkeypatch):
+    from merc_bench import component
+    from merc_bench.registry import declared_components
+
+    module = _module("acme_scale", DECLARING_MODULE, monkeypatch)
+    assert [cls.__name__ for cls in declared_components(module)] == ["ScaleMixer"]  # not Imported, not Undeclared
+    registry = Registry()
+    scoped = registry.scoped("acme-merc", "acme")
+    [entry] = scoped.register_declared(module)
+    assert (entry.kind, entry.name, entry.obj, entry.config) == ("mixer", "acme-merc:scale", module.ScaleMixer,
+                                                                 module.ScaleConfig)
+    assert entry.search_space is module.search_space and entry.paper == "Nobody, 2025"
+    assert entry.description == "Multiplies by a constant." and entry.source == "acme"
+    built = entry.build(entry.make_config({"scale": 3.0}), {"hidden_size": 5, "modalities": ("text",)})
+    assert built.scale == 3.0 and built.hidden_size == 5 and isinstance(built.config, module.ScaleConfig)
+    assert entry.context_parameters() == ["hidden_size"]  # only what it asks for is passed
+    with pytest.raises(RegistrationError, match="declares no component"):
+        registry.register_declared(_module("empty", "x = 1", monkeypatch))
+    with pytest.raises(RegistrationError, match="Undeclared is not declared"):
+        registry.register_declared(module.Undeclared)
+    with pytest.raises(RegistrationError, match="declared twice"):
+        component("mixer", "again", config=module.ScaleConfig)(module.ScaleMixer)
+    # The declaration goes through the same checks as register(): a bad one is refused when registered.
+    broken = _module("acme_broken", DECLARING_MODULE.replace("*, hidden_size: int", "*, hidden_size: int, width=2"),
+                     monkeypatch)
+    with pytest.raises(RegistrationError, match=r"\['width'\] are not build-context names"):
+        Registry().register_declared(broken)
 
 
 def test_config_rejects_typos_with_a_clear_message():
@@ -254,8 +363,9 @@ class WidthConfig(BaseModel):
 class PickyMixer(torch.nn.Module):
     """Refuses widths above 4 the documented way, or fails the way a bug does (``failure``)."""
 
-    def __init__(self, *, hidden_size: int, width: int = 2, failure: str = "value"):
+    def __init__(self, config: WidthConfig, *, hidden_size: int):
         super().__init__()
+        width, failure = config.width, config.failure
         if width > 4:
             if failure == "value":
                 raise ValueError(f"width {width} is more than 4")

@@ -13,9 +13,9 @@ from merc_bench.testing import SMALL_CONTEXT, make_batch, small_teacher
 from merc_bench.pipeline import train_seed
 from merc_bench.teachers import prepare_teacher, teacher_config, teacher_fingerprint
 from merc_bench.trainer import Trainer
-from merc_bench_summer.hcmf import HCMFFuser
-from merc_bench_summer.ikd import InteractiveKnowledgeDistillation, label_smoothed_cross_entropy
-from merc_bench_summer.sdmoe import SDMoEMixer, routing_mask
+from merc_bench_summer.hcmf import HCMFConfig, HCMFFuser
+from merc_bench_summer.ikd import IKDConfig, InteractiveKnowledgeDistillation, label_smoothed_cross_entropy
+from merc_bench_summer.sdmoe import SDMoEConfig, SDMoEMixer, routing_mask
 from merc_bench.model import ModelOutput
 
 
@@ -45,7 +45,7 @@ def test_routing_keeps_weights_inside_the_interval():
 
 def test_gumbel_noise_only_while_training():
     torch.manual_seed(0)
-    mixer = SDMoEMixer(hidden_size=16, experts=3)
+    mixer = SDMoEMixer(SDMoEConfig(experts=3), hidden_size=16)
     batch = make_batch()
     x = torch.randn(*batch.mask.shape, 16)
     mixer.eval()
@@ -60,7 +60,7 @@ def test_gumbel_noise_only_while_training():
 
 def test_sparse_routing_reports_fewer_active_experts():
     torch.manual_seed(0)
-    mixer = SDMoEMixer(hidden_size=16, experts=8, alpha=0.8).eval()
+    mixer = SDMoEMixer(SDMoEConfig(experts=8, alpha=0.8), hidden_size=16).eval()
     batch = make_batch()
     out = mixer(torch.randn(*batch.mask.shape, 16) * 3, batch.mask)
     assert float(out.metrics["active_experts"]) < 8.0
@@ -68,7 +68,7 @@ def test_sparse_routing_reports_fewer_active_experts():
 
 def test_hcmf_phi_is_learned_and_branches_follow_the_stage_order():
     torch.manual_seed(0)
-    fuser = HCMFFuser(modalities=("text", "audio", "visual"), hidden_size=16, layers=2)
+    fuser = HCMFFuser(HCMFConfig(layers=2), modalities=("text", "audio", "visual"), hidden_size=16)
     assert fuser.partners == {"text": ["audio", "visual"], "audio": ["text", "visual"], "visual": ["text", "audio"]}
     batch = make_batch()
     mixed = {m: torch.randn(*batch.mask.shape, 16) for m in fuser.modalities}
@@ -79,7 +79,7 @@ def test_hcmf_phi_is_learned_and_branches_follow_the_stage_order():
     assert phi.grad is not None and phi.grad.abs() > 0
     optimizer.step()
     assert phi.item() != 1.0
-    two = HCMFFuser(modalities=("text", "audio"), hidden_size=16, layers=1)
+    two = HCMFFuser(HCMFConfig(layers=1), modalities=("text", "audio"), hidden_size=16)
     assert two.branches["text"][0].third_attention is None  # stage 2 needs a third modality
 
 
@@ -87,7 +87,7 @@ def test_ikd_terms_match_hand_computed_values():
     torch.manual_seed(0)
     batch = make_batch(lengths=(3, 2))
     teacher = small_teacher()
-    distiller = InteractiveKnowledgeDistillation(hidden_size=16)
+    distiller = InteractiveKnowledgeDistillation(IKDConfig(), hidden_size=16)
     distiller.attach_teacher(teacher, 16)
     classes = SMALL_CONTEXT["num_classes"]
     hidden = torch.randn(*batch.mask.shape, 16)

@@ -29,7 +29,7 @@ IEMOCAP_CLASSES = ("hap", "sad", "neu", "ang", "exc", "fru")
 
 
 def load(**options):
-    return SyntheticDataset(**SyntheticConfig(**options).model_dump()).load()
+    return SyntheticDataset(SyntheticConfig(**options)).load()
 
 
 def all_dialogues(corpus):

@@ -154,7 +154,7 @@ class BoomConfig(BaseModel):
 class BoomMixer(torch.nn.Module):
     """Fails like a GPU that ran out of memory."""
 
-    def __init__(self, *, hidden_size: int) -> None:
+    def __init__(self, config: BoomConfig, *, hidden_size: int) -> None:
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(hidden_size))
 

@@ -66,24 +66,7 @@ LATE_FUSION = Recipe(
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register("encoder", "linear", linear_encoder.LinearEncoder, config=linear_encoder.LinearEncoderConfig)
-    registry.register("mixer", "identity", identity_mixer.IdentityMixer, config=identity_mixer.IdentityMixerConfig)
-    registry.register(
-        "mixer", "bigru", bigru_mixer.BiGRUMixer, config=bigru_mixer.BiGRUMixerConfig, search_space=bigru_mixer.search_space
-    )
-    registry.register(
-        "fuser", "concat", concat_fuser.ConcatFuser, config=concat_fuser.ConcatFuserConfig,
-        search_space=concat_fuser.search_space,
-    )
-    registry.register("fuser", "mean", mean_fuser.MeanFuser, config=mean_fuser.MeanFuserConfig)
-    registry.register(
-        "fuser", "concat-bigru", concat_bigru_fuser.ConcatBiGRUFuser, config=concat_bigru_fuser.ConcatBiGRUFuserConfig,
-        search_space=concat_bigru_fuser.search_space,
-    )
-    registry.register("distiller", "none", no_distiller.NoDistiller, config=no_distiller.NoDistillerConfig)
-    registry.register(
-        "distiller", "per-modality-ce", per_modality_ce.PerModalityCrossEntropy,
-        config=per_modality_ce.PerModalityCrossEntropyConfig,
-    )
+    registry.register_declared(linear_encoder, identity_mixer, bigru_mixer, concat_fuser, mean_fuser,
+                               concat_bigru_fuser, no_distiller, per_modality_ce)
     for recipe in (BIGRU_CONCAT, EARLY_FUSION, LATE_FUSION):
         registry.register("recipe", recipe.name, recipe, description=recipe.description)

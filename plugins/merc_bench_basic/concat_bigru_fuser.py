@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 
 
 class ConcatBiGRUFuserConfig(BaseModel):
@@ -54,26 +54,27 @@ class ConcatBiGRUFuserConfig(BaseModel):
     )
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options (the input choice stays the recipe's)."""
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 1, 2),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+    }
+
+
+@component("fuser", "concat-bigru", config=ConcatBiGRUFuserConfig, search_space=search_space)
 class ConcatBiGRUFuser(nn.Module):
     """encoded[m] (B, L, H) for every modality, mask (B, L) → fused (B, L, H); per-modality = mixed."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        layers: int = 1,
-        dropout: float = 0.1,
-        inputs: str = "encoded",
-    ) -> None:
+    def __init__(self, config: ConcatBiGRUFuserConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         if hidden_size % 2:
             raise ValueError(f"the concat-bigru fuser needs an even hidden size, got {hidden_size}")
         self.modalities = tuple(modalities)
-        self.inputs = inputs
+        self.inputs = config.inputs
         self.reduce = nn.Linear(len(self.modalities) * hidden_size, hidden_size)
-        self.gru = nn.GRU(hidden_size, hidden_size // 2, num_layers=layers, batch_first=True, bidirectional=True)
-        self.dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(hidden_size, hidden_size // 2, num_layers=config.layers, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
@@ -86,11 +87,3 @@ class ConcatBiGRUFuser(nn.Module):
         context, _ = self.gru(packed)
         context, _ = pad_packed_sequence(context, batch_first=True, total_length=mask.shape[1])  # (B, L, H)
         return FuserOutput(fused=self.dropout(context), per_modality=dict(mixed))
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options (the input choice stays the recipe's)."""
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 1, 2),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-    }

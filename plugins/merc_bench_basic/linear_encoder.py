@@ -10,6 +10,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from merc_bench import component
+
 
 class LinearEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -17,12 +19,14 @@ class LinearEncoderConfig(BaseModel):
     bias: bool = Field(True, description="add a bias to each projection")
 
 
+@component("encoder", "linear", config=LinearEncoderConfig)
 class LinearEncoder(nn.Module):
     """features[m] (B, L, D_m) → encoded[m] (B, L, H)."""
 
-    def __init__(self, *, feature_dims: dict[str, int], hidden_size: int, bias: bool = True) -> None:
+    def __init__(self, config: LinearEncoderConfig, *, feature_dims: dict[str, int], hidden_size: int) -> None:
         super().__init__()
-        self.projections = nn.ModuleDict({m: nn.Linear(dim, hidden_size, bias=bias) for m, dim in feature_dims.items()})
+        self.projections = nn.ModuleDict(
+            {m: nn.Linear(dim, hidden_size, bias=config.bias) for m, dim in feature_dims.items()})
 
     def forward(
         self, *, features: dict[str, torch.Tensor], speakers: torch.Tensor, mask: torch.Tensor

@@ -10,17 +10,18 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 
 
 class MeanFuserConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@component("fuser", "mean", config=MeanFuserConfig)
 class MeanFuser(nn.Module):
     """mixed[m] (B, L, H) → fused (B, L, H) = mean over modalities."""
 
-    def __init__(self, *, modalities: tuple[str, ...]) -> None:
+    def __init__(self, config: MeanFuserConfig, *, modalities: tuple[str, ...]) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
 

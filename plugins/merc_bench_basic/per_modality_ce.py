@@ -32,21 +32,21 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from merc_bench.data import Batch
+from merc_bench import Batch, ModelOutput, component
 from merc_bench.losses import masked_cross_entropy
-from merc_bench.model import ModelOutput
 
 
 class PerModalityCrossEntropyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@component("distiller", "per-modality-ce", config=PerModalityCrossEntropyConfig)
 class PerModalityCrossEntropy(nn.Module):
     """(model output, batch) → {"ce.<m>": class-weighted CE of modality m's head} for every modality."""
 
     replaces_task_loss = True
 
-    def __init__(self, *, modalities: tuple[str, ...]) -> None:
+    def __init__(self, config: PerModalityCrossEntropyConfig, *, modalities: tuple[str, ...]) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
 

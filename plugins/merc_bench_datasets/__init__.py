@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from merc_bench import hookimpl
+from merc_bench_datasets import conversation_csv, iemocap, meld
 from merc_bench_datasets.conversation_csv import ConversationCSVConfig, ConversationCSVDataset
 from merc_bench_datasets.iemocap import IEMOCAPConfig, IEMOCAPDataset
 from merc_bench_datasets.meld import MELDConfig, MELDDataset
@@ -24,20 +25,7 @@ __all__ = ["ConversationCSVConfig", "ConversationCSVDataset", "IEMOCAPConfig", "
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register("dataset", "meld", MELDDataset, config=MELDConfig, paper="Poria et al., ACL 2019",
-                      description="MELD (7 classes) from a community feature file (SDT, MMGCN, DialogueRNN, COSMIC, "
-                      "MultiEMO) or a converted/prepared folder")
-    registry.register("dataset", "iemocap", IEMOCAPDataset, config=IEMOCAPConfig, paper="Busso et al., LRE 2008",
-                      description="IEMOCAP (6 classes) from a community feature file (SDT, MMGCN, DialogueRNN, "
-                      "COSMIC, MultiEMO) or a converted folder")
-    registry.register(
-        "dataset",
-        "conversation-csv",
-        ConversationCSVDataset,
-        config=ConversationCSVConfig,
-        description="any conversation corpus as CSV files (column mapping; features from .npy files or a text "
-        "encoder)",
-    )
+    registry.register_declared(meld, iemocap, conversation_csv)
 
 
 @hookimpl

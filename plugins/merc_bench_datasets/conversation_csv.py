@@ -65,6 +65,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from merc_bench import component
 from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue
 from merc_bench.errors import UserError, preview
 from merc_bench.safe_arrays import memory_budget, read_npy_file, read_npy_header
@@ -119,43 +120,26 @@ class _Table:
     encoding: str = "utf-8"  # as decode_csv_bytes found it
 
 
+@component("dataset", "conversation-csv", config=ConversationCSVConfig,
+           description="any conversation corpus as CSV files (column mapping; features from .npy files or a text "
+           "encoder)")
 class ConversationCSVDataset:
     """Conversations from CSV files with a column mapping; features from .npy files or a text encoder."""
 
-    def __init__(
-        self,
-        *,
-        train: str | None = None,
-        dev: str | None = None,
-        test: str | None = None,
-        file: str | None = None,
-        split_column: str = "split",
-        dialogue_column: str = "dialogue_id",
-        order_column: str | None = "utterance_id",
-        speaker_column: str = "speaker",
-        label_column: str = "label",
-        text_column: str | None = "text",
-        classes: list[str] | None = None,
-        features: dict[str, dict[str, str]] | None = None,
-        text_encoder: str | None = "minilm",
-        family: str = "meld",
-        name: str = "conversation-csv",
-        delimiter: str = ",",
-        cache_dir: str | None = None,
-        data_dir: Path | None = None,
-    ) -> None:
-        self.paths = {"train": train, "dev": dev, "test": test}
-        self.file = file
-        self.split_column = split_column
-        self.columns = {"dialogue_column": dialogue_column, "order_column": order_column,
-                        "speaker_column": speaker_column, "label_column": label_column, "text_column": text_column}
-        self.classes = list(classes) if classes is not None else None
-        self.features = dict(features or {})
-        self.text_encoder = text_encoder
-        self.family = family
-        self.name = name
-        self.delimiter = delimiter
-        self.cache_dir = cache_dir
+    def __init__(self, config: ConversationCSVConfig, *, data_dir: Path | None = None) -> None:
+        self.paths = {"train": config.train, "dev": config.dev, "test": config.test}
+        self.file = config.file
+        self.split_column = config.split_column
+        self.columns = {"dialogue_column": config.dialogue_column, "order_column": config.order_column,
+                        "speaker_column": config.speaker_column, "label_column": config.label_column,
+                        "text_column": config.text_column}
+        self.classes = list(config.classes) if config.classes is not None else None
+        self.features = dict(config.features)
+        self.text_encoder = config.text_encoder
+        self.family = config.family
+        self.name = config.name
+        self.delimiter = config.delimiter
+        self.cache_dir = config.cache_dir
         self.data_dir = Path(data_dir) if data_dir is not None else None
 
     # -- reading -----------------------------------------------------------------------------

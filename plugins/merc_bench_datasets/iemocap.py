@@ -17,6 +17,7 @@ reported as a :class:`~merc_bench_datasets.checks.DatasetWarning`.
 
 from __future__ import annotations
 
+from merc_bench import component
 from merc_bench_datasets.sources import FeatureFileConfig, FeatureFileDataset
 
 __all__ = ["IEMOCAPConfig", "IEMOCAPDataset"]
@@ -26,6 +27,9 @@ class IEMOCAPConfig(FeatureFileConfig):
     """Options of the ``iemocap`` dataset (see :class:`~merc_bench_datasets.sources.FeatureFileConfig`)."""
 
 
+@component("dataset", "iemocap", config=IEMOCAPConfig, paper="Busso et al., LRE 2008",
+           description="IEMOCAP (6 classes) from a community feature file (SDT, MMGCN, DialogueRNN, COSMIC, "
+           "MultiEMO) or a converted folder")
 class IEMOCAPDataset(FeatureFileDataset):
     """IEMOCAP from a community feature file or a converted folder: 6 classes, 2 speakers."""
 

@@ -17,6 +17,7 @@ counts that differ from these are reported as a :class:`~merc_bench_datasets.che
 
 from __future__ import annotations
 
+from merc_bench import component
 from merc_bench_datasets.sources import FeatureFileConfig, FeatureFileDataset
 
 __all__ = ["MELDConfig", "MELDDataset"]
@@ -26,6 +27,9 @@ class MELDConfig(FeatureFileConfig):
     """Options of the ``meld`` dataset (see :class:`~merc_bench_datasets.sources.FeatureFileConfig`)."""
 
 
+@component("dataset", "meld", config=MELDConfig, paper="Poria et al., ACL 2019",
+           description="MELD (7 classes) from a community feature file (SDT, MMGCN, DialogueRNN, COSMIC, MultiEMO) "
+           "or a converted/prepared folder")
 class MELDDataset(FeatureFileDataset):
     """MELD from a community feature file or a converted folder: 7 classes, 9 speaker slots."""
 

@@ -171,16 +171,9 @@ class FeatureFileDataset:
 
     family: ClassVar[str]
 
-    def __init__(
-        self,
-        *,
-        path: str | None = None,
-        nonfinite: str = "refuse",
-        roberta_layer: int | str = 1,
-        data_dir: Path | None = None,  # build context: the CLI's --data-dir
-    ) -> None:
-        self.config = FeatureFileConfig(path=path, nonfinite=nonfinite, roberta_layer=roberta_layer)
-        self.data_dir = data_dir
+    def __init__(self, config: FeatureFileConfig, *, data_dir: Path | None = None) -> None:
+        self.config = config
+        self.data_dir = data_dir  # build context: the CLI's --data-dir
 
     def load(self) -> Corpus:
         corpus = load_family(self.family, path=self.config.path, data_dir=self.data_dir,

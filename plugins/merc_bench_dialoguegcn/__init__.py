@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from merc_bench import hookimpl
 from merc_bench_dialoguegcn import fuser
-from merc_bench_dialoguegcn.recipe import DIALOGUEGCN, PAPER
+from merc_bench_dialoguegcn.recipe import DIALOGUEGCN
 
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register("fuser", "dialoguegcn", fuser.DialogueGCNFuser, config=fuser.DialogueGCNConfig,
-                      search_space=fuser.search_space, paper=PAPER)
+    registry.register_declared(fuser)
     registry.register("recipe", DIALOGUEGCN.name, DIALOGUEGCN, description=DIALOGUEGCN.description,
                       paper=DIALOGUEGCN.paper)

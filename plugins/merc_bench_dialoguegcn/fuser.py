@@ -38,8 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 from merc_bench_dialoguegcn.graph import relation_adjacency, relation_count, window_mask
+from merc_bench_dialoguegcn.recipe import PAPER
 
 
 class DialogueGCNConfig(BaseModel):
@@ -162,45 +163,43 @@ class DialogueAttention(nn.Module):
         return beta @ h
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "window_past": trial.suggest_int(f"{prefix}window_past", 2, 12),
+        "window_future": trial.suggest_int(f"{prefix}window_future", 0, 12),
+        "relations": trial.suggest_categorical(f"{prefix}relations", ["speaker_pairs", "same_or_different"]),
+        "dialogue_attention": trial.suggest_categorical(f"{prefix}dialogue_attention", [True, False]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
+    }
+
+
+@component("fuser", "dialoguegcn", config=DialogueGCNConfig, search_space=search_space, paper=PAPER)
 class DialogueGCNFuser(nn.Module):
     """mixed/encoded[m] (B, L, H), speakers and mask (B, L) → fused (B, L, H); per-modality = mixed."""
 
     def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        num_speakers: int,
-        context: str = "bigru",
-        gru_layers: int = 2,
-        window_past: int = 10,
-        window_future: int = 10,
-        relations: str = "speaker_pairs",
-        speaker_order: str = "dataset",
-        max_speakers: int | None = None,
-        bases: int | None = None,
-        graph_aggregation: str = "sum",
-        dialogue_attention: bool = True,
-        dropout: float = 0.5,
+        self, config: DialogueGCNConfig, *, modalities: tuple[str, ...], hidden_size: int, num_speakers: int
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.context = context
-        self.window = (window_past, window_future)
-        self.relations = relations
-        self.speaker_order = speaker_order
-        self.max_speakers = max_speakers or num_speakers
+        self.context = config.context
+        self.window = (config.window_past, config.window_future)
+        self.relations = config.relations
+        self.speaker_order = config.speaker_order
+        self.max_speakers = config.max_speakers or num_speakers
         joined = len(self.modalities) * hidden_size
-        if context == "bigru":
-            self.sequence = SequentialContext(joined, hidden_size, gru_layers, dropout)
+        if config.context == "bigru":
+            self.sequence = SequentialContext(joined, hidden_size, config.gru_layers, config.dropout)
         else:
             self.sequence = nn.Linear(joined, hidden_size)
         self.edge_attention = EdgeAttention(hidden_size)
-        self.relational = RelationalGraphConv(hidden_size, relation_count(relations, self.max_speakers), bases)
-        self.graph = NeighbourGraphConv(hidden_size, graph_aggregation)
-        self.dialogue_attention = DialogueAttention(2 * hidden_size) if dialogue_attention else None
+        self.relational = RelationalGraphConv(hidden_size, relation_count(config.relations, self.max_speakers),
+                                              config.bases)
+        self.graph = NeighbourGraphConv(hidden_size, config.graph_aggregation)
+        self.dialogue_attention = DialogueAttention(2 * hidden_size) if config.dialogue_attention else None
         self.output = nn.Linear(2 * hidden_size, hidden_size)  # W_l of Eq. 6
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -229,14 +228,3 @@ class DialogueGCNFuser(nn.Module):
             h = self.dialogue_attention(h, mask)
         fused = self.dropout(torch.relu(self.output(h)))  # (B, L, H)
         return FuserOutput(fused=fused, per_modality=dict(mixed))
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "window_past": trial.suggest_int(f"{prefix}window_past", 2, 12),
-        "window_future": trial.suggest_int(f"{prefix}window_future", 0, 12),
-        "relations": trial.suggest_categorical(f"{prefix}relations", ["speaker_pairs", "same_or_different"]),
-        "dialogue_attention": trial.suggest_categorical(f"{prefix}dialogue_attention", [True, False]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
-    }

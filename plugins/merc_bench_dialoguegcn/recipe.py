@@ -17,8 +17,8 @@ RGCN layer; 2·9² = 162 relations without bases would add 6.5M rarely trained w
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
-from merc_bench_sdt.recipe import IEMOCAP_CLASS_WEIGHTS
+from merc_bench import Recipe
+from merc_bench.class_weights import IEMOCAP_INVERSE_FREQUENCY
 
 PAPER = "Ghosal et al., DialogueGCN: A Graph Convolutional Neural Network for ERC, EMNLP 2019"
 
@@ -26,6 +26,7 @@ DIALOGUEGCN = Recipe(
     name="dialoguegcn",
     description="DialogueGCN: BiGRU over early-fused features, speaker-relational graph (RGCN + GCN)",
     paper=PAPER,
+    requires=("basic",),  # linear encoder, identity mixer, no distiller
     encoder={"name": "linear"},
     mixer={"name": "identity"},
     fuser={
@@ -45,7 +46,7 @@ DIALOGUEGCN = Recipe(
     model={"hidden_size": 200, "head_dropout": 0.5, "modality_heads": False},
     training={"lr": 1e-4, "weight_decay": 1e-5, "batch_size": 32, "epochs": 60},
     family_defaults={
-        "iemocap": {"training": {"class_weights": IEMOCAP_CLASS_WEIGHTS}},
+        "iemocap": {"training": {"class_weights": IEMOCAP_INVERSE_FREQUENCY}},
         "meld": {"training": {"class_weights": "none"}, "fuser": {"config": {"bases": 30}}},
     },
 )

@@ -28,8 +28,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 from merc_bench_dialoguernn.cell import DialogueRNN
+from merc_bench_dialoguernn.recipe import PAPER
 
 
 class DialogueRNNFuserConfig(BaseModel):
@@ -52,45 +53,47 @@ class DialogueRNNFuserConfig(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout after the classifier layer l_t")
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "global_size": trial.suggest_categorical(f"{prefix}global_size", [150, 300, 500]),
+        "party_size": trial.suggest_categorical(f"{prefix}party_size", [150, 300, 500]),
+        "emotion_size": trial.suggest_categorical(f"{prefix}emotion_size", [100, 200, 300]),
+        "context_attention": trial.suggest_categorical(f"{prefix}context_attention", ["general", "simple"]),
+        "emotion_attention": trial.suggest_categorical(f"{prefix}emotion_attention", [True, False]),
+        "listener_update": trial.suggest_categorical(f"{prefix}listener_update", [False, True]),
+        "state_dropout": trial.suggest_float(f"{prefix}state_dropout", 0.0, 0.3),
+        "emotion_dropout": trial.suggest_float(f"{prefix}emotion_dropout", 0.0, 0.5),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+    }
+
+
+@component("fuser", "dialoguernn", config=DialogueRNNFuserConfig, search_space=search_space, paper=PAPER,
+           description="early fusion, then (Bi)DialogueRNN with global, party and emotion GRUs")
 class DialogueRNNFuser(nn.Module):
     """encoded[m] (B, L, H), speakers (B, L), mask (B, L) → fused (B, L, H); per_modality = mixed."""
 
     def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        num_speakers: int,
-        global_size: int = 500,
-        party_size: int = 500,
-        emotion_size: int = 300,
-        bidirectional: bool = True,
-        context_attention: str = "general",
-        emotion_attention: bool = True,
-        listener_update: bool = False,
-        source: str = "encoded",
-        state_dropout: float = 0.1,
-        emotion_dropout: float = 0.25,
-        dropout: float = 0.1,
+        self, config: DialogueRNNFuserConfig, *, modalities: tuple[str, ...], hidden_size: int, num_speakers: int
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.source = source
+        self.source = config.source
         self.rnn = DialogueRNN(
             input_size=len(self.modalities) * hidden_size,
             parties=num_speakers,
-            global_size=global_size,
-            party_size=party_size,
-            emotion_size=emotion_size,
-            bidirectional=bidirectional,
-            context_attention=context_attention,
-            listener_update=listener_update,
-            emotion_attention=emotion_attention,
-            state_dropout=state_dropout,
-            emotion_dropout=emotion_dropout,
+            global_size=config.global_size,
+            party_size=config.party_size,
+            emotion_size=config.emotion_size,
+            bidirectional=config.bidirectional,
+            context_attention=config.context_attention,
+            listener_update=config.listener_update,
+            emotion_attention=config.emotion_attention,
+            state_dropout=config.state_dropout,
+            emotion_dropout=config.emotion_dropout,
         )
         self.classifier_layer = nn.Linear(self.rnn.output_size, hidden_size)  # W_l, b_l
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -105,18 +108,3 @@ class DialogueRNNFuser(nn.Module):
         emotions = self.rnn(joined, speakers, mask)  # (B, L, E), E = D_e or 2·D_e
         fused = self.dropout(torch.relu(self.classifier_layer(emotions)))  # (B, L, H): l_t
         return FuserOutput(fused=fused, per_modality=dict(mixed))
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "global_size": trial.suggest_categorical(f"{prefix}global_size", [150, 300, 500]),
-        "party_size": trial.suggest_categorical(f"{prefix}party_size", [150, 300, 500]),
-        "emotion_size": trial.suggest_categorical(f"{prefix}emotion_size", [100, 200, 300]),
-        "context_attention": trial.suggest_categorical(f"{prefix}context_attention", ["general", "simple"]),
-        "emotion_attention": trial.suggest_categorical(f"{prefix}emotion_attention", [True, False]),
-        "listener_update": trial.suggest_categorical(f"{prefix}listener_update", [False, True]),
-        "state_dropout": trial.suggest_float(f"{prefix}state_dropout", 0.0, 0.3),
-        "emotion_dropout": trial.suggest_float(f"{prefix}emotion_dropout", 0.0, 0.5),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-    }

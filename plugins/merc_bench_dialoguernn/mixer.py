@@ -21,7 +21,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from merc_bench import component
 from merc_bench_dialoguernn.cell import DialogueRNN
+from merc_bench_dialoguernn.recipe import PAPER
 
 
 class DialogueRNNMixerConfig(BaseModel):
@@ -43,52 +45,6 @@ class DialogueRNNMixerConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the output, before the ReLU")
 
 
-class DialogueRNNMixer(nn.Module):
-    """x (B, L, H), mask (B, L), speakers (B, L) → (B, L, H)."""
-
-    def __init__(
-        self,
-        *,
-        hidden_size: int,
-        num_speakers: int,
-        global_size: int | None = None,
-        party_size: int | None = None,
-        emotion_size: int | None = None,
-        bidirectional: bool = True,
-        context_attention: str = "simple",
-        emotion_attention: bool = False,
-        listener_update: bool = False,
-        output_projection: bool = True,
-        state_dropout: float = 0.0,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.rnn = DialogueRNN(
-            input_size=hidden_size,
-            parties=num_speakers,
-            global_size=global_size or hidden_size,
-            party_size=party_size or hidden_size,
-            emotion_size=emotion_size or hidden_size,
-            bidirectional=bidirectional,
-            context_attention=context_attention,
-            listener_update=listener_update,
-            emotion_attention=emotion_attention,
-            state_dropout=state_dropout,
-        )
-        if not output_projection and self.rnn.output_size != hidden_size:
-            raise ValueError(
-                f"the dialoguernn mixer without output_projection needs emotion states of the hidden size "
-                f"{hidden_size}, got {self.rnn.output_size} (emotion_size × directions); set output_projection "
-                f"or choose emotion_size so that they match"
-            )
-        self.projection = nn.Linear(self.rnn.output_size, hidden_size) if output_projection else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
-        emotions = self.rnn(x, speakers, mask)  # (B, L, E)
-        return torch.relu(self.dropout(self.projection(emotions)))  # (B, L, H)
-
-
 def search_space(trial, prefix: str) -> dict:
     """Optuna search space for this mixer's options (state sizes follow the hidden size)."""
     return {
@@ -98,3 +54,36 @@ def search_space(trial, prefix: str) -> dict:
         "state_dropout": trial.suggest_float(f"{prefix}state_dropout", 0.0, 0.3),
         "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
     }
+
+
+@component("mixer", "dialoguernn", config=DialogueRNNMixerConfig, search_space=search_space, paper=PAPER,
+           description="(Bi)DialogueRNN over one modality's utterances, with speakers")
+class DialogueRNNMixer(nn.Module):
+    """x (B, L, H), mask (B, L), speakers (B, L) → (B, L, H)."""
+
+    def __init__(self, config: DialogueRNNMixerConfig, *, hidden_size: int, num_speakers: int) -> None:
+        super().__init__()
+        self.rnn = DialogueRNN(
+            input_size=hidden_size,
+            parties=num_speakers,
+            global_size=config.global_size or hidden_size,
+            party_size=config.party_size or hidden_size,
+            emotion_size=config.emotion_size or hidden_size,
+            bidirectional=config.bidirectional,
+            context_attention=config.context_attention,
+            listener_update=config.listener_update,
+            emotion_attention=config.emotion_attention,
+            state_dropout=config.state_dropout,
+        )
+        if not config.output_projection and self.rnn.output_size != hidden_size:
+            raise ValueError(
+                f"the dialoguernn mixer without output_projection needs emotion states of the hidden size "
+                f"{hidden_size}, got {self.rnn.output_size} (emotion_size × directions); set output_projection "
+                f"or choose emotion_size so that they match"
+            )
+        self.projection = nn.Linear(self.rnn.output_size, hidden_size) if config.output_projection else nn.Identity()
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
+        emotions = self.rnn(x, speakers, mask)  # (B, L, E)
+        return torch.relu(self.dropout(self.projection(emotions)))  # (B, L, H)

@@ -22,7 +22,7 @@ The authors' bidirectional model widens l_t to 2·D_h; ``--set model.hidden_size
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
+from merc_bench import Recipe
 
 PAPER = "Majumder et al., DialogueRNN: An Attentive RNN for Emotion Detection in Conversations, AAAI 2019"
 
@@ -30,6 +30,7 @@ DIALOGUERNN = Recipe(
     name="dialoguernn",
     description="BiDialogueRNN+Att over early-fused (concatenated) modality projections",
     paper=PAPER,
+    requires=("basic",),  # linear encoder, identity mixer, no distiller
     encoder={"name": "linear"},
     mixer={"name": "identity"},
     fuser={

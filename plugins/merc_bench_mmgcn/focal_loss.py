@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.data import Batch
-from merc_bench.model import ModelOutput
+from merc_bench import Batch, ModelOutput, component
 
 
 class FocalLossConfig(BaseModel):
@@ -51,16 +50,23 @@ def focal_loss_terms(logits: torch.Tensor, labels: torch.Tensor, gamma: float, f
     return (-((1 - target * log_probs) ** gamma) * log_probs).mean(dim=-1)
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this distiller's options."""
+    return {"gamma": trial.suggest_float(f"{prefix}gamma", 0.5, 5.0)}
+
+
+@component("distiller", "focal-loss", config=FocalLossConfig, search_space=search_space,
+           paper="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017 (used by MMGCN on MELD)")
 class FocalLoss(nn.Module):
     """(model output, batch) → {"focal": scalar}, replacing the plain cross-entropy."""
 
     replaces_task_loss = True
 
-    def __init__(self, *, gamma: float = 2.0, alpha: float = 1.0, form: str = "standard") -> None:
+    def __init__(self, config: FocalLossConfig) -> None:
         super().__init__()
-        self.gamma = gamma
-        self.alpha = alpha
-        self.form = form
+        self.gamma = config.gamma
+        self.alpha = config.alpha
+        self.form = config.form
 
     def forward(
         self, *, output: ModelOutput, batch: Batch, class_weights: torch.Tensor | None
@@ -71,8 +77,3 @@ class FocalLoss(nn.Module):
             return {"focal": self.alpha * losses.mean()}
         weights = class_weights.to(losses.dtype)[labels]  # (N,)
         return {"focal": self.alpha * (weights * losses).sum() / weights.sum()}
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this distiller's options."""
-    return {"gamma": trial.suggest_float(f"{prefix}gamma", 0.5, 5.0)}

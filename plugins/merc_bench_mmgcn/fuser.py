@@ -37,8 +37,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 from merc_bench_mmgcn.graph import multimodal_adjacency
+from merc_bench_mmgcn.recipe import PAPER
 
 
 class MMGCNConfig(BaseModel):
@@ -77,38 +78,38 @@ class DeepGraphConvLayer(nn.Module):
         return (1 - beta) * support + beta * transformed  # identity mapping
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 2, 16, log=True),
+        "alpha": trial.suggest_float(f"{prefix}alpha", 0.05, 0.5),
+        "lamda": trial.suggest_float(f"{prefix}lamda", 0.1, 1.5),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
+    }
+
+
+@component("fuser", "mmgcn", config=MMGCNConfig, search_space=search_space, paper=PAPER)
 class MMGCNFuser(nn.Module):
     """mixed[m] (B, L, H), speakers and mask (B, L) → fused (B, L, H) and per-modality graph outputs."""
 
     def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        num_speakers: int,
-        layers: int = 4,
-        alpha: float = 0.1,
-        lamda: float = 0.5,
-        layer_weight: str = "mixed",
-        speaker_embedding: str = "all",
-        input_residual: bool = True,
-        dropout: float = 0.4,
+        self, config: MMGCNConfig, *, modalities: tuple[str, ...], hidden_size: int, num_speakers: int
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.alpha = alpha
-        self.betas = [math.log(lamda / layer + 1) for layer in range(1, layers + 1)]
-        with_speaker = {"all": self.modalities, "text": ("text",), "none": ()}[speaker_embedding]
+        self.alpha = config.alpha
+        self.betas = [math.log(config.lamda / layer + 1) for layer in range(1, config.layers + 1)]
+        with_speaker = {"all": self.modalities, "text": ("text",), "none": ()}[config.speaker_embedding]
         self.speaker_modalities = tuple(m for m in self.modalities if m in with_speaker)
         self.speakers = nn.Embedding(num_speakers, hidden_size) if self.speaker_modalities else None
         self.input = nn.Linear(hidden_size, hidden_size)  # W_in: H⁽⁰⁾ = ReLU(W_in x)
         self.layers = nn.ModuleList(
-            DeepGraphConvLayer(hidden_size, layer_weight == "concatenated") for _ in range(layers)
+            DeepGraphConvLayer(hidden_size, config.layer_weight == "concatenated") for _ in range(config.layers)
         )
-        self.input_residual = input_residual
-        per_node = 2 * hidden_size if input_residual else hidden_size
+        self.input_residual = config.input_residual
+        per_node = 2 * hidden_size if config.input_residual else hidden_size
         self.output = nn.Linear(len(self.modalities) * per_node, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -138,13 +139,3 @@ class MMGCNFuser(nn.Module):
         parts = torch.cat([x.view(batch, modalities, length, -1), graph], dim=-1) if self.input_residual else graph
         fused = self.output(parts.permute(0, 2, 1, 3).reshape(batch, length, -1))  # (B, L, M·2H) → (B, L, H)
         return FuserOutput(fused=fused, per_modality=per_modality)
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 2, 16, log=True),
-        "alpha": trial.suggest_float(f"{prefix}alpha", 0.05, 0.5),
-        "lamda": trial.suggest_float(f"{prefix}lamda", 0.1, 1.5),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
-    }

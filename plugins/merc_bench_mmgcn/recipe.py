@@ -17,8 +17,8 @@ cross-entropy.
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
-from merc_bench_sdt.recipe import IEMOCAP_CLASS_WEIGHTS
+from merc_bench import Recipe
+from merc_bench.class_weights import IEMOCAP_INVERSE_FREQUENCY
 
 PAPER = "Hu et al., MMGCN: Multimodal Fusion via Deep Graph Convolution Network for ERC, ACL 2021"
 
@@ -26,6 +26,7 @@ MMGCN = Recipe(
     name="mmgcn",
     description="MMGCN: (utterance, modality) graph with speaker embeddings, 4-layer GCNII",
     paper=PAPER,
+    requires=("basic",),  # linear encoder, bigru mixer, no distiller
     encoder={"name": "linear"},
     mixer={"name": "bigru", "config": {"layers": 2, "dropout": 0.4}},
     fuser={
@@ -44,7 +45,7 @@ MMGCN = Recipe(
     model={"hidden_size": 200, "head_dropout": 0.4, "modality_heads": False},
     training={"batch_size": 16, "epochs": 60},
     family_defaults={
-        "iemocap": {"training": {"lr": 3e-4, "weight_decay": 3e-5, "class_weights": IEMOCAP_CLASS_WEIGHTS}},
+        "iemocap": {"training": {"lr": 3e-4, "weight_decay": 3e-5, "class_weights": IEMOCAP_INVERSE_FREQUENCY}},
         "meld": {
             "training": {"lr": 1e-3, "weight_decay": 0.0, "class_weights": "none"},
             "distiller": {"name": "focal-loss", "config": {"gamma": 2.5, "alpha": 1.0, "form": "mmgcn_code"}},

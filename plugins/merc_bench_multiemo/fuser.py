@@ -12,7 +12,7 @@ each layer updates the branch's stream X (B, L, H) in three post-norm residual s
 
 Attn is multi-head scaled dot-product attention (4 heads, each with its own biased Q, K, V maps of
 size H / heads, then a linear map of the concatenated heads, which is standard multi-head
-attention). Partners are the other modalities in dataset order (text: audio then visual; audio: text
+attention: :class:`merc_bench.layers.MaskedMultiHeadAttention`). Partners are the other modalities in dataset order (text: audio then visual; audio: text
 then visual; visual: text then audio) and are the fuser's *inputs* (the DialogueRNN mixer's outputs)
 at every layer; only the branch's own stream is updated, as in the authors' code.
 
@@ -36,11 +36,12 @@ Choices where the paper is silent or the code does something we cannot keep:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench.layers import MaskedMultiHeadAttention
+from merc_bench_multiemo.recipe import PAPER
 
 
 class MultiAttnConfig(BaseModel):
@@ -52,35 +53,12 @@ class MultiAttnConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in every sublayer (MultiEMO runs with 0)")
 
 
-class CrossAttention(nn.Module):
-    """Multi-head attention: query (B, L, H) over source (B, L, H), padded source keys masked → (B, L, H)."""
-
-    def __init__(self, hidden_size: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        if hidden_size % heads:
-            raise ValueError(f"hidden_size {hidden_size} is not divisible by heads {heads}")
-        self.heads = heads
-        self.dropout = dropout
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key_value = nn.Linear(hidden_size, 2 * hidden_size)
-        self.output = nn.Linear(hidden_size, hidden_size)
-
-    def forward(self, query: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = query.shape
-        q = self.query(query).view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
-        k, v = self.key_value(source).view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, L, H/heads)
-        return self.output(attended.transpose(1, 2).reshape(batch, length, hidden))
-
-
 class MultiAttnLayer(nn.Module):
     """One layer of one branch; ``partners`` (0, 1 or 2) cross-attention sublayers, then the FFN."""
 
     def __init__(self, hidden_size: int, heads: int, feed_forward: int, dropout: float, partners: int) -> None:
         super().__init__()
-        self.attentions = nn.ModuleList(CrossAttention(hidden_size, heads, dropout) for _ in range(partners))
+        self.attentions = nn.ModuleList(MaskedMultiHeadAttention(hidden_size, heads, dropout) for _ in range(partners))
         self.attention_norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(partners))
         self.feed_forward = nn.Sequential(
             nn.Linear(hidden_size, feed_forward), nn.ReLU(), nn.Linear(feed_forward, hidden_size), nn.Dropout(dropout)
@@ -94,19 +72,21 @@ class MultiAttnLayer(nn.Module):
         return self.feed_forward_norm(stream + self.dropout(self.feed_forward(stream)))
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
+        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+    }
+
+
+@component("fuser", "multiattn", config=MultiAttnConfig, search_space=search_space, paper=PAPER,
+           description="MultiAttn: per-modality stacks of cross-attention to the other modalities, then concat + linear")
 class MultiAttnFuser(nn.Module):
     """mixed[m] (B, L, H), mask (B, L) → fused (B, L, H) and one branch output per modality."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 4,
-        layers: int = 6,
-        feed_forward_multiplier: int = 4,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, config: MultiAttnConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.partners = {m: [o for o in self.modalities if o != m] for m in self.modalities}
@@ -114,8 +94,9 @@ class MultiAttnFuser(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: nn.ModuleList(
-                    MultiAttnLayer(hidden_size, heads, feed_forward_multiplier * hidden_size, dropout, partner_count)
-                    for _ in range(layers)
+                    MultiAttnLayer(hidden_size, config.heads, config.feed_forward_multiplier * hidden_size,
+                                   config.dropout, partner_count)
+                    for _ in range(config.layers)
                 )
                 for m in self.modalities
             }
@@ -134,12 +115,3 @@ class MultiAttnFuser(nn.Module):
             branches[modality] = stream
         fused = self.fc(torch.cat([branches[m] for m in self.modalities], dim=-1))  # (B, L, M·H) → (B, L, H)
         return FuserOutput(fused=fused, per_modality=branches)
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
-        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-    }

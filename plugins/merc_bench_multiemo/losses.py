@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.data import Batch
+from merc_bench import Batch, ModelOutput, component
 from merc_bench.losses import masked_cross_entropy
-from merc_bench.model import ModelOutput
+from merc_bench_multiemo.recipe import PAPER
 
 
 class MultiEMOLossesConfig(BaseModel):
@@ -115,31 +115,34 @@ def soft_hgr_as_in_multiemo_code(f: torch.Tensor, g: torch.Tensor) -> torch.Tens
     return mapping - (covariance_f * covariance_g).sum() / count / 2
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this distiller's options."""
+    return {
+        "ce_weight": trial.suggest_float(f"{prefix}ce_weight", 0.1, 1.0),
+        "swfc_weight": trial.suggest_float(f"{prefix}swfc_weight", 0.0, 1.0),
+        "soft_hgr_weight": trial.suggest_float(f"{prefix}soft_hgr_weight", 0.0, 1.0),
+        "temperature": trial.suggest_float(f"{prefix}temperature", 0.1, 2.0, log=True),
+        "focusing": trial.suggest_float(f"{prefix}focusing", 0.0, 3.0),
+        "sample_weight_power": trial.suggest_float(f"{prefix}sample_weight_power", 0.0, 1.5),
+    }
+
+
+@component("distiller", "multiemo-losses", config=MultiEMOLossesConfig, search_space=search_space, paper=PAPER,
+           description="MultiEMO's objective: weighted CE + SWFC (fused) + Soft-HGR (modality pairs)")
 class MultiEMOLosses(nn.Module):
     """(output, batch, class_weights) → {"task", "swfc", "soft_hgr"}: MultiEMO's weighted objective."""
 
     replaces_task_loss = True
 
-    def __init__(
-        self,
-        *,
-        ce_weight: float = 0.2,
-        swfc_weight: float = 0.4,
-        soft_hgr_weight: float = 0.4,
-        temperature: float = 0.8,
-        focusing: float = 2.4,
-        sample_weight_power: float = 1.1,
-        weighted_cross_entropy: bool = False,
-        soft_hgr_variant: str = "wang2019",
-    ) -> None:
+    def __init__(self, config: MultiEMOLossesConfig) -> None:
         super().__init__()
-        self.weights = {"task": ce_weight, "swfc": swfc_weight, "soft_hgr": soft_hgr_weight}
-        self.temperature = temperature
-        self.focusing = focusing
-        self.sample_weight_power = sample_weight_power
-        self.weighted_cross_entropy = weighted_cross_entropy
-        self.pair_loss = soft_hgr if soft_hgr_variant == "wang2019" else soft_hgr_as_in_multiemo_code
-        self.soft_hgr_variant = soft_hgr_variant
+        self.weights = {"task": config.ce_weight, "swfc": config.swfc_weight, "soft_hgr": config.soft_hgr_weight}
+        self.temperature = config.temperature
+        self.focusing = config.focusing
+        self.sample_weight_power = config.sample_weight_power
+        self.weighted_cross_entropy = config.weighted_cross_entropy
+        self.pair_loss = soft_hgr if config.soft_hgr_variant == "wang2019" else soft_hgr_as_in_multiemo_code
+        self.soft_hgr_variant = config.soft_hgr_variant
 
     def forward(
         self, *, output: ModelOutput, batch: Batch, class_weights: torch.Tensor | None
@@ -170,15 +173,3 @@ class MultiEMOLosses(nn.Module):
         if self.soft_hgr_variant == "multiemo_code":
             total = total / max(int(mask.sum()), 1)
         return total
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this distiller's options."""
-    return {
-        "ce_weight": trial.suggest_float(f"{prefix}ce_weight", 0.1, 1.0),
-        "swfc_weight": trial.suggest_float(f"{prefix}swfc_weight", 0.0, 1.0),
-        "soft_hgr_weight": trial.suggest_float(f"{prefix}soft_hgr_weight", 0.0, 1.0),
-        "temperature": trial.suggest_float(f"{prefix}temperature", 0.1, 2.0, log=True),
-        "focusing": trial.suggest_float(f"{prefix}focusing", 0.0, 3.0),
-        "sample_weight_power": trial.suggest_float(f"{prefix}sample_weight_power", 0.0, 1.5),
-    }

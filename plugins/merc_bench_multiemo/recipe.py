@@ -34,7 +34,7 @@ synthetic data (25.6 against 0.14 weighted, next to a CE of 0.86) and would domi
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
+from merc_bench import Recipe
 
 PAPER = (
     "Shi and Huang, MultiEMO: An Attention-Based Correlation-Aware Multimodal Fusion Framework "
@@ -45,6 +45,7 @@ MULTIEMO = Recipe(
     name="multiemo",
     description="MultiEMO: DialogueRNN context per modality, MultiAttn cross-attention fusion, CE + SWFC + Soft-HGR",
     paper=PAPER,
+    requires=("basic", "dialoguernn"),  # the linear encoder; the dialoguernn mixer
     encoder={"name": "linear"},
     mixer={
         "name": "dialoguernn",

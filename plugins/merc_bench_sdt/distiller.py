@@ -16,9 +16,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.data import Batch
+from merc_bench import Batch, ModelOutput, component
 from merc_bench.losses import masked_cross_entropy, masked_kl_divergence
-from merc_bench.model import ModelOutput
+from merc_bench_sdt.recipe import PAPER
 
 
 class SelfDistillationConfig(BaseModel):
@@ -30,24 +30,26 @@ class SelfDistillationConfig(BaseModel):
     detach_teacher: bool = Field(False, description="stop gradients through the fused logits (SDT: no)")
 
 
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this distiller's options."""
+    return {
+        "temperature": trial.suggest_categorical(f"{prefix}temperature", [1.0, 2.0, 4.0, 8.0]),
+        "kl_weight": trial.suggest_float(f"{prefix}kl_weight", 0.1, 2.0),
+    }
+
+
+@component("distiller", "self-distillation", config=SelfDistillationConfig, search_space=search_space,
+           paper=PAPER)
 class SelfDistillation(nn.Module):
     """(model output, batch) → {"ce_<m>": ..., "kl_<m>": ...} for every modality head."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        temperature: float = 1.0,
-        unimodal_weight: float = 1.0,
-        kl_weight: float = 1.0,
-        detach_teacher: bool = False,
-    ) -> None:
+    def __init__(self, config: SelfDistillationConfig, *, modalities: tuple[str, ...]) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.temperature = temperature
-        self.unimodal_weight = unimodal_weight
-        self.kl_weight = kl_weight
-        self.detach_teacher = detach_teacher
+        self.temperature = config.temperature
+        self.unimodal_weight = config.unimodal_weight
+        self.kl_weight = config.kl_weight
+        self.detach_teacher = config.detach_teacher
 
     def forward(
         self, *, output: ModelOutput, batch: Batch, class_weights: torch.Tensor | None
@@ -65,11 +67,3 @@ class SelfDistillation(nn.Module):
                 student, teacher, batch.mask, self.temperature
             )
         return terms
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this distiller's options."""
-    return {
-        "temperature": trial.suggest_categorical(f"{prefix}temperature", [1.0, 2.0, 4.0, 8.0]),
-        "kl_weight": trial.suggest_float(f"{prefix}kl_weight", 0.1, 2.0),
-    }

@@ -4,17 +4,19 @@ Self-Distillation for Multimodal Emotion Recognition in Conversations", IEEE TMM
 Per modality a bias-free projection D_m → H (SDT's ``Conv1d(D, H, 1, bias=False)``, written as the
 equivalent ``Linear`` so no transposes are needed), plus one speaker embedding shared by all
 modalities (index ``num_speakers`` is the padding index) and an unscaled sinusoidal position
-encoding. SDT adds speaker and position embeddings to the input of *every* transformer; adding
+encoding (:func:`merc_bench.layers.sinusoidal_positions`). SDT adds speaker and position embeddings to the input of *every* transformer; adding
 them once here gives the same sums, and each transformer then applies its own input dropout.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from merc_bench import component
+from merc_bench.layers import sinusoidal_positions
+from merc_bench_sdt.recipe import PAPER
 
 
 class SpeakerPositionEncoderConfig(BaseModel):
@@ -24,34 +26,19 @@ class SpeakerPositionEncoderConfig(BaseModel):
     position_encoding: bool = Field(True, description="add the sinusoidal position encoding")
 
 
-def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
-    """Vaswani et al. (2017) §3.5: PE[p, 2i] = sin(p / 10000^(2i/H)), PE[p, 2i+1] = cos(...). (L, H)"""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
-    frequency = torch.exp(torch.arange(0, size, 2, dtype=torch.float32) * (-math.log(10000.0) / size))
-    table = torch.zeros(length, size)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
-    return table
-
-
+@component("encoder", "speaker-position", config=SpeakerPositionEncoderConfig, paper=PAPER)
 class SpeakerPositionEncoder(nn.Module):
     """features[m] (B, L, D_m), speakers (B, L) → encoded[m] (B, L, H)."""
 
     def __init__(
-        self,
-        *,
-        feature_dims: dict[str, int],
-        hidden_size: int,
-        num_speakers: int,
-        speaker_embedding: bool = True,
-        position_encoding: bool = True,
+        self, config: SpeakerPositionEncoderConfig, *, feature_dims: dict[str, int], hidden_size: int, num_speakers: int
     ) -> None:
         super().__init__()
         self.projections = nn.ModuleDict({m: nn.Linear(dim, hidden_size, bias=False) for m, dim in feature_dims.items()})
         self.speakers = (
-            nn.Embedding(num_speakers + 1, hidden_size, padding_idx=num_speakers) if speaker_embedding else None
+            nn.Embedding(num_speakers + 1, hidden_size, padding_idx=num_speakers) if config.speaker_embedding else None
         )
-        self.position_encoding = position_encoding
+        self.position_encoding = config.position_encoding
         # SDT precomputes 512 positions; longer dialogues extend the table on demand.
         self.register_buffer("positions", sinusoidal_positions(512, hidden_size), persistent=False)
 

@@ -8,8 +8,9 @@ are the encoder outputs, as in SDT, where every transformer reads the projected 
    W on IEMOCAP and freezes it to the identity on MELD (``unimodal_gate``), where it is SiLU;
 2. per target modality, ``Linear(M·H → H)`` over [intra, cross from each other modality] — M is
    the number of modalities in the run, so any non-empty subset works (M = 3 gives SDT's 3H → H);
-3. multimodal gated fusion: one shared bias-free ``Linear(H, H)`` scores every modality per
-   feature, a softmax across modalities weighs them, fused = Σ_m weight_m ⊙ h_m.
+3. multimodal gated fusion (:class:`merc_bench.layers.GatedFusion`): one shared bias-free
+   ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs them,
+   fused = Σ_m weight_m ⊙ h_m.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench.layers import GatedFusion
+from merc_bench_sdt.recipe import PAPER
 from merc_bench_sdt.transformer import SDTTransformerBlock, real_positions, scatter_rows
 
 
@@ -54,49 +57,34 @@ class UnimodalGate(nn.Module):
         return x * torch.sigmoid(self.weight(x))
 
 
-class MultimodalGatedFusion(nn.Module):
-    """per-modality (..., H) × M → fused (..., H), softmax over modalities per feature."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(hidden_size, hidden_size, bias=False)
-
-    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(states, dim=-2)  # (..., M, H)
-        weights = torch.softmax(self.score(stacked), dim=-2)  # (..., M, H)
-        return (weights * stacked).sum(dim=-2)
+def search_space(trial, prefix: str) -> dict:
+    """Optuna search space for this fuser's options."""
+    return {
+        "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
+    }
 
 
+@component("fuser", "cross-modal-transformer", config=CrossModalFuserConfig, search_space=search_space,
+           paper=PAPER)
 class CrossModalFuser(nn.Module):
     """mixed[m], encoded[m] (B, L, H), mask (B, L) → fused (B, L, H) and per-modality (B, L, H)."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 8,
-        dropout: float = 0.5,
-        unimodal_gate: str = "learned",
-    ) -> None:
+    def __init__(self, config: CrossModalFuserConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        frozen = unimodal_gate == "frozen_identity"
+        frozen = config.unimodal_gate == "frozen_identity"
         pairs = [(source, target) for target in self.modalities for source in self.modalities]
         self.cross = nn.ModuleDict(
             {
-                f"{source}_to_{target}": SDTTransformerBlock(hidden_size=hidden_size, heads=heads, dropout=dropout)
+                f"{source}_to_{target}": SDTTransformerBlock(hidden_size=hidden_size, heads=config.heads, dropout=config.dropout)
                 for source, target in pairs
                 if source != target
             }
         )
         self.gates = nn.ModuleDict({f"{source}_to_{target}": UnimodalGate(hidden_size, frozen) for source, target in pairs})
         self.reduce = nn.ModuleDict({m: nn.Linear(len(self.modalities) * hidden_size, hidden_size) for m in self.modalities})
-        self.fusion = MultimodalGatedFusion(hidden_size)
-        if len(self.modalities) == 1:
-            # A softmax over one modality is 1 whatever the score, so the score layer cannot learn: frozen,
-            # not removed, so that initialising it still draws the same random numbers as before.
-            self.fusion.score.weight.requires_grad_(False)
+        self.fusion = GatedFusion(hidden_size, len(self.modalities))  # frozen score with one modality
 
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
@@ -119,11 +107,3 @@ class CrossModalFuser(nn.Module):
             return scatter_rows(rows, real, batch * length).view(batch, length, hidden)
 
         return FuserOutput(fused=padded(fused), per_modality={m: padded(h) for m, h in per_modality.items()})
-
-
-def search_space(trial, prefix: str) -> dict:
-    """Optuna search space for this fuser's options."""
-    return {
-        "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
-    }

@@ -11,6 +11,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from merc_bench import component
+from merc_bench_sdt.recipe import PAPER
 from merc_bench_sdt.transformer import SDTTransformerBlock
 
 
@@ -21,20 +23,21 @@ class TransformerMixerConfig(BaseModel):
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
 
 
-class TransformerMixer(nn.Module):
-    """x (B, L, H), mask (B, L) → (B, L, H)."""
-
-    def __init__(self, *, hidden_size: int, heads: int = 8, dropout: float = 0.5) -> None:
-        super().__init__()
-        self.block = SDTTransformerBlock(hidden_size=hidden_size, heads=heads, dropout=dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.block(x, None, mask)
-
-
 def search_space(trial, prefix: str) -> dict:
     """Optuna search space for this mixer's options."""
     return {
         "heads": trial.suggest_categorical(f"{prefix}heads", [4, 8]),
         "dropout": trial.suggest_float(f"{prefix}dropout", 0.1, 0.6),
     }
+
+
+@component("mixer", "transformer", config=TransformerMixerConfig, search_space=search_space, paper=PAPER)
+class TransformerMixer(nn.Module):
+    """x (B, L, H), mask (B, L) → (B, L, H)."""
+
+    def __init__(self, config: TransformerMixerConfig, *, hidden_size: int) -> None:
+        super().__init__()
+        self.block = SDTTransformerBlock(hidden_size=hidden_size, heads=config.heads, dropout=config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.block(x, None, mask)

@@ -9,10 +9,11 @@ unimodal gates frozen to the identity, no class weights.
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
+from merc_bench import Recipe
+from merc_bench.class_weights import IEMOCAP_INVERSE_FREQUENCY
 
-#: SDT's IEMOCAP class weights: 1 / train frequency of hap, sad, neu, ang, exc, fru.
-IEMOCAP_CLASS_WEIGHTS = [1 / f for f in (0.086747, 0.144406, 0.227883, 0.160585, 0.127711, 0.252668)]
+PAPER = "Ma et al., IEEE TMM 2023 (SDT)"
+
 
 SDT = Recipe(
     name="sdt",
@@ -26,7 +27,7 @@ SDT = Recipe(
     training={"weight_decay": 1e-5},
     family_defaults={
         "iemocap": {
-            "training": {"lr": 1e-4, "batch_size": 16, "epochs": 150, "class_weights": IEMOCAP_CLASS_WEIGHTS},
+            "training": {"lr": 1e-4, "batch_size": 16, "epochs": 150, "class_weights": IEMOCAP_INVERSE_FREQUENCY},
             "fuser": {"config": {"unimodal_gate": "learned"}},
             "distiller": {"config": {"temperature": 1.0}},
         },

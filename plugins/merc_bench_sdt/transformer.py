@@ -5,8 +5,9 @@ Ma et al. (2023) §III-C, with the layer as in the authors' code (reference-mode
     h   = target + Drop(MHA(query=target, key=value=source))      # no LayerNorm before attention
     out = h + Drop(W2 · Drop(GELU_tanh(W1 · LN(h))))               # feed-forward size H, LN eps 1e-6
 
-Padded keys are masked. Attention runs through ``scaled_dot_product_attention`` (fused kernels,
-attention-probability dropout as in the original). The original allocates a second LayerNorm per
+Padded keys are masked. Attention is :func:`merc_bench.layers.masked_attention`
+(``scaled_dot_product_attention``: fused kernels, attention-probability dropout as in the original);
+the projections, the per-utterance gathering and the cheaper CPU dropout stay here, SDT's own. The original allocates a second LayerNorm per
 layer that a one-layer encoder never applies; it is left out, so parameter counts differ by
 2·H per block from the original's printout, with identical math.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from merc_bench.layers import masked_attention
 
 
 class SDTTransformerBlock(nn.Module):
@@ -62,13 +65,11 @@ class SDTTransformerBlock(nn.Module):
         )  # (N, H)
         query = scatter_rows(self.query(target_tokens), real, batch * length)  # (B·L, H)
         key_value = scatter_rows(self.key_value(source_tokens), real, batch * length)  # (B·L, 2H)
-        query = query.view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
-        key, value = key_value.view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        key_mask = mask[:, None, None, :]  # (B, 1, 1, L): True where the key is a real utterance
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, L, H/heads)
-        attended = attended.transpose(1, 2).reshape(batch * length, hidden).index_select(0, real)  # (N, H)
+        attended = masked_attention(
+            query.view(batch, length, hidden), key_value.view(batch, length, 2 * hidden), mask, self.heads,
+            self.dropout if self.training else 0.0,
+        )  # (B, L, H): only the attention itself sees the padded layout
+        attended = attended.reshape(batch * length, hidden).index_select(0, real)  # (N, H)
         hidden_states = target_tokens + dropout(self.output(attended), self.dropout, self.training)
         inner = F.gelu(self.feed_forward_in(self.norm(hidden_states)), approximate="tanh")
         inner = self.feed_forward_out(dropout(inner, self.dropout, self.training))

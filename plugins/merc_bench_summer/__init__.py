@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from merc_bench import hookimpl
 from merc_bench_summer import hcmf, ikd, sdmoe
-from merc_bench_summer.recipe import PAPER, SUMMER, SUMMER_SMALL
+from merc_bench_summer.recipe import SUMMER, SUMMER_SMALL
 
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register("mixer", "sdmoe", sdmoe.SDMoEMixer, config=sdmoe.SDMoEConfig,
-                      search_space=sdmoe.search_space, paper=PAPER)
-    registry.register("fuser", "hcmf", hcmf.HCMFFuser, config=hcmf.HCMFConfig,
-                      search_space=hcmf.search_space, paper=PAPER)
-    registry.register("distiller", "ikd", ikd.InteractiveKnowledgeDistillation, config=ikd.IKDConfig, paper=PAPER)
+    registry.register_declared(sdmoe, hcmf, ikd)
     for recipe in (SUMMER, SUMMER_SMALL):
         registry.register("recipe", recipe.name, recipe, description=recipe.description, paper=recipe.paper)
 

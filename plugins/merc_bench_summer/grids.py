@@ -18,8 +18,7 @@ import copy
 import itertools
 from typing import Any
 
-from merc_bench import UserError
-from merc_bench.ablation import AblationGrid
+from merc_bench import AblationGrid, UserError
 
 #: Table IV's row order: (SDMoE, HCMF, IKD).
 COMPONENT_ROWS = [

@@ -31,11 +31,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
+from merc_bench.layers import MaskedMultiHeadAttention, gated_fusion
+from merc_bench_summer.recipe import PAPER
 
 
 class HCMFConfig(BaseModel):
@@ -50,28 +51,19 @@ class HCMFConfig(BaseModel):
     )
 
 
-class DynamicAttention(nn.Module):
-    """DynAttn (eq. 4): φ · softmax(QKᵀ/√d_k) V. query (B, L, H), source (B, L, H) → (B, L, H)."""
+class DynamicAttention(MaskedMultiHeadAttention):
+    """DynAttn (eq. 4): φ · softmax(QKᵀ/√d_k) V. query (B, L, H), source (B, L, H) → (B, L, H).
+
+    A subclass rather than a wrapper so that the parameters keep their names (``query``,
+    ``key_value``, ``output``, ``phi``) and creation order: state dicts and seeded runs are unchanged.
+    """
 
     def __init__(self, hidden_size: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        if hidden_size % heads:
-            raise ValueError(f"hidden_size {hidden_size} is not divisible by heads {heads}")
-        self.heads = heads
-        self.dropout = dropout
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key_value = nn.Linear(hidden_size, 2 * hidden_size)
-        self.output = nn.Linear(hidden_size, hidden_size)
+        super().__init__(hidden_size, heads, dropout)
         self.phi = nn.Parameter(torch.ones(()))  # φ, the learnable scale of the attention output
 
     def forward(self, query: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = query.shape
-        q = self.query(query).view(batch, length, self.heads, -1).transpose(1, 2)  # (B, heads, L, d_k)
-        k, v = self.key_value(source).view(batch, length, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
-        )  # (B, heads, L, d_k)
-        return self.phi * self.output(attended.transpose(1, 2).reshape(batch, length, hidden))
+        return self.phi * super().forward(query, source, mask)
 
 
 class HCMFLayer(nn.Module):
@@ -100,20 +92,20 @@ class HCMFLayer(nn.Module):
         return self.norm_third(stream + self.dropout(self.feed_forward(stream)))
 
 
+def search_space(trial, prefix: str) -> dict:
+    return {
+        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
+        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+        "combine": trial.suggest_categorical(f"{prefix}combine", ["gated", "mean", "concat"]),
+    }
+
+
+@component("fuser", "hcmf", config=HCMFConfig, search_space=search_space, paper=PAPER)
 class HCMFFuser(nn.Module):
     """mixed[m] (B, L, H), mask (B, L) → fused (B, L, H) and one branch output per modality."""
 
-    def __init__(
-        self,
-        *,
-        modalities: tuple[str, ...],
-        hidden_size: int,
-        heads: int = 4,
-        layers: int = 6,
-        feed_forward_multiplier: int = 4,
-        dropout: float = 0.1,
-        combine: str = "gated",
-    ) -> None:
+    def __init__(self, config: HCMFConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.partners = {
@@ -123,20 +115,23 @@ class HCMFFuser(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: nn.ModuleList(
-                    HCMFLayer(hidden_size, heads, feed_forward_multiplier * hidden_size, dropout, stages)
-                    for _ in range(layers)
+                    HCMFLayer(hidden_size, config.heads, config.feed_forward_multiplier * hidden_size, config.dropout,
+                              stages)
+                    for _ in range(config.layers)
                 )
                 for m in self.modalities
             }
         )
-        self.combine = combine
-        if combine == "gated":
-            self.fusion_score = nn.Linear(hidden_size, hidden_size, bias=False)  # SDT's multimodal gated fusion
+        self.combine = config.combine
+        if self.combine == "gated":
+            # SDT's multimodal gated fusion (merc_bench.layers.gated_fusion); the layer keeps its own name
+            # here, not GatedFusion's `score`, so that state dicts stay as they were.
+            self.fusion_score = nn.Linear(hidden_size, hidden_size, bias=False)
             if len(self.modalities) == 1:
                 # A softmax over one modality is 1 whatever the score: the layer cannot learn, so it is
                 # frozen (kept, so that the weights initialised after it stay as they were).
                 self.fusion_score.weight.requires_grad_(False)
-        elif combine == "concat":
+        elif self.combine == "concat":
             self.fusion_project = nn.Linear(len(self.modalities) * hidden_size, hidden_size)
 
     def forward(
@@ -153,19 +148,9 @@ class HCMFFuser(nn.Module):
             branches[modality] = stream  # (B, L, H)
         states = [branches[m] for m in self.modalities]
         if self.combine == "gated":
-            stacked = torch.stack(states, dim=-2)  # (B, L, M, H)
-            fused = (torch.softmax(self.fusion_score(stacked), dim=-2) * stacked).sum(dim=-2)
+            fused = gated_fusion(states, self.fusion_score)  # M × (B, L, H) → (B, L, H)
         elif self.combine == "mean":
             fused = torch.stack(states, dim=0).mean(dim=0)
         else:
             fused = self.fusion_project(torch.cat(states, dim=-1))
         return FuserOutput(fused=fused, per_modality=branches)
-
-
-def search_space(trial, prefix: str) -> dict:
-    return {
-        "layers": trial.suggest_int(f"{prefix}layers", 1, 6),
-        "heads": trial.suggest_categorical(f"{prefix}heads", [2, 4, 8]),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-        "combine": trial.suggest_categorical(f"{prefix}combine", ["gated", "mean", "concat"]),
-    }

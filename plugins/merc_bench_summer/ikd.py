@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.data import Batch
+from merc_bench import Batch, ModelOutput, component
 from merc_bench.losses import masked_cross_entropy, masked_kl_divergence
-from merc_bench.model import ModelOutput
+from merc_bench_summer.recipe import PAPER
 
 
 class IKDConfig(BaseModel):
@@ -57,25 +57,15 @@ def label_smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mas
     return -(targets * log_probs).sum(dim=-1).mean()
 
 
+@component("distiller", "ikd", config=IKDConfig, paper=PAPER)
 class InteractiveKnowledgeDistillation(nn.Module):
     """(student output, batch) → {"smooth", "align", "cross"} with a frozen teacher attached."""
 
     replaces_task_loss = True
 
-    def __init__(
-        self,
-        *,
-        hidden_size: int,
-        modalities: tuple[str, ...] | None = None,
-        smoothing: float = 0.1,
-        smooth_weight: float = 0.4,
-        align_weight: float = 0.3,
-        cross_weight: float = 0.3,
-        teacher_modality: str = "text",
-        teacher_mixer: str = "transformer",
-        teacher_epochs: int | None = None,
-    ) -> None:
+    def __init__(self, config: IKDConfig, *, hidden_size: int, modalities: tuple[str, ...] | None = None) -> None:
         super().__init__()
+        teacher_modality = config.teacher_modality
         if modalities is not None and teacher_modality not in modalities:
             # The teacher reads its modality from the student's batches, which hold only the run's modalities.
             raise ValueError(
@@ -83,11 +73,11 @@ class InteractiveKnowledgeDistillation(nn.Module):
                 f"{', '.join(modalities)}); add it to --modalities or set distiller.teacher_modality to one of them"
             )
         self.hidden_size = hidden_size
-        self.smoothing = smoothing
-        self.weights = {"smooth": smooth_weight, "align": align_weight, "cross": cross_weight}
+        self.smoothing = config.smoothing
+        self.weights = {"smooth": config.smooth_weight, "align": config.align_weight, "cross": config.cross_weight}
         self.teacher_modality = teacher_modality
-        self.teacher_mixer = teacher_mixer
-        self.teacher_epochs = teacher_epochs
+        self.teacher_mixer = config.teacher_mixer
+        self.teacher_epochs = config.teacher_epochs
         self.adapter: nn.Module = nn.Identity()
         self.teacher: nn.Module | None = None
 

@@ -14,8 +14,8 @@ experts, α = 2 > √(2 − 1) so routing keeps both: the demo's SDMoE is dense 
 
 from __future__ import annotations
 
-from merc_bench.recipes import Recipe
-from merc_bench_sdt.recipe import IEMOCAP_CLASS_WEIGHTS
+from merc_bench import Recipe
+from merc_bench.class_weights import IEMOCAP_INVERSE_FREQUENCY
 
 PAPER = "Li et al., Unimodal-driven Distillation in Multimodal Emotion Recognition with Dynamic Fusion (SUMMER), arXiv:2503.23721, 2025"
 
@@ -23,6 +23,7 @@ SUMMER = Recipe(
     name="summer",
     description="SUMMER: SDMoE mixer, HCMF fuser, IKD from a frozen text teacher (paper settings)",
     paper=PAPER,
+    requires=("sdt", "basic"),  # SDT's encoder (and the teacher's transformer mixer); the teacher's mean fuser
     encoder={"name": "speaker-position"},
     mixer={"name": "sdmoe", "config": {"experts": 6, "alpha": 2.0, "temperature": 0.5}},
     fuser={"name": "hcmf", "config": {"heads": 4, "layers": 6, "combine": "gated"}},
@@ -31,7 +32,7 @@ SUMMER = Recipe(
     model={"hidden_size": 1024, "head_dropout": 0.1, "modality_heads": False},
     training={"lr": 1e-4, "weight_decay": 1e-5},
     family_defaults={
-        "iemocap": {"training": {"batch_size": 32, "epochs": 150, "class_weights": IEMOCAP_CLASS_WEIGHTS}},
+        "iemocap": {"training": {"batch_size": 32, "epochs": 150, "class_weights": IEMOCAP_INVERSE_FREQUENCY}},
         "meld": {"training": {"batch_size": 100, "epochs": 50, "class_weights": "none"}},
     },
 )
@@ -40,6 +41,7 @@ SUMMER_SMALL = Recipe(
     name="summer-small",
     description="SUMMER with every component at CPU-demo sizes (hidden 128, 2 experts, 2 fusion layers)",
     paper=PAPER,
+    requires=("sdt", "basic"),  # SDT's encoder (and the teacher's transformer mixer); the teacher's mean fuser
     encoder={"name": "speaker-position"},
     mixer={"name": "sdmoe", "config": {"experts": 2, "alpha": 2.0, "temperature": 0.5}},
     fuser={"name": "hcmf", "config": {"heads": 4, "layers": 2, "combine": "gated"}},
@@ -47,5 +49,5 @@ SUMMER_SMALL = Recipe(
                                          "cross_weight": 0.3}},
     model={"hidden_size": 128, "head_dropout": 0.1, "modality_heads": False},
     training={"lr": 1e-3, "weight_decay": 1e-5, "batch_size": 16, "epochs": 20},
-    family_defaults={"iemocap": {"training": {"class_weights": IEMOCAP_CLASS_WEIGHTS}}},
+    family_defaults={"iemocap": {"training": {"class_weights": IEMOCAP_INVERSE_FREQUENCY}}},
 )

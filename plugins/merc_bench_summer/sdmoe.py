@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from merc_bench.model import MixerOutput
+from merc_bench import MixerOutput, component
+from merc_bench_summer.recipe import PAPER
 
 
 class SDMoEConfig(BaseModel):
@@ -80,20 +81,27 @@ class BiGRUExpert(nn.Module):
         return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
 
+def search_space(trial, prefix: str) -> dict:
+    return {
+        "experts": trial.suggest_int(f"{prefix}experts", 2, 8),
+        "alpha": trial.suggest_float(f"{prefix}alpha", 0.5, 3.0),
+        "temperature": trial.suggest_float(f"{prefix}temperature", 0.1, 2.0, log=True),
+    }
+
+
+@component("mixer", "sdmoe", config=SDMoEConfig, search_space=search_space, paper=PAPER)
 class SDMoEMixer(nn.Module):
     """U_m (B, L, H), mask (B, L) → MixerOutput(SD_m (B, L, H), metrics={"active_experts"})."""
 
-    def __init__(
-        self, *, hidden_size: int, experts: int = 6, alpha: float = 2.0, temperature: float = 0.5, dropout: float = 0.1
-    ) -> None:
+    def __init__(self, config: SDMoEConfig, *, hidden_size: int) -> None:
         super().__init__()
         if hidden_size % 2:
             raise ValueError(f"SDMoE's BiGRU experts need an even hidden size, got {hidden_size}")
-        self.alpha = alpha
-        self.temperature = temperature
-        self.experts = nn.ModuleList(BiGRUExpert(hidden_size) for _ in range(experts))
-        self.gate = nn.Linear(hidden_size, experts)
-        self.dropout = nn.Dropout(dropout)
+        self.alpha = config.alpha
+        self.temperature = config.temperature
+        self.experts = nn.ModuleList(BiGRUExpert(hidden_size) for _ in range(config.experts))
+        self.gate = nn.Linear(hidden_size, config.experts)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> MixerOutput:
         lengths = mask.sum(dim=1).cpu()  # (B,)
@@ -106,11 +114,3 @@ class SDMoEMixer(nn.Module):
         mixed = (gates.unsqueeze(-1) * expert_outputs).sum(dim=-2)  # (B, L, H)
         active_per_token = active.sum(dim=-1).float()[mask]  # (N,)
         return MixerOutput(hidden=self.dropout(mixed), metrics={"active_experts": active_per_token.mean()})
-
-
-def search_space(trial, prefix: str) -> dict:
-    return {
-        "experts": trial.suggest_int(f"{prefix}experts", 2, 8),
-        "alpha": trial.suggest_float(f"{prefix}alpha", 0.5, 3.0),
-        "temperature": trial.suggest_float(f"{prefix}temperature", 0.1, 2.0, log=True),
-    }

@@ -7,6 +7,7 @@ Registered through merc-bench's public plugin hook, like any third-party dataset
 from __future__ import annotations
 
 from merc_bench import hookimpl
+from merc_bench_synthetic import dataset
 from merc_bench_synthetic.dataset import SyntheticConfig, SyntheticDataset
 
 __all__ = ["SyntheticConfig", "SyntheticDataset", "merc_bench_register"]
@@ -14,13 +15,4 @@ __all__ = ["SyntheticConfig", "SyntheticDataset", "merc_bench_register"]
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register(
-        "dataset",
-        "synthetic",
-        SyntheticDataset,
-        config=SyntheticConfig,
-        description=(
-            "seeded synthetic conversations shaped like MELD or IEMOCAP (sizes, classes, frequencies, "
-            "speakers, lengths) with planted emotional context and complementary modalities; no download"
-        ),
-    )
+    registry.register_declared(dataset)

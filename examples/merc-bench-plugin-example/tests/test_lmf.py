@@ -2,12 +2,12 @@
 
 import torch
 
-from merc_bench_plugin_example.lmf_fuser import LowRankFusion
+from merc_bench_plugin_example.lmf_fuser import LowRankFusion, LowRankFusionConfig
 
 
 def test_lmf_equals_tensor_fusion_with_the_rebuilt_weight_tensor():
     torch.manual_seed(0)
-    fuser = LowRankFusion(modalities=("text", "audio"), hidden_size=3, rank=2, dropout=0.0).eval()
+    fuser = LowRankFusion(LowRankFusionConfig(rank=2, dropout=0.0), modalities=("text", "audio"), hidden_size=3).eval()
     text, audio = torch.randn(1, 1, 3), torch.randn(1, 1, 3)
     fused = fuser(mixed={"text": text, "audio": audio}, encoded={}, mask=torch.ones(1, 1, dtype=torch.bool)).fused
     z_text = torch.cat([text[0, 0], torch.ones(1)])  # (4,)

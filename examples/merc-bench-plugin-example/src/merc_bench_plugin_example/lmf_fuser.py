@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from merc_bench.model import FuserOutput
+from merc_bench import FuserOutput, component
 
 
 class LowRankFusionConfig(BaseModel):
@@ -37,11 +37,22 @@ class LowRankFusionConfig(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout on the fused vector")
 
 
+def search_space(trial, prefix: str) -> dict:
+    """The paper searches ranks 1-16 (ACL 2018, §5.1); dropout as for merc-bench's other fusers."""
+    return {
+        "rank": trial.suggest_int(f"{prefix}rank", 1, 16, log=True),
+        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
+    }
+
+
+@component("fuser", "lmf", config=LowRankFusionConfig, search_space=search_space,
+           paper="Liu et al., Efficient Low-rank Multimodal Fusion with Modality-Specific Factors, ACL 2018")
 class LowRankFusion(nn.Module):
     """mixed[m] (B, L, H) for every modality → fused (B, L, H) by low-rank tensor fusion."""
 
-    def __init__(self, *, modalities: tuple[str, ...], hidden_size: int, rank: int = 4, dropout: float = 0.1) -> None:
+    def __init__(self, config: LowRankFusionConfig, *, modalities: tuple[str, ...], hidden_size: int) -> None:
         super().__init__()
+        rank = config.rank
         self.modalities = tuple(modalities)
         # One factor per modality: (r, H + 1, H), the +1 row multiplying the appended constant.
         self.factors = nn.ParameterDict({
@@ -50,7 +61,7 @@ class LowRankFusion(nn.Module):
         })
         self.rank_weights = nn.Parameter(nn.init.xavier_normal_(torch.empty(1, rank)).squeeze(0))  # λ (r,)
         self.bias = nn.Parameter(torch.zeros(hidden_size))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self, *, mixed: dict[str, torch.Tensor], encoded: dict[str, torch.Tensor], mask: torch.Tensor
@@ -63,11 +74,3 @@ class LowRankFusion(nn.Module):
             product = projected if product is None else product * projected
         fused = torch.einsum("blrh,r->blh", product, self.rank_weights) + self.bias  # (B, L, H)
         return FuserOutput(fused=self.dropout(fused), per_modality=dict(mixed))
-
-
-def search_space(trial, prefix: str) -> dict:
-    """The paper searches ranks 1-16 (ACL 2018, §5.1); dropout as for merc-bench's other fusers."""
-    return {
-        "rank": trial.suggest_int(f"{prefix}rank", 1, 16, log=True),
-        "dropout": trial.suggest_float(f"{prefix}dropout", 0.0, 0.5),
-    }

@@ -16,6 +16,7 @@ LMF = Recipe(
     name="lmf",
     description="LMF: a BiGRU per modality, then low-rank multimodal fusion (example plugin)",
     paper=PAPER,
+    requires=("basic",),  # merc-bench's linear encoder, bigru mixer and no distiller
     encoder={"name": "linear"},
     mixer={"name": "bigru"},
     fuser={"name": "lmf", "config": {"rank": 4, "dropout": 0.1}},  # the short name, resolved at build time
@@ -27,11 +28,9 @@ LMF = Recipe(
 
 @hookimpl
 def merc_bench_register(registry) -> None:
-    registry.register("fuser", "lmf", lmf_fuser.LowRankFusion, config=lmf_fuser.LowRankFusionConfig,
-                      search_space=lmf_fuser.search_space, paper=PAPER)
+    # Components are declared beside their classes (@merc_bench.component); recipes are values.
+    registry.register_declared(lmf_fuser, tiny_dialogues)
     registry.register("recipe", "lmf", LMF, description=LMF.description, paper=PAPER)
-    registry.register("dataset", "tiny-dialogues", tiny_dialogues.TinyDialogues,
-                      config=tiny_dialogues.TinyDialoguesConfig)
 
 
 _best: dict[tuple, float] = {}

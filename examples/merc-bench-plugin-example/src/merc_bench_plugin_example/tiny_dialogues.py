@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from merc_bench import Corpus, DatasetInfo, Dialogue
+from merc_bench import Corpus, DatasetInfo, Dialogue, component
 
 CLASSES = ("negative", "neutral", "positive")
 FEATURE_DIMS = {"text": 12, "audio": 6, "visual": 6}
@@ -27,11 +27,12 @@ class TinyDialoguesConfig(BaseModel):
     seed: int = Field(0, ge=0)
 
 
+@component("dataset", "tiny-dialogues", config=TinyDialoguesConfig)
 class TinyDialogues:
     """60 short three-party dialogues (3 classes: negative, neutral, positive)."""
 
-    def __init__(self, *, dialogues: int = 60, carry_over: float = 0.6, seed: int = 0) -> None:
-        self.count, self.carry_over, self.seed = dialogues, carry_over, seed
+    def __init__(self, config: TinyDialoguesConfig) -> None:
+        self.count, self.carry_over, self.seed = config.dialogues, config.carry_over, config.seed
 
     def load(self) -> Corpus:
         rng = np.random.default_rng(self.seed)

@@ -1,0 +1,116 @@
+"""Building blocks several papers' components share: masked multi-head attention, gated fusion of
+modalities, sinusoidal positions.
+
+Public API for plugins (see docs/architecture.md, "Layers"): a plugin uses these instead of writing
+its own copy, so that one fix reaches every paper. Each block keeps the submodule names and the
+order in which parameters are created that the plugins had before they moved here, so state dicts,
+seeded initialisations and the golden outputs are unchanged.
+
+* :func:`masked_attention` / :class:`MaskedMultiHeadAttention` — scaled dot-product attention
+  (Vaswani et al., "Attention Is All You Need", NeurIPS 2017, §3.2.1–3.2.2, eqs. 1 and the
+  multi-head definition) of a query sequence over a source sequence of the same dialogue, padded
+  source utterances masked out. SDT's transformer blocks (Ma et al., IEEE TMM 2023, §III-C),
+  SUMMER's DynAttn (Li et al. 2025, eq. 4: this times a learned scalar φ) and MultiEMO's MultiAttn
+  (Shi and Huang, ACL 2023, §3) are all this attention.
+* :func:`gated_fusion` / :class:`GatedFusion` — SDT's multimodal gated fusion (§III-D): one shared
+  bias-free ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs
+  them, fused = Σ_m weight_m ⊙ h_m. SUMMER combines its HCMF branches the same way.
+* :func:`sinusoidal_positions` — Vaswani et al. (2017) §3.5, used unscaled by SDT's encoder.
+
+B dialogues, L utterances (padded), H hidden size, M modalities; the mask (B, L) is True for real
+utterances.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions"]
+
+
+def masked_attention(query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, heads: int,
+                     dropout: float = 0.0) -> torch.Tensor:
+    """softmax(Q Kᵀ / √d_k) V per head, padded keys masked; the projections are the caller's.
+
+    ``query`` (B, L, H) is the projected query; ``key_value`` (B, L, 2H) the projected keys and
+    values side by side (one ``Linear(H, 2H)``, so the source is read once); ``mask`` (B, L) marks
+    the real source utterances; ``dropout`` is applied to the attention probabilities (pass 0 in
+    eval mode). Returns the heads concatenated, (B, L, H), before any output projection. Runs
+    through ``scaled_dot_product_attention`` (fused kernels where the device has them).
+    """
+    batch, length, hidden = query.shape
+    q = query.view(batch, length, heads, -1).transpose(1, 2)  # (B, heads, L, H/heads)
+    k, v = key_value.view(batch, length, 2, heads, -1).permute(2, 0, 3, 1, 4)  # each (B, heads, L, H/heads)
+    attended = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask[:, None, None, :], dropout_p=dropout
+    )  # (B, heads, L, H/heads); the (B, 1, 1, L) mask hides padded keys from every query
+    return attended.transpose(1, 2).reshape(batch, length, hidden)
+
+
+class MaskedMultiHeadAttention(nn.Module):
+    """query (B, L, H) attends over source (B, L, H), padded source utterances masked → (B, L, H).
+
+    Standard multi-head attention with biased Q, K, V and output maps (K and V share one
+    ``Linear(H, 2H)``, the parameter ``key_value``); dropout on the attention probabilities while
+    training. Raises ``ValueError`` when ``heads`` does not divide ``hidden_size`` (in a component's
+    constructor, that is the registry's refusal message).
+    """
+
+    def __init__(self, hidden_size: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if hidden_size % heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by heads {heads}")
+        self.heads = heads
+        self.dropout = dropout
+        # Created in this order (query, key_value, output): a seeded model initialises them as before.
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key_value = nn.Linear(hidden_size, 2 * hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, query: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        attended = masked_attention(self.query(query), self.key_value(source), mask, self.heads,
+                                    self.dropout if self.training else 0.0)  # (B, L, H)
+        return self.output(attended)
+
+
+def gated_fusion(states: list[torch.Tensor], score: nn.Module) -> torch.Tensor:
+    """Σ_m softmax_m(score(h_m)) ⊙ h_m: per-modality states M × (..., H) → fused (..., H).
+
+    ``score`` maps (..., M, H) → (..., M, H) (SDT: one bias-free ``Linear(H, H)`` shared by every
+    modality); the softmax runs across modalities, separately for each feature.
+    """
+    stacked = torch.stack(states, dim=-2)  # (..., M, H)
+    weights = torch.softmax(score(stacked), dim=-2)  # (..., M, H)
+    return (weights * stacked).sum(dim=-2)
+
+
+class GatedFusion(nn.Module):
+    """per-modality (..., H) × M → fused (..., H) by :func:`gated_fusion` with its own ``score`` layer.
+
+    With one modality the softmax is 1 whatever the score, so the score layer cannot learn: it is
+    frozen, not removed, so that creating it still draws the same random numbers (the weights
+    initialised after it stay as they were).
+    """
+
+    def __init__(self, hidden_size: int, modalities: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(hidden_size, hidden_size, bias=False)
+        if modalities == 1:
+            self.score.weight.requires_grad_(False)
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        return gated_fusion(states, self.score)
+
+
+def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
+    """Vaswani et al. (2017) §3.5: PE[p, 2i] = sin(p / 10000^(2i/H)), PE[p, 2i+1] = cos(...). (L, H)"""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    frequency = torch.exp(torch.arange(0, size, 2, dtype=torch.float32) * (-math.log(10000.0) / size))
+    table = torch.zeros(length, size)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
