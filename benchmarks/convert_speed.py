@@ -37,7 +37,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script

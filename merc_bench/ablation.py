@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from rich.markup import escape
 
@@ -37,7 +38,7 @@ class AblationGrid:
     description: str
     label_columns: tuple[str, ...]
     #: (registry, recipe or None, dataset info) → rows; raises UserError for a recipe it cannot ablate
-    rows: Callable[[Registry, "str | None", DatasetInfo], list[Row]]
+    rows: Callable[[Registry, str | None, DatasetInfo], list[Row]]
     #: whether this grid ablates a recipe (``ablate RECIPE`` without --grid takes the first that does)
     applies_to: Callable[[Registry, str], bool] = lambda registry, recipe: False
     default_recipe: str | None = None
@@ -132,7 +133,7 @@ def _file_name(recipe: str) -> str:
     return "".join(c if c.isalnum() or c in "+-_." else "-" for c in recipe).strip("-")
 
 
-def grid_table(summaries: list[dict[str, Any]], label_columns: list[str]) -> "Any":
+def grid_table(summaries: list[dict[str, Any]], label_columns: list[str]) -> Any:
     """A pandas table: labels, ACC and w-F1 (mean ± std ×100) and their difference from row 1."""
     import pandas as pd
 

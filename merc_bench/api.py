@@ -24,7 +24,8 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 from merc_bench.errors import UserError
 
@@ -516,7 +517,7 @@ def _summary_schema() -> Any:
             return None if value == {} else value
 
         @model_validator(mode="after")
-        def _one_value_per_run(self) -> "Summary":
+        def _one_value_per_run(self) -> Summary:
             for split in ("dev", "test"):
                 values = getattr(self, split)
                 for metric in ("accuracy", "weighted_f1", "macro_f1"):

@@ -40,7 +40,7 @@ NOT_TRAINING = frozenset({
 _COMPONENT_SLOTS = ("encoder", "mixer", "fuser", "distiller")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_digest(folder: str, *, exclude: frozenset[str] = frozenset()) -> str:
     """sha256 over every ``.py`` file under ``folder`` (relative path and bytes, in sorted order).
 

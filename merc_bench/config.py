@@ -107,7 +107,7 @@ class RunConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
-    def _seeds_in_range(self) -> "RunConfig":
+    def _seeds_in_range(self) -> RunConfig:
         last = self.training.seed + self.seeds - 1
         if last > MAX_SEED:
             raise ValueError(f"seeds {self.training.seed}…{last} go past the largest seed {MAX_SEED} (2**32 - 1); "

@@ -100,7 +100,7 @@ class Corpus:
                     digest.update(np.ascontiguousarray(dialogue.features[modality]).tobytes())
         return digest.hexdigest()[:16]
 
-    def standardized(self) -> "Corpus":
+    def standardized(self) -> Corpus:
         """A copy whose features are z-scored per dimension with the *train* split's mean and std.
 
         Unit-norm sentence embeddings (MiniLM: each value ≈ 0.05) are otherwise drowned by the
@@ -148,7 +148,7 @@ class Batch:
     mask: torch.Tensor
     ids: list[str]
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(
             features={m: x.to(device, non_blocking=True) for m, x in self.features.items()},
             speakers=self.speakers.to(device, non_blocking=True),

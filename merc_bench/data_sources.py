@@ -53,10 +53,10 @@ class TextDialogue(Protocol):
     texts: Sequence[str]
 
     @property
-    def speakers(self) -> "np.ndarray": ...  # (n,) int64, 0-based speaker slots
+    def speakers(self) -> np.ndarray: ...  # (n,) int64, 0-based speaker slots
 
     @property
-    def labels(self) -> "np.ndarray": ...  # (n,) int64 class ids in ``RawCorpus.classes`` order
+    def labels(self) -> np.ndarray: ...  # (n,) int64 class ids in ``RawCorpus.classes`` order
 
 
 @dataclass
@@ -107,7 +107,7 @@ class FeatureFormat:
     name: str
     description: str
     #: (path, nan_policy "refuse" | "zero") -> a checked Corpus whose provenance names the layout
-    read: Callable[..., "Corpus"]
+    read: Callable[..., Corpus]
     suffixes: tuple[str, ...] = ()
     folder_kind: str = ""  # e.g. "MultiEMO folder"
     folder_files: tuple[str, ...] = ()

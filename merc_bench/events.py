@@ -27,15 +27,15 @@ __all__ = ["RunStarted", "SeedStarted", "EpochEnded", "SeedEnded", "RunEnded", "
 
 @dataclass(frozen=True)
 class RunStarted:
-    config: "RunConfig"
-    corpus: "Corpus"
+    config: RunConfig
+    corpus: Corpus
     seeds: list[int]
     device: Any  # torch.device
 
 
 @dataclass(frozen=True)
 class SeedStarted:
-    config: "RunConfig"
+    config: RunConfig
     seed: int
     reused: bool  # found in the seed cache: no epochs follow
     why_not_reused: str = ""  # with a cache, why a stored result did not fit (empty: none stored)
@@ -56,14 +56,14 @@ class EpochEnded:
 
 @dataclass(frozen=True)
 class SeedEnded:
-    config: "RunConfig"
-    result: "SeedResult"
+    config: RunConfig
+    result: SeedResult
     reused: bool
 
 
 @dataclass(frozen=True)
 class RunEnded:
-    config: "RunConfig"
+    config: RunConfig
     status: str  # FINISHED, FAILED or KILLED
     summary: dict[str, Any] | None = None  # results.json's content (FINISHED)
     paths: list[Path] = field(default_factory=list)  # the files written (FINISHED)
@@ -93,7 +93,7 @@ class Subscriber:
 class Broadcast(Subscriber):
     """Several subscribers as one, called in order; ``run_ended`` in reverse (nested like context managers)."""
 
-    def __init__(self, subscribers: "list[Subscriber] | tuple[Subscriber, ...]" = ()) -> None:
+    def __init__(self, subscribers: list[Subscriber] | tuple[Subscriber, ...] = ()) -> None:
         self.subscribers = list(subscribers)
 
     def run_started(self, event: RunStarted) -> None:

@@ -128,7 +128,7 @@ def write_corpus(corpus: Corpus, target: Path, *, provenance: dict[str, Any] | N
             },
             "splits": splits,
             "provenance": {**corpus.provenance, **(provenance or {})},
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "merc_bench_version": __version__,
         }
         _validated(manifest, f"the manifest for {str(target)!r}")
@@ -199,7 +199,7 @@ class SplitEntry(BaseModel):
     ids: list[_Id] = Field(max_length=MAX_DIALOGUES)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SplitEntry":
+    def _consistent(self) -> SplitEntry:
         if len(self.ids) != self.dialogues:
             raise ValueError(f"lists {len(self.ids)} ids for {self.dialogues} dialogues")
         if len(set(self.ids)) != len(self.ids):
@@ -265,7 +265,7 @@ class Manifest(BaseModel):
         return provenance
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Manifest":
+    def _consistent(self) -> Manifest:
         classes = len(self.dataset.classes)
         files: dict[str, str] = {}
         owner: dict[str, str] = {}

@@ -27,7 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def merc_bench_register(registry: "ScopedRegistry") -> None:
+def merc_bench_register(registry: ScopedRegistry) -> None:
     """Register this plugin's components.
 
     Called once per plugin when the registry is first built (lazily, on the first command that
@@ -61,7 +61,7 @@ def merc_bench_after_run(result: dict[str, Any]) -> None:
 
 
 @hookspec
-def merc_bench_ablation_grids() -> "list[Any] | None":
+def merc_bench_ablation_grids() -> list[Any] | None:
     """Ablation grids this plugin declares for ``merc-bench ablate --grid NAME``.
 
     Return a list of :class:`merc_bench.ablation.AblationGrid` (name, description, label columns,
@@ -73,7 +73,7 @@ def merc_bench_ablation_grids() -> "list[Any] | None":
 
 
 @hookspec
-def merc_bench_data_sources() -> "list[Any] | None":
+def merc_bench_data_sources() -> list[Any] | None:
     """Data sources this plugin declares for ``merc-bench data prepare``, ``data convert`` and ``data inspect``.
 
     Called (no arguments) when one of those commands, or :func:`merc_bench.prepare.prepare_command`,
@@ -89,7 +89,7 @@ def merc_bench_data_sources() -> "list[Any] | None":
 
 
 @hookspec
-def merc_bench_cli_commands(app: "Any") -> None:
+def merc_bench_cli_commands(app: Any) -> None:
     """Add commands to the ``merc-bench`` command line.
 
     Called once per process at start-up, before the arguments are parsed, for the plugins of the

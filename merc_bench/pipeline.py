@@ -22,7 +22,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pydantic
@@ -360,5 +361,5 @@ def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[
         "config": config.model_dump(mode="json"),
         "notes": notes,
         "merc_bench_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

@@ -285,7 +285,7 @@ def _provenance(name: str, parsed: RawCorpus, encoder: Any, embedding_status: di
         "embeddings": embedding_status,
         "embedding_cache": "cache/",
         "count_warnings": parsed.warnings,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     if limit_dialogues is not None:
         provenance["limit_dialogues"] = limit_dialogues

@@ -353,7 +353,7 @@ class Registry:
         """Remove one entry (used to roll back a plugin whose registration failed half-way)."""
         self._entries[kind].pop(name, None)
 
-    def scoped(self, plugin: str, source: str = "", namespace: str | None = None) -> "ScopedRegistry":
+    def scoped(self, plugin: str, source: str = "", namespace: str | None = None) -> ScopedRegistry:
         """A view that records ``plugin`` (distribution) and ``source`` (plugin name) as the owner."""
         return ScopedRegistry(self, plugin, source, namespace)
 

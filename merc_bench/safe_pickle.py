@@ -62,7 +62,8 @@ import re
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -925,7 +926,7 @@ def load_pickle(path: Path | str, *, max_bytes: int | None = None, max_item_byte
     path = Path(path)
     source = str(path)
     try:
-        stream = open(path, "rb")
+        stream = open(path, "rb")  # noqa: SIM115 -- closed by the `with stream:` below, once its size is known
         size = os.fstat(stream.fileno()).st_size
     except OSError as error:
         raise UserError(f"cannot read {source!r}: {error.strerror or error}.") from None

@@ -162,7 +162,7 @@ class MemoryEstimate:
 _last: tuple[Any, MemoryEstimate] | None = None  # (key, estimate): ``validate`` prints what ``prepare`` checked
 
 
-def estimate_training_memory(config: "RunConfig", corpus: "Corpus", registry: "Registry",
+def estimate_training_memory(config: RunConfig, corpus: Corpus, registry: Registry,
                              device: torch.device | str) -> MemoryEstimate:
     """The memory training ``config`` on ``corpus`` needs on ``device`` (see the module docstring)."""
     global _last
@@ -175,7 +175,7 @@ def estimate_training_memory(config: "RunConfig", corpus: "Corpus", registry: "R
     return estimate
 
 
-def _estimate(config: "RunConfig", corpus: "Corpus", registry: "Registry", device: torch.device) -> MemoryEstimate:
+def _estimate(config: RunConfig, corpus: Corpus, registry: Registry, device: torch.device) -> MemoryEstimate:
     from merc_bench.model import build_model, select_modalities
 
     modalities = select_modalities(corpus.info, config.modalities)
@@ -205,7 +205,7 @@ def _estimate(config: "RunConfig", corpus: "Corpus", registry: "Registry", devic
     return MemoryEstimate(total, trainable, weights, state, activations, data, (dialogues, utterances), method)
 
 
-def check_training_memory(config: "RunConfig", corpus: "Corpus", registry: "Registry",
+def check_training_memory(config: RunConfig, corpus: Corpus, registry: Registry,
                           device: torch.device | str) -> MemoryEstimate:
     """:func:`estimate_training_memory`, refused with one paragraph when it exceeds :func:`memory_limit`."""
     estimate = estimate_training_memory(config, corpus, registry, device)
@@ -219,8 +219,8 @@ def check_training_memory(config: "RunConfig", corpus: "Corpus", registry: "Regi
     return estimate
 
 
-def _measure_activations(config: "RunConfig", corpus: "Corpus", registry: "Registry", device: torch.device,
-                         modalities: tuple[str, ...], train: list["Dialogue"]) -> int | None:
+def _measure_activations(config: RunConfig, corpus: Corpus, registry: Registry, device: torch.device,
+                         modalities: tuple[str, ...], train: list[Dialogue]) -> int | None:
     """Bytes autograd saves for the longest training dialogue alone; None when the forward pass fails."""
     from merc_bench.data import collate
     from merc_bench.losses import masked_cross_entropy
@@ -267,7 +267,7 @@ def _measure_activations(config: "RunConfig", corpus: "Corpus", registry: "Regis
             torch.cuda.empty_cache()
 
 
-def _batch_bytes(config: "RunConfig", corpus: "Corpus", modalities: tuple[str, ...], train: list["Dialogue"],
+def _batch_bytes(config: RunConfig, corpus: Corpus, modalities: tuple[str, ...], train: list[Dialogue],
                  device: torch.device) -> int:
     """Padded batches the trainer keeps: an epoch's training batches (at most every dialogue padded to the
     longest) and every dev and test batch; on a GPU only the evaluation batches and one training batch."""

@@ -288,9 +288,9 @@ def check_dataset(entry: Entry) -> None:
                 assert dialogue.features[modality].shape == (n, dims), (
                     f"dataset {entry.name!r}: {dialogue.id!r} {modality} is {dialogue.features[modality].shape}, "
                     f"expected {(n, dims)}")
-            assert ((0 <= dialogue.labels) & (dialogue.labels < info.num_classes)).all(), (
+            assert ((dialogue.labels >= 0) & (dialogue.labels < info.num_classes)).all(), (
                 f"dataset {entry.name!r}: labels of {dialogue.id!r} outside [0, {info.num_classes})")
-            assert ((0 <= dialogue.speakers) & (dialogue.speakers < info.num_speakers)).all(), (
+            assert ((dialogue.speakers >= 0) & (dialogue.speakers < info.num_speakers)).all(), (
                 f"dataset {entry.name!r}: speakers of {dialogue.id!r} outside [0, {info.num_speakers})")
     again = entry.build(entry.make_config({}), {"data_dir": None}).load()
     assert again.fingerprint() == corpus.fingerprint(), f"dataset {entry.name!r}: two loads differ"

@@ -13,7 +13,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class Tracker:
 
     @contextmanager
     def run(self, name: str, *, params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
-            nested: bool = False) -> Iterator["Tracker"]:
+            nested: bool = False) -> Iterator[Tracker]:
         yield self
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -156,7 +156,7 @@ class MLflowTracker(Tracker):
 
     @contextmanager
     def run(self, name: str, *, params: dict[str, str] | None = None, tags: dict[str, str] | None = None,
-            nested: bool = False) -> Iterator["Tracker"]:
+            nested: bool = False) -> Iterator[Tracker]:
         from mlflow.entities import Param
 
         run_tags = dict(tags or {})
@@ -234,7 +234,5 @@ def serve_ui(*, store: Path, port: int, host: str = "127.0.0.1") -> None:
     environment = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     disable_telemetry()
     print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", flush=True)
-    try:
+    with suppress(KeyboardInterrupt):
         subprocess.run(command, env=environment, check=False)
-    except KeyboardInterrupt:
-        pass

@@ -17,7 +17,6 @@ from merc_bench.plugins import get_registry, plugin_manager
 from merc_bench.pipeline import prepare
 from merc_bench.seed_cache import seed_key
 from merc_bench.teachers import teacher_config, teacher_fingerprint
-from merc_bench.trainer import Trainer
 
 TINY = ["--set", "dataset.train_dialogues=6", "--set", "dataset.dev_dialogues=3", "--set", "dataset.test_dialogues=4",
         "--set", "model.hidden_size=8", "--epochs", "1", "--seeds", "1", "--no-track"]

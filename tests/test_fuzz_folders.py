@@ -126,7 +126,7 @@ def test_any_value_in_any_manifest_field_is_accepted_or_a_user_error(valid_folde
         return
     # Accepted: then it is a corpus the checks vouch for (labels in range, splits non-empty).
     assert all(corpus.split(split) for split in ("train", "dev", "test"))
-    assert all(0 <= d.labels.min() and d.labels.max() < corpus.info.num_classes for d in corpus.train)
+    assert all(d.labels.min() >= 0 and d.labels.max() < corpus.info.num_classes for d in corpus.train)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

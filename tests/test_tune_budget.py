@@ -124,7 +124,7 @@ class _Pool:
                 process = self.context.Process(target=_serve, args=(self.url, index, jobs, self.done), daemon=True)
                 process.start()
                 self.workers[index] = (process, jobs)
-        for index, (_, jobs) in enumerate(self.workers):
+        for _, jobs in self.workers:
             jobs.put((name, key, die_at, marker))
         waiting, deadline, reports = set(range(WORKERS)), time.monotonic() + timeout, []
         while waiting and time.monotonic() < deadline:

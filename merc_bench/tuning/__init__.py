@@ -138,7 +138,7 @@ def _definition(study: optuna.Study, registry: Registry, request: TuneRequest, k
     params, outside = recipe_in_space(space, base, registry)
     stored = {"request": key, "base": base, "space": space.to_json(), "uid": uuid.uuid4().hex,
               "recipe_params": params, "recipe_outside_space": outside,
-              "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     study.set_user_attr("merc_bench", stored)
     study.enqueue_trial(params, user_attrs={"origin": RECIPE_ORIGIN}, skip_if_exists=True)
     return stored

@@ -78,27 +78,27 @@ class Objective:
         if config is not None:
             params |= flatten(config.model_dump(mode="json"))
         outcome: optuna.TrialPruned | None = None
-        with self.tracker.inside(self.parent_id):
-            with self.tracker.run(f"trial-{trial.number}", params=params, nested=True,
-                                  tags=self.tags | {"trial_number": str(trial.number), "study": self.label}) as child:
-                run_id = getattr(child, "run_id", None)
-                trial.set_user_attr("mlflow_run_id", run_id)
-                try:
-                    if problem is not None:
-                        raise problem
-                    with self.tracker.system_metrics(run_id, self.device):
-                        value = self._train(trial, config, child)
-                    state = "COMPLETE"
-                except optuna.TrialPruned as pruned:  # a state, not a failure: the run itself finished
-                    state, outcome = "PRUNED", pruned
-                except Exception as error:
-                    message = f"{type(error).__name__}: {error}"
-                    trial.set_user_attr("error", message[:2000])
-                    child.set_tags({"state": "FAIL", "error": message[:5000],
-                                    "duration_s": f"{time.perf_counter() - started:.2f}"} | self._gpu_tags())
-                    raise
-                child.set_tags({"state": state, "duration_s": f"{time.perf_counter() - started:.2f}"}
-                               | self._gpu_tags())
+        with self.tracker.inside(self.parent_id), \
+                self.tracker.run(f"trial-{trial.number}", params=params, nested=True,
+                                 tags=self.tags | {"trial_number": str(trial.number), "study": self.label}) as child:
+            run_id = getattr(child, "run_id", None)
+            trial.set_user_attr("mlflow_run_id", run_id)
+            try:
+                if problem is not None:
+                    raise problem
+                with self.tracker.system_metrics(run_id, self.device):
+                    value = self._train(trial, config, child)
+                state = "COMPLETE"
+            except optuna.TrialPruned as pruned:  # a state, not a failure: the run itself finished
+                state, outcome = "PRUNED", pruned
+            except Exception as error:
+                message = f"{type(error).__name__}: {error}"
+                trial.set_user_attr("error", message[:2000])
+                child.set_tags({"state": "FAIL", "error": message[:5000],
+                                "duration_s": f"{time.perf_counter() - started:.2f}"} | self._gpu_tags())
+                raise
+            child.set_tags({"state": state, "duration_s": f"{time.perf_counter() - started:.2f}"}
+                           | self._gpu_tags())
         if outcome is not None:
             raise outcome
         return value

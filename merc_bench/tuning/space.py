@@ -55,7 +55,8 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pydantic
 import torch
@@ -99,7 +100,7 @@ class SearchSpace:
         return {"slots": self.slots, "params": self.params, "heads_needed_by": self.heads_needed_by}
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> "SearchSpace":
+    def from_json(cls, values: dict[str, Any]) -> SearchSpace:
         return cls(values["slots"], values["params"], values.get("heads_needed_by", []))
 
     def check_registered(self, registry: Registry, study: str) -> None:
@@ -296,7 +297,7 @@ def build_space(registry: Registry, base: dict[str, Any], file_values: dict[str,
     return SearchSpace(slots, params, heads)
 
 
-def _slot_section(check: "_Checker", content: Any) -> dict[str, list[str]]:
+def _slot_section(check: _Checker, content: Any) -> dict[str, list[str]]:
     """``[slots]``: the registered names each slot may take."""
     slots = {}
     for slot, names in check.table(content, "slots").items():
@@ -309,7 +310,7 @@ def _slot_section(check: "_Checker", content: Any) -> dict[str, list[str]]:
     return slots
 
 
-def _trainer_section(check: "_Checker", section: str, content: Any) -> dict[str, Any]:
+def _trainer_section(check: _Checker, section: str, content: Any) -> dict[str, Any]:
     """``[training]`` or ``[model]``: ranges, choices or fixed values of the trainer's settings."""
     params = {}
     fields = _TRAINER_SECTIONS[section].model_fields
@@ -325,7 +326,7 @@ def _trainer_section(check: "_Checker", section: str, content: Any) -> dict[str,
     return params
 
 
-def _component_section(check: "_Checker", registry: Registry, section: str, content: Any) -> dict[str, Any]:
+def _component_section(check: _Checker, registry: Registry, section: str, content: Any) -> dict[str, Any]:
     """``[<slot>.<component>]``: a component's options, checked against its config and search space."""
     params = {}
     for name, options in check.table(content, section).items():

@@ -47,7 +47,7 @@ class StudyTracker(MLflowTracker):
         self._client.set_terminated(run_id, status=status)
 
     @contextmanager
-    def inside(self, run_id: str) -> Iterator["StudyTracker"]:
+    def inside(self, run_id: str) -> Iterator[StudyTracker]:
         """Make ``run_id`` (created by this or an earlier process) the parent of the runs opened inside."""
         self._run_ids.append(run_id)
         try:
@@ -107,7 +107,7 @@ class NoStudyTracker(NullTracker):
         pass
 
     @contextmanager
-    def inside(self, run_id: str | None) -> Iterator["NoStudyTracker"]:
+    def inside(self, run_id: str | None) -> Iterator[NoStudyTracker]:
         yield self
 
     def close_killed(self, run_id: str) -> None:

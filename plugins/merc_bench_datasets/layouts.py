@@ -470,7 +470,7 @@ def assemble(layout: Layout, fields: dict[str, Any], *, source: str, nan_policy:
                                   "nan_policy": nan_policy}
     warnings += work.notes(provenance)
     feature_dims = {m: work.dims[m][0] for m in work.readers}
-    if layout.dims and not roberta_layer == "concat" and feature_dims != layout.dims:
+    if layout.dims and roberta_layer != "concat" and feature_dims != layout.dims:
         warnings.append(f"feature sizes {feature_dims} differ from the documented {layout.dims} for {layout.name}")
     warnings += documented_differences(family, {s: [d.labels for d in ds] for s, ds in corpus_splits.items()})
     provenance["warnings"] = warnings

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from merc_bench.errors import UserError
+import contextlib
 
 __all__ = [
     "MELD_CLASSES", "MELD_SENTIMENTS", "SPLIT_FILES", "ID_OFFSETS", "MAX_SPEAKERS", "REQUIRED_COLUMNS",
@@ -75,10 +76,8 @@ EXPECTED_CLASS_COUNTS = {
 # are undefined in cp1252 and stay as they are).
 _C1_MOJIBAKE = {}
 for _code in range(0x80, 0xA0):
-    try:
+    with contextlib.suppress(UnicodeDecodeError):
         _C1_MOJIBAKE[_code] = bytes([_code]).decode("cp1252")
-    except UnicodeDecodeError:
-        pass
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class InteractiveKnowledgeDistillation(nn.Module):
         if teacher_hidden_size != self.hidden_size:
             self.adapter = nn.Linear(self.hidden_size, teacher_hidden_size).to(next(teacher.parameters()).device)
 
-    def train(self, mode: bool = True) -> "InteractiveKnowledgeDistillation":
+    def train(self, mode: bool = True) -> InteractiveKnowledgeDistillation:
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()  # the teacher stays deterministic (no dropout) while the student trains
