@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
@@ -64,6 +66,116 @@ def test_sparse_routing_reports_fewer_active_experts():
     batch = make_batch()
     out = mixer(torch.randn(*batch.mask.shape, 16) * 3, batch.mask)
     assert float(out.metrics["active_experts"]) < 8.0
+
+
+# The gate's favourite expert as a high outlier among six: w = 3 has z = √5 ≈ 2.24 > α = 2.
+FAVOURITE_OUTLIER = [3.0, 0.0, 0.1, -0.1, 0.05, -0.05]
+
+
+def test_two_sided_routing_drops_the_favourite_expert_and_lower_never_does():
+    weights = torch.tensor([FAVOURITE_OUTLIER])
+    assert routing_mask(weights, alpha=2.0, routing="two-sided").tolist() == [[False, True, True, True, True, True]]
+    assert routing_mask(weights, alpha=2.0, routing="lower").tolist() == [[True] * 6]
+    # Mirrored, the outlier is the gate's least liked expert: both rules drop it.
+    mirrored = -weights
+    assert routing_mask(mirrored, alpha=2.0, routing="two-sided").tolist() == [[False, True, True, True, True, True]]
+    assert routing_mask(mirrored, alpha=2.0, routing="lower").tolist() == [[False, True, True, True, True, True]]
+
+
+def _constant_gate_mixer(weights: list[float], **options) -> SDMoEMixer:
+    """A mixer whose gate gives every utterance the same weights (zero matrix, bias = weights)."""
+    torch.manual_seed(0)
+    mixer = SDMoEMixer(SDMoEConfig(experts=len(weights), **options), hidden_size=16).eval()
+    with torch.no_grad():
+        mixer.gate.weight.zero_()
+        mixer.gate.bias.copy_(torch.tensor(weights))
+    return mixer
+
+
+@pytest.mark.parametrize("gate", ["token", "dialogue"])
+def test_routing_metrics_report_active_experts_and_the_gate_mass_removed(gate):
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    x = torch.randn(2, 4, 16)
+    dense = torch.softmax(torch.tensor(FAVOURITE_OUTLIER) / 0.5, dim=-1)  # τ = 0.5
+    two_sided = _constant_gate_mixer(FAVOURITE_OUTLIER, temperature=0.5, gate=gate)(x, mask).metrics
+    assert float(two_sided["active_experts"]) == 5.0
+    assert float(two_sided["removed_gate_mass"]) == pytest.approx(float(dense[0]), rel=1e-6)
+    assert float(two_sided["removed_gate_mass"]) > 0.95  # the favourite held nearly all the mass
+    lower = _constant_gate_mixer(FAVOURITE_OUTLIER, temperature=0.5, gate=gate, routing="lower")(x, mask).metrics
+    assert float(lower["active_experts"]) == 6.0
+    assert float(lower["removed_gate_mass"]) == 0.0
+    mirrored = [-w for w in FAVOURITE_OUTLIER]
+    dropped_least = _constant_gate_mixer(mirrored, temperature=0.5, gate=gate, routing="lower")(x, mask).metrics
+    least_liked = float(torch.softmax(torch.tensor(mirrored) / 0.5, dim=-1)[0])
+    assert float(dropped_least["active_experts"]) == 5.0
+    assert float(dropped_least["removed_gate_mass"]) == pytest.approx(least_liked, rel=1e-6)
+    assert least_liked < 1e-3  # lower only ever removes the tail the gate barely uses
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weights=st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=1, max_size=12),
+    alpha=st.floats(0.01, 5.0),
+)
+def test_lower_routing_always_keeps_the_argmax_and_everything_two_sided_keeps(weights, alpha):
+    w = torch.tensor([weights])
+    lower = routing_mask(w, alpha, routing="lower")
+    assert lower[0, int(w.argmax())]
+    assert (lower | ~routing_mask(w, alpha, routing="two-sided")).all()  # two-sided's kept set ⊆ lower's
+    # lower keeps an upper set of the weights: whatever it drops lies below whatever it keeps.
+    if (~lower).any():
+        assert w[~lower].max() < w[lower].min()
+
+
+def _gates_per_utterance(mixer: SDMoEMixer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Recover G (B, L, n) from the mixer's output by least squares against its experts' outputs."""
+    lengths = mask.sum(dim=1)
+    with torch.no_grad():
+        experts = torch.stack([expert(x, lengths) for expert in mixer.experts], dim=-1)  # (B, L, H, n)
+        mixed = mixer(x, mask).hidden  # (B, L, H)
+    return torch.linalg.lstsq(experts.double(), mixed.double().unsqueeze(-1)).solution.squeeze(-1)
+
+
+def test_a_dialogue_gate_gives_every_utterance_of_a_dialogue_the_same_mixture():
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    x = torch.randn(2, 5, 16) * 3
+    for gate in ("token", "dialogue"):
+        torch.manual_seed(0)
+        mixer = SDMoEMixer(SDMoEConfig(experts=3, gate=gate), hidden_size=16).eval()
+        gates = _gates_per_utterance(mixer, x, mask)  # (B, L, n)
+        assert torch.allclose(gates.sum(-1)[mask], torch.ones(()).double(), atol=1e-4)
+        spread = max(float((gates[b, mask[b]] - gates[b, 0]).abs().max()) for b in range(2))
+        if gate == "dialogue":
+            assert spread < 1e-4
+            pooled = x[1, :3].mean(0)  # the mean of the real utterances only
+            expected = torch.softmax(mixer.gate(pooled) / mixer.temperature, -1).double()
+            assert torch.allclose(gates[1, 0], expected, atol=1e-4)
+        else:
+            assert spread > 1e-2  # per-utterance gates differ, so the check above can fail
+
+
+@pytest.mark.parametrize("routing", ["two-sided", "lower"])
+@pytest.mark.parametrize("gate", ["token", "dialogue"])
+def test_padding_with_garbage_leaves_the_real_utterances_unchanged(gate, routing):
+    torch.manual_seed(0)
+    mixer = SDMoEMixer(SDMoEConfig(experts=6, alpha=0.9, gate=gate, routing=routing), hidden_size=16).eval()
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    x = torch.randn(2, 4, 16) * 3
+    x[1, 2:] = 0.0
+    padded_mask = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)  # (B, L + 3)
+    garbage = torch.cat([x, torch.randn(2, 3, 16) * 1e3], dim=1)
+    garbage[1, 2:4] = torch.randn(2, 16) * 1e3
+    garbage[0, 5, 0], garbage[1, 6, 1] = float("nan"), float("inf")
+    clean, padded = mixer(x, mask), mixer(garbage, padded_mask)
+    assert torch.allclose(padded.hidden[:, :4][mask], clean.hidden[mask], atol=1e-6)
+    for name in ("active_experts", "removed_gate_mass"):
+        assert float(padded.metrics[name]) == pytest.approx(float(clean.metrics[name]), abs=1e-6), name
+    assert float(clean.metrics["active_experts"]) < 6.0  # α = 0.9 routes, so routing is part of what is compared
+
+
+def test_sdmoe_defaults_are_the_original_rule():
+    config = SDMoEConfig()
+    assert (config.routing, config.gate) == ("two-sided", "token")
 
 
 def test_hcmf_phi_is_learned_and_branches_follow_the_stage_order():
