@@ -194,6 +194,8 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
         events.seed_started(SeedStarted(config, seed, reused=cached is not None, why_not_reused=why or ""))
         if cached is not None:
             result, seed_embeddings = cached
+            if result.teacher is not None:  # the teacher came back with its seed; nothing was trained now
+                result.teacher = dict(result.teacher, status="reused")
         else:
             trainer = Trainer(config=config, corpus=corpus, registry=registry, device=device,
                               on_epoch=events.epoch_ended, run=described)

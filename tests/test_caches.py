@@ -97,6 +97,21 @@ def test_editing_a_component_or_upgrading_its_plugin_retrains_and_says_why(scale
     assert f"merc_bench_basic upgraded from {importlib.metadata.version('merc-bench')} to 9.9" in upgraded  # built-in plugins: merc-bench's version
 
 
+def test_a_seed_reused_from_the_cache_says_its_teacher_was_reused_too(tmp_path, capsys):
+    """A cached SUMMER seed brings its teacher's facts along; nothing is trained, so nothing says "trained"."""
+    def compare(out):
+        with pytest.raises(SystemExit) as stop:
+            main(["compare", "summer-small", "--tsne", "none", "--out", str(tmp_path / out), *TINY])
+        assert stop.value.code == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    first = compare("1")
+    assert "teacher (text) trained" in first and "reused from the seed cache" not in first
+    second = compare("2")
+    assert "reused from the seed cache" in second
+    assert "teacher (text) reused" in second and "teacher (text) trained" not in second
+
+
 def test_seed_key_separates_code_but_not_labels():
     registry = get_registry()
     base = prepare(registry, recipe="bigru-concat", dataset="synthetic", overrides=["dataset.train_dialogues=4"])
