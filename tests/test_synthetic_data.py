@@ -277,3 +277,76 @@ def test_planted_structure_separates_the_probes(shape, seed, dialogues):
     assert scores["text"] > scores["audio"] and scores["text"] > scores["visual"]
     assert scores["all"] >= scores["text"] + 0.02
     assert scores["context"] >= scores["all"] + 0.02
+
+
+# -- paper-shaped profiles ----------------------------------------------------------------------
+
+
+def test_paper_profiles_have_the_real_split_sizes_and_shapes():
+    from merc_bench_synthetic.paper_profiles import PROFILES
+
+    expected = {"paper-meld": ("meld", (1038, 114, 280)), "paper-iemocap": ("iemocap", (108, 12, 31))}
+    for name, (family, sizes) in expected.items():
+        dataset = SyntheticDataset(SyntheticConfig(profile=name))
+        assert dataset.info().family == family and PROFILES[name].shape == family
+        assert tuple(dataset.split_sizes().values()) == sizes
+        assert name in dataset.info().description
+    # A split size can still be overridden (tests and quick looks use smaller corpora).
+    assert SyntheticDataset(SyntheticConfig(profile="paper-meld", train_dialogues=7)).split_sizes()["train"] == 7
+
+
+def test_paper_profile_options_are_checked():
+    with pytest.raises(pydantic.ValidationError, match="only apply to a paper profile"):
+        SyntheticConfig(text_signal=2.0)  # the planted corpus has no such knob
+    with pytest.raises(pydantic.ValidationError, match="contradicts"):
+        SyntheticConfig(profile="paper-iemocap", shape="meld")
+    assert SyntheticConfig(profile="paper-iemocap", shape="iemocap").shape_name == "iemocap"
+    with pytest.raises(pydantic.ValidationError):
+        SyntheticConfig(profile="paper-meld", ambiguity=1.5)
+
+
+def test_paper_profile_is_deterministic_and_follows_the_class_frequencies():
+    options = {"profile": "paper-meld", "train_dialogues": 400, "dev_dialogues": 5, "test_dialogues": 5}
+    one, other = load(**options), load(**options)
+    np.testing.assert_array_equal(one.train[3].features["visual"], other.train[3].features["visual"])
+    labels = np.concatenate([d.labels for d in one.train])
+    counts = np.bincount(labels, minlength=len(MELD_CLASSES)).astype(np.float64)
+    assert total_variation(counts, SHAPES["meld"].class_frequencies) < 0.03
+    # The planted default is untouched by the profiles: same corpus as before they existed.
+    planted = load(shape="meld", train_dialogues=3)
+    assert planted.provenance["config"]["profile"] == "planted"
+
+
+def _text_probe(**options) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    corpus = load(profile="paper-meld", train_dialogues=300, dev_dialogues=2, test_dialogues=200, **options)
+
+    def flat(split, modalities):
+        dialogues = corpus.split(split)
+        features = np.concatenate([np.concatenate([d.features[m] for d in dialogues]) for m in modalities], axis=1)
+        return features, np.concatenate([d.labels for d in dialogues])
+
+    scores = {}
+    for name, modalities in {"text": ["text"], "audio+visual": ["audio", "visual"],
+                             "all": ["text", "audio", "visual"]}.items():
+        x_train, y_train = flat("train", modalities)
+        x_test, y_test = flat("test", modalities)
+        model = LogisticRegression(C=0.05, max_iter=500).fit(x_train, y_train)
+        scores[name] = f1_score(y_test, model.predict(x_test), average="weighted")
+    return scores
+
+
+def test_paper_profile_knobs_move_the_probes_the_way_they_say():
+    # Shared ambiguity caps every combination; without it and with a strong text signal, text is easy.
+    with threadpoolctl.threadpool_limits(1):
+        fitted = _text_probe()
+        clear = _text_probe(ambiguity=0.0, text_signal=3.0)
+        no_nonverbal = _text_probe(audio_signal=0.0, visual_signal=0.0)
+    print({"fitted": fitted, "clear": clear, "no_nonverbal": no_nonverbal})
+    assert clear["text"] > fitted["text"] + 0.1
+    assert no_nonverbal["audio+visual"] < fitted["audio+visual"] - 0.05  # nothing left to read
+    # The paper's premise: text is the strongest single source and close to all three.
+    assert fitted["text"] > fitted["audio+visual"]
+    assert fitted["all"] - fitted["text"] < 0.05

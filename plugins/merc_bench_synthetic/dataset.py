@@ -54,6 +54,13 @@ Generative process (per dialogue)
    projection (orthonormal rows, seeded), isotropic Gaussian noise is added in the full space, and
    the result is scaled to about unit variance per dimension and stored as float32.
 
+Paper-shaped profiles
+---------------------
+``profile=paper-meld`` / ``paper-iemocap`` replace steps 2–3's planted structure with the real
+split sizes and modality strengths fitted to the SUMMER paper's Table I (text strongest and close
+to all three modalities); see :mod:`merc_bench_synthetic.paper_profiles`. The default ``planted``
+corpus is unchanged by them.
+
 Determinism: everything is drawn from ``numpy.random.default_rng`` generators seeded from
 ``seed``, one stream for the fixed "world" (prototypes, directions, projections) and one stream per
 split, so the same configuration always yields the same corpus (same ``Corpus.fingerprint()`` on
@@ -67,13 +74,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from merc_bench import Corpus, DatasetInfo, Dialogue, component
+from merc_bench_synthetic.paper_profiles import PROFILES, latent_energy, paper_latents, world_prototypes
 
 __all__ = ["SyntheticConfig", "SyntheticDataset", "SHAPES", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: paper profiles added (the planted corpus is unchanged)
 
 # MELD train split (train_sent_emo.csv): number of dialogues with 1, 2, ..., 24 utterances.
 MELD_DIALOGUE_LENGTH_COUNTS = (
@@ -160,34 +168,85 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: Literal["meld", "iemocap"] = Field(
-        "meld", description="which benchmark to imitate: sizes, classes, frequencies, speakers, lengths"
+    profile: Literal["planted", "paper-meld", "paper-iemocap"] = Field(
+        "planted",
+        description=("planted: context and complementary modalities clearly pay off; paper-meld / "
+                     "paper-iemocap: the real split sizes, with modality strengths fitted to SUMMER's Table I"),
+    )
+    shape: Literal["meld", "iemocap"] | None = Field(
+        None, description="which benchmark to imitate (default: meld; a paper profile sets its own)"
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random draw; same seed, same corpus")
     train_dialogues: int | None = Field(
-        None, ge=1, le=10_000, description="train split size in dialogues (default: 40 for meld, 24 for iemocap)"
+        None, ge=1, le=10_000, description="train split size in dialogues (default: the shape's or profile's)"
     )
     dev_dialogues: int | None = Field(
-        None, ge=1, le=10_000, description="dev split size in dialogues (default: 12 for meld, 6 for iemocap)"
+        None, ge=1, le=10_000, description="dev split size in dialogues (default: the shape's or profile's)"
     )
     test_dialogues: int | None = Field(
-        None, ge=1, le=10_000, description="test split size in dialogues (default: 24 for meld, 8 for iemocap)"
+        None, ge=1, le=10_000, description="test split size in dialogues (default: the shape's or profile's)"
     )
     noise: float = Field(
         1.0, ge=0.0, le=1000, description="multiplies the noise of every modality's signal; higher is harder"
     )
     uninformative_text_fraction: float = Field(
-        0.25, ge=0.0, le=1.0, description="fraction of utterances whose text carries no emotion ('Okay.')"
+        0.25, ge=0.0, le=1.0,
+        description="planted profile: fraction of utterances whose text carries no emotion ('Okay.')",
     )
-    emotion_persistence: float = Field(
-        0.7, ge=0.0, le=1.0, description="probability a speaker keeps their previous emotion"
+    emotion_persistence: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="probability a speaker keeps their previous emotion (default 0.7 planted, the profile's)",
     )
-    emotion_contagion: float = Field(
-        0.4,
-        ge=0.0,
-        le=1.0,
-        description="probability (when not persisting) of taking the previous utterance's emotion",
+    emotion_contagion: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description=("probability (when not persisting) of taking the previous utterance's emotion "
+                     "(default 0.4 planted, the profile's)"),
     )
+    ambiguity: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="paper profiles: share of utterances expressing another emotion in every modality",
+    )
+    nonverbal_ambiguity: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="paper profiles: share of utterances whose audio and visual express another emotion",
+    )
+    text_signal: float | None = Field(None, ge=0.0, le=100, description="paper profiles: text signal strength")
+    audio_signal: float | None = Field(None, ge=0.0, le=100, description="paper profiles: audio signal strength")
+    visual_signal: float | None = Field(
+        None, ge=0.0, le=100, description="paper profiles: visual signal strength"
+    )
+
+    @model_validator(mode="after")
+    def _profile_options_fit_the_profile(self) -> SyntheticConfig:
+        if self.profile == "planted":
+            given = [name for name in PAPER_OPTIONS if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to a paper profile "
+                                 "(set profile=paper-meld or profile=paper-iemocap)")
+        elif self.shape is not None and self.shape != PROFILES[self.profile].shape:
+            raise ValueError(f"profile {self.profile} imitates {PROFILES[self.profile].shape}; "
+                             f"shape={self.shape} contradicts it (leave shape unset)")
+        return self
+
+    @property
+    def shape_name(self) -> str:
+        if self.profile != "planted":
+            return PROFILES[self.profile].shape
+        return self.shape or "meld"
+
+    def label_dynamics(self) -> tuple[float, float]:
+        """(persistence, contagion) with the profile's defaults filled in."""
+        if self.profile == "planted":
+            defaults = (PLANTED_PERSISTENCE, PLANTED_CONTAGION)
+        else:
+            profile = PROFILES[self.profile]
+            defaults = (profile.emotion_persistence, profile.emotion_contagion)
+        given = (self.emotion_persistence, self.emotion_contagion)
+        return tuple(default if value is None else value for value, default in zip(given, defaults))
+
+
+PAPER_OPTIONS = ("ambiguity", "nonverbal_ambiguity", "text_signal", "audio_signal", "visual_signal")
+PLANTED_PERSISTENCE, PLANTED_CONTAGION = 0.7, 0.4
 
 
 @dataclass(frozen=True)
@@ -255,6 +314,26 @@ def _build_world(shape: Shape, seed: int, config: SyntheticConfig) -> _World:
     output_scales = {m: float(1.0 / np.sqrt(energies[m] + AMBIENT_NOISE**2)) for m in LATENT_DIMS}
 
     return _World(text_prototypes, text_filler, audio_means, visual_means, projections, output_scales)
+
+
+@dataclass(frozen=True)
+class _PaperWorld:
+    """The fixed parts of a paper profile: each modality's class prototypes, projections and scales."""
+
+    prototypes: dict[str, np.ndarray]  # modality -> (C, K_m)
+    projections: dict[str, np.ndarray]  # modality -> (K_m, D_m)
+    output_scales: dict[str, float]
+
+
+def _build_paper_world(shape: Shape, seed: int, signal: dict[str, float], noise: float) -> _PaperWorld:
+    rng = np.random.default_rng([seed, 0])
+    prototypes = world_prototypes(rng, len(shape.classes))
+    projections = {
+        modality: _orthonormal_projection(rng, LATENT_DIMS[modality], dim)
+        for modality, dim in shape.feature_dims.items()
+    }
+    output_scales = {m: float(1.0 / np.sqrt(latent_energy(signal[m], noise) + AMBIENT_NOISE**2)) for m in LATENT_DIMS}
+    return _PaperWorld(prototypes, projections, output_scales)
 
 
 def _meld_speakers(rng: np.random.Generator, length: int) -> np.ndarray:
@@ -334,33 +413,44 @@ class SyntheticDataset:
     def __init__(self, config: SyntheticConfig) -> None:
         # Nothing is read from disk, so the data_dir build-context value is not asked for.
         self.config = config
-        self.shape = SHAPES[self.config.shape]
+        self.shape = SHAPES[self.config.shape_name]
 
     def split_sizes(self) -> dict[str, int]:
-        """Dialogues per split, with the shape's defaults filled in."""
+        """Dialogues per split, with the shape's (or the paper profile's) defaults filled in."""
         given = (self.config.train_dialogues, self.config.dev_dialogues, self.config.test_dialogues)
-        return {
-            split: default if value is None else value
-            for split, value, default in zip(SPLITS, given, self.shape.default_dialogues)
-        }
+        profile = PROFILES.get(self.config.profile)
+        defaults = profile.dialogues if profile else self.shape.default_dialogues
+        return {split: default if value is None else value for split, value, default in zip(SPLITS, given, defaults)}
 
     def info(self) -> DatasetInfo:
-        shape = self.shape
+        shape, config = self.shape, self.config
+        if config.profile == "planted":
+            content = ("planted speaker-emotion persistence and contagion; text carries the class, audio "
+                       "arousal, visual valence")
+        else:
+            content = f"profile {config.profile}: real split sizes, modality strengths fitted to SUMMER's Table I"
         return DatasetInfo(
             name="synthetic",
             family=shape.family,
             classes=shape.classes,
             feature_dims=dict(shape.feature_dims),
             num_speakers=shape.num_speakers,
-            description=(
-                f"synthetic conversations shaped like {shape.family.upper()} (seed {self.config.seed}): "
-                "planted speaker-emotion persistence and contagion; text carries the class, audio "
-                "arousal, visual valence"
-            ),
+            description=f"synthetic conversations shaped like {shape.family.upper()} (seed {config.seed}): {content}",
         )
 
+    def paper_signal(self) -> tuple[float, float, dict[str, float]]:
+        """(ambiguity, nonverbal ambiguity, modality -> signal) of a paper profile, overrides applied."""
+        profile, config = PROFILES[self.config.profile], self.config
+        ambiguity = profile.ambiguity if config.ambiguity is None else config.ambiguity
+        nonverbal = profile.nonverbal_ambiguity if config.nonverbal_ambiguity is None else config.nonverbal_ambiguity
+        given = {"text": config.text_signal, "audio": config.audio_signal, "visual": config.visual_signal}
+        return ambiguity, nonverbal, {m: profile.signal[m] if value is None else value for m, value in given.items()}
+
     def load(self) -> Corpus:
-        world = _build_world(self.shape, self.config.seed, self.config)
+        if self.config.profile == "planted":
+            world = _build_world(self.shape, self.config.seed, self.config)
+        else:
+            world = _build_paper_world(self.shape, self.config.seed, self.paper_signal()[2], self.config.noise)
         sizes = self.split_sizes()
         splits = {
             split: self._generate_split(world, split, index + 1, sizes[split]) for index, split in enumerate(SPLITS)
@@ -374,12 +464,10 @@ class SyntheticDataset:
         }
         return Corpus(info=self.info(), **splits, provenance=provenance)
 
-    def _generate_split(self, world: _World, split: str, stream: int, size: int) -> list[Dialogue]:
-        shape, config = self.shape, self.config
-        rng = np.random.default_rng([config.seed, stream])
-        frequencies = shape.class_frequencies
-
-        # 1-2: lengths, speakers and emotions, one dialogue at a time.
+    def _structure(self, rng: np.random.Generator, size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Steps 1–2: every dialogue's speakers and labels."""
+        shape = self.shape
+        persistence, contagion = self.config.label_dynamics()
         all_speakers, all_labels = [], []
         length_probabilities = np.asarray(MELD_DIALOGUE_LENGTH_COUNTS, dtype=np.float64)
         length_probabilities /= length_probabilities.sum()
@@ -391,23 +479,18 @@ class SyntheticDataset:
                 length = _iemocap_length(rng)
                 speakers = _iemocap_speakers(rng, length)
             all_speakers.append(speakers)
-            all_labels.append(
-                _emotions(rng, speakers, frequencies, config.emotion_persistence, config.emotion_contagion)
-            )
+            all_labels.append(_emotions(rng, speakers, shape.class_frequencies, persistence, contagion))
+        return all_speakers, all_labels
 
-        # 3: latents for every utterance of the split at once. N utterances, K_m latent dims.
-        lengths = np.array([len(labels) for labels in all_labels])
-        labels = np.concatenate(all_labels)  # (N,)
-        total = len(labels)
-        dialogue_of = np.repeat(np.arange(size), lengths)  # (N,)
-        # Global speaker id (dialogue, speaker) for the identity nuisances.
-        speaker_key = dialogue_of * shape.num_speakers + np.concatenate(all_speakers)  # (N,)
-
+    def _planted_latents(self, world: _World, rng: np.random.Generator, labels: np.ndarray,
+                         speaker_key: np.ndarray, size: int) -> dict[str, np.ndarray]:
+        """Step 3 of the planted corpus: modality -> (N, K_m)."""
+        config, total = self.config, len(labels)
         uninformative = rng.random(total) < config.uninformative_text_fraction  # (N,)
         text_latent = np.where(uninformative[:, None], world.text_filler, world.text_prototypes[labels])
         text_latent = text_latent + config.noise * TEXT_NOISE * rng.standard_normal((total, LATENT_DIMS["text"]))
 
-        identity_table_size = size * shape.num_speakers
+        identity_table_size = size * self.shape.num_speakers
         voice = IDENTITY_SCALE * rng.standard_normal((identity_table_size, LATENT_DIMS["audio"]))
         face = IDENTITY_SCALE * rng.standard_normal((identity_table_size, LATENT_DIMS["visual"]))
         audio_latent = (
@@ -420,7 +503,26 @@ class SyntheticDataset:
             + face[speaker_key]
             + config.noise * AUDIO_VISUAL_NOISE * rng.standard_normal((total, LATENT_DIMS["visual"]))
         )
-        latents = {"text": text_latent, "audio": audio_latent, "visual": visual_latent}
+        return {"text": text_latent, "audio": audio_latent, "visual": visual_latent}
+
+    def _generate_split(self, world: _World | _PaperWorld, split: str, stream: int, size: int) -> list[Dialogue]:
+        shape, config = self.shape, self.config
+        rng = np.random.default_rng([config.seed, stream])
+        all_speakers, all_labels = self._structure(rng, size)
+
+        # 3: latents for every utterance of the split at once. N utterances, K_m latent dims.
+        lengths = np.array([len(labels) for labels in all_labels])
+        labels = np.concatenate(all_labels)  # (N,)
+        total = len(labels)
+        if isinstance(world, _PaperWorld):
+            ambiguity, nonverbal, signal = self.paper_signal()
+            latents = paper_latents(rng, labels, world.prototypes, shape.class_frequencies, ambiguity, nonverbal,
+                                    signal, config.noise)
+        else:
+            dialogue_of = np.repeat(np.arange(size), lengths)  # (N,)
+            # Global speaker id (dialogue, speaker) for the identity nuisances.
+            speaker_key = dialogue_of * shape.num_speakers + np.concatenate(all_speakers)  # (N,)
+            latents = self._planted_latents(world, rng, labels, speaker_key, size)
 
         # 4: project into the full feature space, add isotropic noise, scale to ~unit variance.
         features = {}
