@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from merc_bench.config import RunConfig
+from merc_bench.data import DatasetInfo
+from merc_bench.model import build_model
 from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
 from merc_bench.testing import SMALL_CONTEXT, check_component, make_batch, small_teacher
@@ -288,6 +291,49 @@ def test_hcmf_options_pass_the_contract_kit(options):
     fields = {name: (HCMFConfig.model_fields[name].annotation, value) for name, value in options.items()}
     variant = pydantic.create_model("HCMFVariant", __base__=HCMFConfig, **fields)
     check_component(dataclasses.replace(entry, config=variant))
+
+
+MELD_SHAPE = DatasetInfo("meld-shaped", "meld", ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+                         {"text": 1024, "audio": 300, "visual": 342}, 9)  # the synthetic dataset's MELD shape
+
+
+def _recipe_model(recipe: str, *overrides: tuple[str, dict]) -> tuple[torch.nn.Module, RunConfig]:
+    """The recipe's model at MELD dims, built on the meta device (shapes only, nothing allocated)."""
+    registry = get_registry()
+    values = registry.get("recipe", recipe).obj.resolve("meld")
+    values["dataset"] = {"name": "synthetic"}
+    for slot, changes in overrides:
+        values[slot]["config"].update(changes)
+    config = RunConfig.model_validate(values)
+    with torch.device("meta"):
+        model, _ = build_model(config, MELD_SHAPE, registry, check_size=False)
+    return model, config
+
+
+def test_summer_is_the_multiemo_sized_reading():
+    model, config = _recipe_model("summer")
+    hcmf = HCMFConfig.model_validate(config.fuser.config)
+    hidden = config.model.hidden_size
+    assert (hidden, hcmf.feed_forward_multiplier * hidden, hcmf.heads, hcmf.layers) == (256, 1024, 4, 6)
+    assert _count(model.fuser) == _hcmf_parameters(hcmf, hidden)
+    # MultiEMO-sized: tens of millions (24.8 M at MELD dims), not the 1024-wide reading's hundreds.
+    assert 20e6 < _count(model) < 35e6
+    assert _count(model.fuser) > _count(model) / 2  # the fuser is most of it
+    with_backward, _ = _recipe_model("summer", ("fuser", {"backward_term": True}))
+    one_attention = 4 * hidden * hidden + 4 * hidden + hcmf.heads
+    assert _count(with_backward) - _count(model) == 3 * hcmf.layers * one_attention
+
+
+def test_summer_wide_is_the_earlier_model():
+    model, config = _recipe_model("summer-wide")
+    hcmf = HCMFConfig.model_validate(config.fuser.config)
+    assert (config.model.hidden_size, hcmf.phi, hcmf.backward_term) == (1024, "scalar", True)
+    assert _count(model.fuser) == _hcmf_parameters(hcmf, 1024)
+    assert _count(model) == 465_747_023  # what `merc-bench validate summer` printed on MELD shape before issue 14
+    summer = get_registry().get("recipe", "summer").obj.resolve("meld")
+    wide = get_registry().get("recipe", "summer-wide").obj.resolve("meld")
+    differ = {slot for slot in summer if summer[slot] != wide[slot]}
+    assert differ == {"recipe", "fuser", "model"}  # the same training, mixer, encoder and distiller
 
 
 def test_ikd_terms_match_hand_computed_values():
