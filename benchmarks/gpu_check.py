@@ -1,6 +1,7 @@
 """GPU check for SDT and SUMMER: CPU/GPU loss agreement, seconds per epoch, peak GPU memory.
 
-For each recipe (default ``sdt`` and ``summer``, both at paper size) on MELD-shaped synthetic data
+For each recipe (default ``sdt`` and ``summer``, both at paper size; ``summer-wide`` is SUMMER read
+1024 wide, 466 M parameters) on MELD-shaped synthetic data
 (1152 train dialogues, the recipe's MELD batch size):
 
 1. parity — the same weights and batch in eval mode (no dropout) give the same loss on the CPU and

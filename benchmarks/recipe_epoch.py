@@ -2,10 +2,11 @@
 
 Each recipe runs in its own process (so its peak RSS is its own) on MELD-shaped synthetic data
 (1152 train dialogues with MELD's length distribution) with the recipe's MELD-family batch size.
-Only the first ``--batches`` batches are timed and the time is scaled to a full epoch: paper-size
-SUMMER (466 M parameters, batch 100) takes many minutes per epoch on 2 cores. A distiller with a
-teacher (SUMMER's IKD) gets an untrained teacher of the right shape attached, so each timed step
-includes the teacher's forward pass, as in real training; training the teacher is not timed.
+Only the first ``--batches`` batches are timed and the time is scaled to a full epoch: the
+1024-wide SUMMER (``summer-wide``, 466 M parameters, batch 100) takes many minutes per epoch on 2
+cores. A distiller with a teacher (SUMMER's IKD) gets an untrained teacher of the right shape
+attached, so each timed step includes the teacher's forward pass, as in real training; training the
+teacher is not timed.
 
     python benchmarks/recipe_epoch.py                       # sdt and summer, 3 batches each
     python benchmarks/recipe_epoch.py --recipes summer-small --batches 20

@@ -105,7 +105,7 @@ def test_max_memory_option_refuses_and_does_not_outlive_the_command(capsys, tmp_
                           capsys)
     assert code == 0 and MAX_MEMORY_VARIABLE not in os.environ
     text = " ".join(stdout.split())
-    assert "memory: 2,663,327 parameters; training needs about" in text and "(measured, batch of" in text
+    assert "memory: 2,267,069 parameters; training needs about" in text and "(measured, batch of" in text
     assert f"limit {memory_limit('cpu')}".split(" (")[1] in text  # the machine's memory is lower than 1 TiB
     code, _, err = cli(["validate", "sdt", "--max-memory", "lots"], capsys)
     assert code == 2 and "--max-memory 'lots' is not a memory size" in err

@@ -1,17 +1,22 @@
 """SUMMER's components: SDMoE routing and Gumbel gate, HCMF's φ and stage order, IKD's terms,
 the frozen teacher and its cache."""
 
+import dataclasses
 import math
 
+import pydantic
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from merc_bench.config import RunConfig
+from merc_bench.data import DatasetInfo
+from merc_bench.model import build_model
 from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
-from merc_bench.testing import SMALL_CONTEXT, make_batch, small_teacher
+from merc_bench.testing import SMALL_CONTEXT, check_component, make_batch, small_teacher
 from merc_bench.pipeline import train_seed
 from merc_bench.teachers import prepare_teacher, teacher_config, teacher_fingerprint
 from merc_bench.trainer import Trainer
@@ -178,21 +183,157 @@ def test_sdmoe_defaults_are_the_original_rule():
     assert (config.routing, config.gate) == ("two-sided", "token")
 
 
+def _fuser_output(fuser: HCMFFuser) -> torch.Tensor:
+    torch.manual_seed(3)
+    mask = make_batch().mask
+    mixed = {m: torch.randn(*mask.shape, 16) for m in fuser.modalities}
+    return fuser(mixed=mixed, encoded=mixed, mask=mask).fused[mask]  # (N, H)
+
+
 def test_hcmf_phi_is_learned_and_branches_follow_the_stage_order():
     torch.manual_seed(0)
     fuser = HCMFFuser(HCMFConfig(layers=2), modalities=("text", "audio", "visual"), hidden_size=16)
     assert fuser.partners == {"text": ["audio", "visual"], "audio": ["text", "visual"], "visual": ["text", "audio"]}
-    batch = make_batch()
-    mixed = {m: torch.randn(*batch.mask.shape, 16) for m in fuser.modalities}
     phi = fuser.branches["text"][0].forward_attention.phi
+    assert phi.shape == (4,)  # one φ per head by default
     optimizer = torch.optim.Adam(fuser.parameters(), lr=0.1)
-    out = fuser(mixed=mixed, encoded=mixed, mask=batch.mask)
-    out.fused[batch.mask].pow(2).mean().backward()
-    assert phi.grad is not None and phi.grad.abs() > 0
+    _fuser_output(fuser).pow(2).mean().backward()
+    assert phi.grad is not None and (phi.grad.abs() > 0).all()
     optimizer.step()
-    assert phi.item() != 1.0
+    assert (phi.detach() != 1.0).all()
     two = HCMFFuser(HCMFConfig(layers=1), modalities=("text", "audio"), hidden_size=16)
     assert two.branches["text"][0].third_attention is None  # stage 2 needs a third modality
+
+
+@pytest.mark.parametrize("phi", ["per-head", "scalar"])
+def test_hcmf_phi_changes_the_output(phi):
+    torch.manual_seed(0)
+    fuser = HCMFFuser(HCMFConfig(layers=1, phi=phi), modalities=("text", "audio", "visual"), hidden_size=16).eval()
+    before = _fuser_output(fuser)
+    phi = fuser.branches["audio"][0].third_attention.phi
+    with torch.no_grad():
+        phi.mul_(torch.linspace(0.5, 2.0, phi.numel()).view_as(phi))
+    after = _fuser_output(fuser)
+    assert not torch.allclose(before, after)
+
+
+def test_hcmf_per_head_phi_scales_each_head_before_the_output_projection():
+    torch.manual_seed(0)
+    attention = HCMFFuser(HCMFConfig(layers=1), modalities=("text", "audio", "visual"),
+                          hidden_size=16).branches["text"][0].forward_attention.eval()
+    query, source, mask = torch.randn(2, 3, 16), torch.randn(2, 3, 16), torch.ones(2, 3, dtype=torch.bool)
+    with torch.no_grad():
+        attention.phi.copy_(torch.tensor([1.0, 0.0, 1.0, 1.0]))  # silence head 1
+        silenced = attention(query, source, mask)
+        attention.output.weight[:, 4:8].normal_()  # the projection's columns that read head 1
+        assert torch.equal(attention(query, source, mask), silenced)  # head 1 no longer reaches the output
+
+
+def test_hcmf_phi_none_is_plain_attention():
+    fuser = HCMFFuser(HCMFConfig(layers=1, phi="none"), modalities=("text", "audio", "visual"), hidden_size=16)
+    assert not any(name.endswith("phi") for name, _ in fuser.named_parameters())
+
+
+def _linear(inputs: int, outputs: int, bias: bool = True) -> int:
+    return inputs * outputs + (outputs if bias else 0)
+
+
+def _hcmf_parameters(config: HCMFConfig, hidden: int, modalities: int = 3) -> int:
+    """HCMF's parameter count from its structure: per branch and layer, the attentions (Q, K/V and output
+    maps plus φ), the feed-forward network and three layer norms; then the gated fusion's score."""
+    phi = {"per-head": config.heads, "scalar": 1, "none": 0}[config.phi]
+    attention = _linear(hidden, hidden) + _linear(hidden, 2 * hidden) + _linear(hidden, hidden) + phi
+    attentions = 2 + config.backward_term  # stage 1, stage 2 (and the backward term)
+    ffn = config.feed_forward_multiplier * hidden
+    layer = attentions * attention + _linear(hidden, ffn) + _linear(ffn, hidden) + 3 * 2 * hidden
+    assert config.combine == "gated"
+    return modalities * config.layers * layer + _linear(hidden, hidden, bias=False)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_no_backward_term_by_default_and_the_option_restores_it():
+    torch.manual_seed(0)
+    config = HCMFConfig(layers=2)
+    default = HCMFFuser(config, modalities=("text", "audio", "visual"), hidden_size=16)
+    assert all(layer.backward_attention is None for layers in default.branches.values() for layer in layers)
+    assert _count(default) == _hcmf_parameters(config, 16)
+    earlier = HCMFConfig(layers=2, backward_term=True, phi="scalar")
+    both_ways = HCMFFuser(earlier, modalities=("text", "audio", "visual"), hidden_size=16)
+    assert _count(both_ways) == _hcmf_parameters(earlier, 16)
+    one_attention = _linear(16, 16) * 2 + _linear(16, 32) + 1  # Q, output, K/V and a scalar φ
+    assert _count(both_ways) - _count(HCMFFuser(HCMFConfig(layers=2, phi="scalar"), modalities=("text", "audio",
+                                                "visual"), hidden_size=16)) == 3 * 2 * one_attention
+
+
+def test_concat_combine_is_concat_linear_then_mlp():
+    torch.manual_seed(0)
+    fuser = HCMFFuser(HCMFConfig(layers=1, combine="concat"), modalities=("text", "audio", "visual"), hidden_size=16)
+    assert tuple(fuser.fusion_project.weight.shape) == (16, 3 * 16)  # Linear(M·H → H)
+    first, activation, _, second = fuser.fusion_mlp
+    assert tuple(first.weight.shape) == (32, 16) and isinstance(activation, torch.nn.ReLU)  # H → 2H
+    assert tuple(second.weight.shape) == (16, 32)  # back to H for the model's head
+    fuser.eval()
+    torch.manual_seed(3)
+    mask = make_batch().mask
+    mixed = {m: torch.randn(*mask.shape, 16) for m in fuser.modalities}
+    out = fuser(mixed=mixed, encoded=mixed, mask=mask)
+    expected = fuser.fusion_mlp(fuser.fusion_project(torch.cat([out.per_modality[m] for m in fuser.modalities], -1)))
+    assert out.fused.shape == (*mask.shape, 16) and torch.allclose(out.fused, expected)
+
+
+@pytest.mark.parametrize("options", [{"phi": "scalar", "backward_term": True}, {"phi": "none"},
+                                     {"combine": "concat"}], ids=str)
+def test_hcmf_options_pass_the_contract_kit(options):
+    entry = get_registry().get("fuser", "hcmf")
+    fields = {name: (HCMFConfig.model_fields[name].annotation, value) for name, value in options.items()}
+    variant = pydantic.create_model("HCMFVariant", __base__=HCMFConfig, **fields)
+    check_component(dataclasses.replace(entry, config=variant))
+
+
+MELD_SHAPE = DatasetInfo("meld-shaped", "meld", ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+                         {"text": 1024, "audio": 300, "visual": 342}, 9)  # the synthetic dataset's MELD shape
+
+
+def _recipe_model(recipe: str, *overrides: tuple[str, dict]) -> tuple[torch.nn.Module, RunConfig]:
+    """The recipe's model at MELD dims, built on the meta device (shapes only, nothing allocated)."""
+    registry = get_registry()
+    values = registry.get("recipe", recipe).obj.resolve("meld")
+    values["dataset"] = {"name": "synthetic"}
+    for slot, changes in overrides:
+        values[slot]["config"].update(changes)
+    config = RunConfig.model_validate(values)
+    with torch.device("meta"):
+        model, _ = build_model(config, MELD_SHAPE, registry, check_size=False)
+    return model, config
+
+
+def test_summer_is_the_multiemo_sized_reading():
+    model, config = _recipe_model("summer")
+    hcmf = HCMFConfig.model_validate(config.fuser.config)
+    hidden = config.model.hidden_size
+    assert (hidden, hcmf.feed_forward_multiplier * hidden, hcmf.heads, hcmf.layers) == (256, 1024, 4, 6)
+    assert _count(model.fuser) == _hcmf_parameters(hcmf, hidden)
+    # MultiEMO-sized: tens of millions (24.8 M at MELD dims), not the 1024-wide reading's hundreds.
+    assert 20e6 < _count(model) < 35e6
+    assert _count(model.fuser) > _count(model) / 2  # the fuser is most of it
+    with_backward, _ = _recipe_model("summer", ("fuser", {"backward_term": True}))
+    one_attention = 4 * hidden * hidden + 4 * hidden + hcmf.heads
+    assert _count(with_backward) - _count(model) == 3 * hcmf.layers * one_attention
+
+
+def test_summer_wide_is_the_earlier_model():
+    model, config = _recipe_model("summer-wide")
+    hcmf = HCMFConfig.model_validate(config.fuser.config)
+    assert (config.model.hidden_size, hcmf.phi, hcmf.backward_term) == (1024, "scalar", True)
+    assert _count(model.fuser) == _hcmf_parameters(hcmf, 1024)
+    assert _count(model) == 465_747_023  # what `merc-bench validate summer` printed on MELD shape before issue 14
+    summer = get_registry().get("recipe", "summer").obj.resolve("meld")
+    wide = get_registry().get("recipe", "summer-wide").obj.resolve("meld")
+    differ = {slot for slot in summer if summer[slot] != wide[slot]}
+    assert differ == {"recipe", "fuser", "model"}  # the same training, mixer, encoder and distiller
 
 
 def test_ikd_terms_match_hand_computed_values():

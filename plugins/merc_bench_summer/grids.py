@@ -40,7 +40,7 @@ def component_rows(registry: Any, recipe: str | None, info: Any) -> list[tuple[d
     base = registry.get("recipe", recipe).obj.resolve(info.family)
     if any(base[slot]["name"] != name for slot, name in SUMMER_PARTS.items()):
         raise UserError(f"recipe {recipe!r} does not use SDMoE, HCMF and IKD; ablate a SUMMER recipe "
-                        "(summer or summer-small).")
+                        "(summer, summer-wide or summer-small).")
     sdt = registry.get("recipe", "sdt").obj.resolve(info.family)
     rows = []
     for flags in COMPONENT_ROWS:
