@@ -3,7 +3,11 @@
 A grid is an :class:`AblationGrid` a plugin declares through the ``merc_bench_ablation_grids`` hook
 (the SUMMER plugin declares the paper's Table IV component grid and Table I modality grid): a name,
 the label columns, and a function from (registry, recipe, dataset info) to rows — (labels,
-run-config values) pairs. The core knows no paper: it runs any declared grid. Every row is resolved
+run-config values) pairs. A grid may declare options (``options``, a pydantic model with
+``extra="forbid"``): ``merc-bench ablate --grid-option KEY=VALUE`` / ``merc_bench.ablate(...,
+grid_options={...})`` set them, :func:`grid_options` validates them, the rows function receives
+them as a fourth argument, and every written table names them (:func:`describe_options`). The core
+knows no paper: it runs any declared grid. Every row is resolved
 and validated through :func:`merc_bench.pipeline.resolve` before the first row trains, then trained
 by :func:`merc_bench.pipeline.execute` like ``merc-bench run``, all under one parent MLflow run.
 """
@@ -15,16 +19,19 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterable
 
+import pydantic
 from rich.markup import escape
 
+from merc_bench.config import parse_override
 from merc_bench.data import Corpus, DatasetInfo
 from merc_bench.errors import TrainingDiverged, UserError, unknown_name_message
 from merc_bench.events import Subscriber
 from merc_bench.pipeline import execute, resolve
-from merc_bench.registry import Registry
+from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text
 
-__all__ = ["AblationGrid", "Row", "declared_grids", "find_grid", "run_grid", "grid_table"]
+__all__ = ["AblationGrid", "Row", "declared_grids", "find_grid", "grid_options", "grid_rows", "describe_options",
+           "run_grid", "grid_table"]
 
 #: (labels shown in the table, run-config values without the dataset)
 Row = tuple[dict[str, str], dict[str, Any]]
@@ -37,12 +44,55 @@ class AblationGrid:
     name: str
     description: str
     label_columns: tuple[str, ...]
-    #: (registry, recipe or None, dataset info) → rows; raises UserError for a recipe it cannot ablate
-    rows: Callable[[Registry, str | None, DatasetInfo], list[Row]]
+    #: (registry, recipe or None, dataset info[, options]) → rows; raises UserError for a recipe it
+    #: cannot ablate. A grid with ``options`` receives the validated options as the fourth argument.
+    rows: Callable[..., list[Row]]
     #: whether this grid ablates a recipe (``ablate RECIPE`` without --grid takes the first that does)
     applies_to: Callable[[Registry, str], bool] = lambda registry, recipe: False
     default_recipe: str | None = None
     paper: str = ""
+    #: the grid's options (a pydantic model, ``extra="forbid"``, every field with a default and a
+    #: description); None: the grid takes none
+    options: type[pydantic.BaseModel] | None = None
+    #: a sentence for the table's caption saying what the options chose (default: ``key=value, ...``)
+    describe: Callable[[Any], str] | None = None
+
+
+def grid_options(grid: AblationGrid, given: dict[str, Any] | Iterable[str] | None) -> pydantic.BaseModel | None:
+    """The grid's validated options from a dict or ``KEY=VALUE`` strings (``--grid-option``); a
+    :class:`UserError` for an option the grid does not have or a value it refuses."""
+    if isinstance(given, dict):
+        values = dict(given)
+    else:
+        values = {}
+        for text in given or ():
+            path, value = parse_override(text)
+            values[".".join(path)] = value
+    if grid.options is None:
+        if values:
+            raise UserError(f"ablation grid {grid.name!r} takes no options (got {', '.join(sorted(values))}).")
+        return None
+    try:
+        return grid.options.model_validate(values)
+    except pydantic.ValidationError as error:
+        raise UserError(describe_validation_error(error, f"ablation grid {grid.name!r}")) from None
+
+
+def grid_rows(grid: AblationGrid, registry: Registry, recipe: str | None, info: DatasetInfo,
+              options: pydantic.BaseModel | None) -> list[Row]:
+    """The grid's rows, its options passed when it declares some."""
+    if grid.options is None:
+        return grid.rows(registry, recipe, info)
+    return grid.rows(registry, recipe, info, options)
+
+
+def describe_options(grid: AblationGrid, options: pydantic.BaseModel | None) -> str:
+    """What the options chose, for the table's caption ("" for a grid without options)."""
+    if options is None:
+        return ""
+    if grid.describe is not None:
+        return grid.describe(options)
+    return "Options: " + ", ".join(f"{k}={v}" for k, v in options.model_dump(mode="json").items()) + "."
 
 
 def declared_grids(hook: Any) -> dict[str, AblationGrid]:
@@ -159,9 +209,28 @@ def markdown_table(table: Any) -> str:
     return "\n".join([header, rule, *body])
 
 
-def write_grid(table: Any, out_dir: Path, stem: str, note: str) -> list[Path]:
-    markdown = out_dir / f"{stem}.md"
-    csv = out_dir / f"{stem}.csv"
+def latex_table(table: Any, note: str) -> str:
+    """A pandas DataFrame as a LaTeX table (booktabs) with ``note`` as its caption."""
+    from merc_bench.comparison import latex_escape
+
+    header = " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\"
+    marks = {"✓": r"\checkmark", "✗": r"$\times$"}  # the component grid's labels, for pdflatex too
+    body = [" & ".join(marks.get(str(v), latex_escape(str(v))) for v in row) + r" \\"
+            for row in table.itertuples(index=False)]
+    return "\n".join([r"\begin{table}[t]", r"\centering", r"\begin{tabular}{" + "l" * len(table.columns) + "}",
+                      r"\toprule", header, r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+                      f"\\caption{{{latex_escape(note)}}}", r"\end{table}", ""])
+
+
+def write_grid(table: Any, out_dir: Path, stem: str, note: str,
+               options: pydantic.BaseModel | None = None) -> list[Path]:
+    """``stem``.md and .tex (the table with ``note`` as its caption) and .csv (the table, then one
+    column per grid option, so the numbers never travel without the settings that made them)."""
+    markdown, csv, latex = out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.tex"
     atomic_write_text(markdown, markdown_table(table) + f"\n\n{note}\n")
-    atomic_write_text(csv, table.to_csv(index=False))
-    return [markdown, csv]
+    atomic_write_text(latex, latex_table(table, note))
+    described = table.copy()
+    for key, value in (options.model_dump(mode="json") if options is not None else {}).items():
+        described[key] = value
+    atomic_write_text(csv, described.to_csv(index=False))
+    return [markdown, csv, latex]

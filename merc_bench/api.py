@@ -311,9 +311,11 @@ class Ablation:
     out_dir: Path
     paths: list[Path] = field(default_factory=list)
     label_columns: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # the grid options used (defaults spelled out)
 
     def to_frame(self) -> Any:
-        """One row per grid row: the labels, test ACC/w-F1 mean and std ×100, their Δ from row 1, seeds."""
+        """One row per grid row: the labels, test ACC/w-F1 mean and std ×100, their Δ from row 1, seeds,
+        then one column per grid option."""
         import pandas as pd
 
         first = self.summaries[0]["result"]["test"]
@@ -327,18 +329,24 @@ class Ablation:
                 row[f"{title} std"] = 100 * test[metric]["std"]
                 row[f"Δ{title}"] = 100 * (test[metric]["mean"] - first[metric]["mean"])
             row["seeds"] = len(summary["result"]["seeds"])
-            rows.append(row)
+            rows.append(row | self.options)
         return pd.DataFrame(rows)
 
 
 def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str = "synthetic",
            data_dir: Path | None = None, seeds: int | None = None, epochs: int | None = None,
            protocol: str | None = None, device: str | None = None, overrides: Iterable[str] = (),
-           out: Path | None = None, track: bool = True, tracking_uri: str | None = None,
-           max_memory: str | None = None, console: Any = None) -> Ablation:
+           grid_options: dict[str, Any] | Iterable[str] | None = None, out: Path | None = None, track: bool = True,
+           tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None) -> Ablation:
     """Run an ablation grid a plugin declares (``merc-bench ablate``): ``grid`` by name, or the first
     grid that applies to ``recipe`` (the SUMMER plugin declares ``components``, Table IV, and
-    ``modalities``, Table I). Every row is validated before the first trains."""
+    ``modalities``, Table I). Every row is validated before the first trains.
+
+    ``grid_options`` are the grid's own options, a dict or ``"KEY=VALUE"`` strings
+    (``--grid-option``); SUMMER's components grid takes ``row1`` (``sdt``: row 1 is SDT as
+    published, the default; ``recipe``: SDT's parts with the ablated recipe's settings) and ``ikd``
+    (``replace``: IKD rows drop self-distillation and modality heads, the default; ``add``: they
+    keep both). The written tables name the options chosen (caption; CSV columns)."""
     from merc_bench import ablation
     from merc_bench.pipeline import check_writable, load_dataset
     from merc_bench.plugins import plugin_manager
@@ -350,8 +358,9 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str =
         chosen, recipe = ablation.find_grid(ablation.declared_grids(plugin_manager().hook), grid, recipe, registry)
         if recipe is not None:
             registry.get("recipe", recipe)
+        options = ablation.grid_options(chosen, grid_options)
         corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
-        rows = chosen.rows(registry, recipe, corpus.info)
+        rows = ablation.grid_rows(chosen, registry, recipe, corpus.info, options)
         name = f"{chosen.name}-{recipe or 'grid'}-{corpus.info.name}"
         out_dir = Path(out) if out is not None else Path("runs") / f"ablate-{name}-{_stamp()}"
         check_writable(out_dir)
@@ -364,12 +373,14 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str =
                     tracker=tracker, name=name, console=console,
                     subscribers=lambda: _subscribers(tracker, console, progress, ()))
             table = ablation.grid_table(summaries, list(chosen.label_columns))
-            note = (f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol "
-                    f"{summaries[0]['result']['protocol']}; Δ against the first row. Grid {chosen.name}: "
-                    f"{chosen.description}.")
-            written = ablation.write_grid(table, staging, chosen.name, note)
+            note = " ".join(filter(None, [
+                f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol "
+                f"{summaries[0]['result']['protocol']}; Δ against the first row. Grid {chosen.name}: "
+                f"{chosen.description}.", ablation.describe_options(chosen, options)]))
+            written = ablation.write_grid(table, staging, chosen.name, note, options)
     return Ablation(grid=chosen.name, recipe=recipe, table=table, note=note, summaries=summaries, out_dir=out_dir,
-                    paths=[out_dir / p.relative_to(staging) for p in written], label_columns=chosen.label_columns)
+                    paths=[out_dir / p.relative_to(staging) for p in written], label_columns=chosen.label_columns,
+                    options=options.model_dump(mode="json") if options is not None else {})
 
 
 # -- tune -----------------------------------------------------------------------------------------

@@ -229,6 +229,9 @@ def ablate(
     modalities_grid: Annotated[bool, typer.Option("--modalities-grid",
                                                   help="the same as --grid modalities (Table I)")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override applied to every row")] = None,
+    grid_option: Annotated[Optional[list[str]], typer.Option(
+        "--grid-option", help="KEY=VALUE: an option of the grid (SUMMER's components: row1=sdt|recipe, "
+        "ikd=replace|add; see the docs)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/ablate-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
@@ -245,8 +248,9 @@ def ablate(
         grid = "modalities"
     _registry()
     result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, seeds=seeds, epochs=epochs,
-                        protocol=protocol, device=device, overrides=set_ or [], out=out, track=not no_track,
-                        tracking_uri=tracking_uri, max_memory=max_memory, console=console)
+                        protocol=protocol, device=device, overrides=set_ or [], grid_options=grid_option or [],
+                        out=out, track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory,
+                        console=console)
     printed = Table(title=result.note, title_justify="left")
     for column in result.table.columns:
         printed.add_column(str(column), justify="right")

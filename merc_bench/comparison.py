@@ -230,17 +230,17 @@ def render_terminal(table: pd.DataFrame, note: str) -> Any:
 def render_latex(table: pd.DataFrame, note: str) -> str:
     """A booktabs tabular (needs \\usepackage{booktabs}); the note becomes a comment and a caption."""
     columns = _display_columns(table)
-    cells = _cells(table, lambda t: "\\textbf{" + _latex_escape(t) + "}", "$^\\dagger$")
-    body = [" & ".join(c if c.startswith("\\textbf") else _latex_escape(c) for c in row) + r" \\" for row in cells]
-    header = " & ".join(_latex_escape(c) for c in columns) + r" \\"
+    cells = _cells(table, lambda t: "\\textbf{" + latex_escape(t) + "}", "$^\\dagger$")
+    body = [" & ".join(c if c.startswith("\\textbf") else latex_escape(c) for c in row) + r" \\" for row in cells]
+    header = " & ".join(latex_escape(c) for c in columns) + r" \\"
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\resizebox{\linewidth}{!}{%",
         r"\begin{tabular}{l" + "r" * (len(columns) - 1) + "}", r"\toprule", header, r"\midrule", *body,
-        r"\bottomrule", r"\end{tabular}}", f"\\caption{{{_latex_escape(note)}}}", r"\end{table}", "",
+        r"\bottomrule", r"\end{tabular}}", f"\\caption{{{latex_escape(note)}}}", r"\end{table}", "",
     ])
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     text = text.replace("±", "$\\pm$").replace("Δ", "$\\Delta$").replace("–", "--")
     for char in "&%#_":
         text = text.replace(char, "\\" + char)

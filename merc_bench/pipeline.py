@@ -42,7 +42,7 @@ from merc_bench.teachers import needs_teacher, prepare_teacher, teacher_config
 from merc_bench.trainer import SeedResult, Trainer, resolve_device
 
 __all__ = ["Prepared", "RunResult", "summary_frame", "load_dataset", "resolve", "prepare", "train", "train_seed", "write", "execute",
-           "check_writable", "default_out_dir", "load_predictions", "SLOTS"]
+           "check_writable", "default_out_dir", "load_predictions", "teacher_warning", "SLOTS"]
 
 SLOTS = ("encoder", "mixer", "fuser", "distiller")
 
@@ -105,6 +105,8 @@ def resolve(registry: Registry, recipe: str | dict[str, Any], corpus: Corpus, *,
         # One of several configurations (a grid row, a trial) is named in the error; a single run needs no name.
         registry.get(kind, choice.name).make_config(choice.config, where=f"{config.recipe}: {kind}" if label else kind)
     build_context(config, corpus.info)  # modalities and class weights against the dataset
+    if needs_teacher(config, registry):  # the teacher's recipe and options too, before anything trains
+        teacher_config(config, corpus.info, registry)
     device = resolve_device(config.device)  # a missing GPU is reported before any output is created
     if config.training.precision == "bf16" and device.type != "cuda":
         raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
@@ -317,8 +319,10 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 
 
 # -- the summary (results.json) -------------------------------------------------------------------
-def _teacher_summary(results: list[SeedResult], classes: tuple[str, ...]) -> dict[str, Any] | None:
-    """The teacher's own metrics over seeds (the paper's "Teacher Model" row), if the run had one."""
+def _teacher_summary(config: RunConfig, results: list[SeedResult],
+                     classes: tuple[str, ...]) -> dict[str, Any] | None:
+    """The teacher's own metrics over seeds (the paper's "Teacher Model" row), if the run had one,
+    and ``warning``: one line when the teacher is weaker on dev than the student (else None)."""
     teachers = [r.teacher for r in results if r.teacher is not None]
     if not teachers:
         return None
@@ -326,9 +330,33 @@ def _teacher_summary(results: list[SeedResult], classes: tuple[str, ...]) -> dic
         "modalities": teachers[0]["modalities"],
         "status": [t["status"] for t in teachers],
         "checkpoints": [t["path"] for t in teachers],
+        "epochs": [t.get("epochs") for t in teachers],  # absent from seeds cached before teachers had schedules
+        "selected_epochs": [t.get("selected_epoch") for t in teachers],
         "dev": summarise([t["dev"] for t in teachers], classes),
         "test": summarise([t["test"] for t in teachers], classes),
+        "warning": teacher_warning(config, results),
     }
+
+
+def teacher_warning(config: RunConfig, results: list[SeedResult]) -> str | None:
+    """One line when the teacher's dev score is below its student baseline's in any seed, else None.
+
+    The student baseline is the student's own dev score of the same seed (the selection metric):
+    a teacher that the student it guides already beats on held-out data has little to teach. Under
+    the paper protocol the student trains on dev, so its dev score is no baseline: no warning.
+    """
+    if config.protocol != "clean":
+        return None
+    metric = config.training.selection_metric
+    pairs = [(r.teacher["dev"][metric], r.dev[metric]) for r in results
+             if r.teacher is not None and r.teacher["dev"] and r.dev]
+    below = [(teacher, student) for teacher, student in pairs if teacher < student]
+    if not below:
+        return None
+    teacher, student = (100 * float(np.mean(values)) for values in zip(*below))
+    return (f"warning: the teacher's dev {metric} is below the student's own (the student baseline) in "
+            f"{len(below)} of {len(pairs)} seed(s) ({teacher:.2f} vs {student:.2f}): distilling from it may "
+            "hold the student back; give it more epochs (--set distiller.teacher.epochs=N) or another teacher.")
 
 
 def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[SeedResult],
@@ -339,6 +367,9 @@ def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[
                  "best test score); dev metrics are on training data. Not an unbiased estimate."]
     else:
         notes = ["clean protocol: epoch chosen on dev, test evaluated once per seed."]
+    teacher = _teacher_summary(config, results, classes)
+    if teacher is not None and teacher["warning"]:
+        notes.append(teacher["warning"])
     return {
         "recipe": config.recipe,
         "dataset": corpus.info.name,
@@ -352,7 +383,7 @@ def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[
         "device": str(device),
         "dev": summarise([r.dev for r in results], classes),
         "test": summarise([r.test for r in results], classes),
-        "teacher": _teacher_summary(results, classes),
+        "teacher": teacher,
         "runs": [
             {"seed": r.seed, "selected_epoch": r.selected_epoch, "seconds": round(r.seconds, 3),
              # relative to results.json; a seed reused from the cache brought no checkpoint along

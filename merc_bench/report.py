@@ -189,8 +189,8 @@ def results_table(result: dict[str, Any]):
     table.add_column("w-avg", justify="right", no_wrap=True)
     table.add_column("macro-F1", justify="right", no_wrap=True)
     rows = [(split, result.get(split)) for split in ("dev", "test")]
-    if result.get("teacher"):
-        rows.append(("teacher test", result["teacher"]["test"]))
+    if result.get("teacher"):  # the teacher is always selected on dev (merc_bench.teachers)
+        rows += [("teacher dev", result["teacher"]["dev"]), ("teacher test", result["teacher"]["test"])]
     for split, summary in rows:
         if not summary:
             continue

@@ -54,6 +54,12 @@ class TrackingSubscriber(Subscriber):
         metrics = {"selected_epoch": float(result.selected_epoch), "seconds": result.seconds}
         for split, values in (("dev", result.dev), ("test", result.test)):
             metrics.update({f"final_{split}_{key}": values[key] for key in _SUMMARY_METRICS if values})
+        if result.teacher is not None:  # the teacher's own scores beside the student's
+            for split in ("dev", "test"):
+                values = result.teacher[split]
+                metrics.update({f"teacher_{split}_{key}": values[key] for key in _SUMMARY_METRICS if values})
+            if result.teacher.get("selected_epoch") is not None:
+                metrics["teacher_selected_epoch"] = float(result.teacher["selected_epoch"])
         self.tracker.log_metrics(metrics)
         self.tracker.set_tags({"selected_epoch": str(result.selected_epoch), "reused": str(event.reused)}
                               | _gpu_tags(self._device))
@@ -65,6 +71,12 @@ class TrackingSubscriber(Subscriber):
             self.tracker.log_metrics({f"{split}_{metric}": event.summary[split][metric]["mean"]
                                       for split in ("dev", "test") if event.summary.get(split)
                                       for metric in _SUMMARY_METRICS})
+            teacher = event.summary.get("teacher")
+            if teacher:
+                self.tracker.log_metrics({f"teacher_{split}_{metric}": teacher[split][metric]["mean"]
+                                          for split in ("dev", "test") if teacher.get(split)
+                                          for metric in _SUMMARY_METRICS})
+                self.tracker.set_tags({"teacher_below_student": str(bool(teacher.get("warning")))})
             self.tracker.log_artifacts(event.paths)
         _close(self._runs, event.error)
 
@@ -143,11 +155,23 @@ class ConsoleSubscriber(Subscriber):
         result = event.result
         teacher = result.teacher
         if teacher is not None:
-            self.console.print(f"teacher ({', '.join(teacher['modalities'] or [])}) {teacher['status']}: test w-F1 "
-                               f"{100 * teacher['test']['weighted_f1']:.2f} · {teacher['path']}", markup=False)
+            kept = f", epoch {teacher['selected_epoch']}/{teacher['epochs']}" if teacher.get("epochs") else ""
+            self.console.print(f"teacher ({', '.join(teacher['modalities'] or [])}) {teacher['status']}{kept}: "
+                               f"dev w-F1 {_percent(teacher['dev'])}, test w-F1 {_percent(teacher['test'])} · "
+                               f"{teacher['path']}", markup=False, soft_wrap=True)
         how = "reused from the seed cache" if event.reused else f"{result.seconds:.1f} s"
-        self.console.print(f"seed {result.seed}: selected epoch {result.selected_epoch}, test w-F1 "
-                           f"{100 * result.test['weighted_f1']:.2f}, {how}", markup=False)
+        self.console.print(f"seed {result.seed}: selected epoch {result.selected_epoch}, dev w-F1 "
+                           f"{_percent(result.dev)}, test w-F1 {_percent(result.test)}, {how}", markup=False,
+                           soft_wrap=True)  # one line each: a wrapped line breaks up what scripts look for
+
+    def run_ended(self, event: RunEnded) -> None:
+        teacher = (event.summary or {}).get("teacher") or {}
+        if teacher.get("warning"):  # one line, however narrow the terminal
+            self.console.print(teacher["warning"], markup=False, soft_wrap=True, style="yellow")
+
+
+def _percent(metrics: dict[str, Any]) -> str:
+    return f"{100 * metrics['weighted_f1']:.2f}" if metrics else "n/a"
 
 
 def default_subscribers(*, tracker: Any = None, hook: Any = None, console: Any = None,

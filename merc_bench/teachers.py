@@ -2,16 +2,21 @@
 
 A distiller declares that it needs a teacher by having two methods (:class:`TeacherDistiller`):
 
-* ``teacher_overrides(student) -> dict`` — the teacher's run configuration as whole slots replacing
-  the student's (``student`` is the student's run-config dict), e.g. IKD's text-only model;
+* ``teacher_overrides(student, recipe) -> dict`` — the teacher's run configuration as whole slots
+  replacing the student's (``student`` is the student's run-config dict; ``recipe(name)`` gives a
+  registered recipe's values for the student's dataset family), e.g. IKD's SDT-on-text model with
+  SDT's own schedule;
 * ``attach_teacher(model, hidden_size)`` — receive the trained teacher before the student's
   optimiser is made (so parameters it adds, like an adapter, are trained).
 
 The pipeline (:mod:`merc_bench.pipeline`) asks :func:`needs_teacher` and, per student seed, calls
 :func:`prepare_teacher` before training the student; the generic trainer knows nothing of teachers.
-A teacher is trained by the same trainer, on the student's split and seed, and cached under
-``$MERC_BENCH_CACHE/teachers`` by a fingerprint of (teacher configuration, its components' code,
-dataset content, protocol, seed), so a compare, an ablation and a tune share it.
+A teacher is trained by the same trainer, on the student's split and seed, always under the clean
+protocol: it trains on train and is kept at its best dev epoch, whatever the student's protocol
+(a frozen teacher is chosen on dev, never on test). It is cached under
+``$MERC_BENCH_CACHE/teachers`` by a fingerprint of (teacher configuration — its schedule included —,
+its components' code, dataset content, protocol, seed), so a compare, an ablation and a tune share
+it, and a changed ``distiller.teacher.epochs`` trains a new one.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from collections.abc import Callable
 
+import pydantic
 import torch
 
 from merc_bench.config import RunConfig
 from merc_bench.data import Corpus
+from merc_bench.errors import UserError
 from merc_bench.model import build_context, build_model
 from merc_bench.paths import cache_dir
-from merc_bench.registry import Registry
+from merc_bench.registry import Registry, describe_validation_error
 
 __all__ = ["TeacherDistiller", "Teacher", "needs_teacher", "teacher_config", "teacher_fingerprint",
            "prepare_teacher"]
@@ -41,7 +48,8 @@ __all__ = ["TeacherDistiller", "Teacher", "needs_teacher", "teacher_config", "te
 class TeacherDistiller(Protocol):
     """What a distiller that learns from a frozen teacher provides."""
 
-    def teacher_overrides(self, student: dict[str, Any]) -> dict[str, Any]: ...
+    def teacher_overrides(self, student: dict[str, Any],
+                          recipe: Callable[[str], dict[str, Any]]) -> dict[str, Any]: ...
 
     def attach_teacher(self, teacher: torch.nn.Module, teacher_hidden_size: int) -> None: ...
 
@@ -59,6 +67,8 @@ class Teacher:
     dev: dict[str, Any]
     test: dict[str, Any]
     seconds: float
+    epochs: int  # the teacher's schedule
+    selected_epoch: int  # its best dev epoch, the one kept
 
     def attach(self, model: torch.nn.Module, distiller: torch.nn.Module) -> None:
         """The trainer's ``setup`` step: hand the teacher to the student's distiller."""
@@ -67,7 +77,8 @@ class Teacher:
     def report(self) -> dict[str, Any]:
         """What results.json and the seed cache keep about it (the weights stay in the cache file)."""
         return {"status": self.status, "fingerprint": self.fingerprint, "path": str(self.path),
-                "modalities": self.modalities, "dev": self.dev, "test": self.test}
+                "modalities": self.modalities, "dev": self.dev, "test": self.test, "epochs": self.epochs,
+                "selected_epoch": self.selected_epoch}
 
 
 def needs_teacher(config: RunConfig, registry: Registry) -> bool:
@@ -77,15 +88,26 @@ def needs_teacher(config: RunConfig, registry: Registry) -> bool:
 
 
 def teacher_config(config: RunConfig, info: Any, registry: Registry) -> RunConfig:
-    """The teacher's configuration: ``config`` with its distiller's teacher overrides, one seed."""
+    """The teacher's configuration: ``config`` with its distiller's teacher overrides, one seed,
+    the clean protocol (selected on dev). Raises :class:`UserError` for a teacher that is not valid."""
     entry = registry.get("distiller", config.distiller.name)
     distiller = entry.build(entry.make_config(config.distiller.config), build_context(config, info))
     values = config.model_dump(mode="json")
-    values.update(distiller.teacher_overrides(values))  # whole slots, so no student option leaks in
-    values["seeds"] = 1
+
+    def recipe(name: str) -> dict[str, Any]:
+        return registry.get("recipe", name).obj.resolve(info.family)
+
+    values.update(distiller.teacher_overrides(values, recipe))  # whole slots, so no student option leaks in
+    values["seeds"], values["protocol"] = 1, "clean"
+    try:
+        teacher = RunConfig.model_validate(values)
+    except pydantic.ValidationError as error:
+        raise UserError(describe_validation_error(error, f"the teacher of distiller {config.distiller.name!r}")) from None
+    values = teacher.model_dump(mode="json")
     for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
         slot = values[kind]
-        slot["config"] = registry.get(kind, slot["name"]).make_config(slot["config"]).model_dump(mode="json")
+        slot["config"] = registry.get(kind, slot["name"]).make_config(
+            slot["config"], where=f"the teacher's {kind}").model_dump(mode="json")
     return RunConfig.model_validate(values)
 
 
@@ -119,17 +141,19 @@ def prepare_teacher(config: RunConfig, corpus: Corpus, registry: Registry, seed:
         model.load_state_dict(saved["state"])
         model.to(device)
         status, dev, test = "reused", json.loads(saved["dev"]), json.loads(saved["test"])
+        selected = int(saved["selected_epoch"])
     else:
         training = teacher.training.model_copy(update={"standardize_features": False})
         trainer = Trainer(config=teacher.model_copy(update={"training": training}), corpus=corpus, registry=registry,
                           device=device, on_epoch=on_epoch, label="the teacher's ")
         result = trainer.fit(seed)
         model, dev, test, status = result.model, result.dev, result.test, "trained"
+        selected = result.selected_epoch
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
         torch.save({"state": model.state_dict(), "dev": json.dumps(dev), "test": json.dumps(test),
-                    "config": json.dumps(teacher.model_dump(mode="json"))}, temporary)
+                    "selected_epoch": selected, "config": json.dumps(teacher.model_dump(mode="json"))}, temporary)
         os.replace(temporary, path)
     return Teacher(model=model, hidden_size=teacher.model.hidden_size, status=status, fingerprint=fingerprint,
                    path=path, modalities=teacher.modalities, dev=dev, test=test,
-                   seconds=time.perf_counter() - started)
+                   seconds=time.perf_counter() - started, epochs=teacher.training.epochs, selected_epoch=selected)

@@ -76,6 +76,8 @@ def test_ablate_prints_and_writes_the_grid(tmp_path, capsys, monkeypatch):
     assert table[0].startswith("SDMoE,HCMF,IKD,ACC,ΔACC,w-F1,Δw-F1")
     assert len(table) == 9
     assert table[1].split(",")[4] == "+0.00"  # the reference row's delta
+    assert table[0].endswith(",row1,ikd") and table[1].endswith(",sdt,replace")  # the defaults, named
+    assert "row1=sdt" in (tmp_path / "grid" / "components.md").read_text()
     assert "teacher (text) trained" in capsys.readouterr().out
     assert len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 1  # four IKD rows, one teacher
 
@@ -124,3 +126,91 @@ def test_a_typo_in_any_row_fails_before_the_first_row_trains(tmp_path, monkeypat
         main(["compare", "sdt", "bigru-concat", "--no-track", "--out", str(tmp_path / "c"),
               "--set", "mixer.heads=2"])
     assert stop.value.code == 2 and not trained and not (tmp_path / "c").exists()
+
+
+# -- one thing per column: row 1's settings and IKD's mode (issue 14, item 6) -------------------------
+def _options(**values):
+    from merc_bench.ablation import grid_options
+
+    return grid_options(grids()["components"], values)
+
+
+def test_row1_is_sdt_as_published_by_default_and_the_recipes_settings_on_request():
+    registry = get_registry()
+    sdt = registry.get("recipe", "sdt").obj.resolve("meld")
+    small = registry.get("recipe", "summer-small").obj.resolve("meld")
+    info = DatasetInfo("d", "meld", tuple("abcd"), INFO.feature_dims, 3)
+    default = grids()["components"].rows(registry, "summer-small", info, _options())[0][1]
+    assert default == sdt  # recipe sdt itself: its model and training settings for the family
+    row1 = grids()["components"].rows(registry, "summer-small", info, _options(row1="recipe"))[0][1]
+    assert (row1["training"], row1["model"]["hidden_size"]) == (small["training"], small["model"]["hidden_size"])
+    assert (row1["mixer"], row1["fuser"], row1["distiller"]) == (sdt["mixer"], sdt["fuser"], sdt["distiller"])
+    assert row1["model"]["modality_heads"] is True
+
+
+@pytest.mark.parametrize("mode", ["replace", "add"])
+def test_ikd_replaces_or_is_added_to_self_distillation(mode):
+    registry = get_registry()
+    info = DatasetInfo("d", "meld", tuple("abcd"), INFO.feature_dims, 3)
+    rows = grids()["components"].rows(registry, "summer-small", info, _options(ikd=mode))
+    for labels, values in rows:
+        config = RunConfig.model_validate(dict(values, dataset={"name": "synthetic"},
+                                               model=dict(values["model"], hidden_size=16)))
+        model, distiller = build_model(config, INFO, registry)
+        if labels["IKD"] == "✗":
+            assert config.distiller.name == "self-distillation" and model.modality_heads
+            continue
+        assert config.distiller.name == "ikd"
+        keeps_self_distillation = distiller.self_distillation_temperature is not None
+        assert keeps_self_distillation == bool(model.modality_heads) == (mode == "add")
+        if mode == "add":  # at SDT's own temperature for the family (MELD: 8)
+            assert distiller.self_distillation_temperature == 8.0
+
+
+def test_grid_options_are_checked_and_only_for_grids_that_have_them():
+    from merc_bench.ablation import grid_options
+
+    assert _options().model_dump() == {"row1": "sdt", "ikd": "replace"}
+    assert grid_options(grids()["components"], ["ikd=add"]).ikd == "add"  # --grid-option KEY=VALUE
+    with pytest.raises(UserError, match="ablation grid 'components'.*ikd"):
+        _options(ikd="both")
+    with pytest.raises(UserError, match="row2"):
+        _options(row2="sdt")
+    with pytest.raises(UserError, match="grid 'modalities' takes no options"):
+        grid_options(grids()["modalities"], ["ikd=add"])
+
+
+def test_ablate_names_its_options_in_every_written_table(tmp_path, monkeypatch):
+    import merc_bench
+
+    monkeypatch.setenv("MERC_BENCH_CACHE", str(tmp_path / "cache"))
+    trained = []
+    monkeypatch.setattr("merc_bench.ablation.execute", lambda config, *a, **k: trained.append(config) or _Fake())
+    result = merc_bench.ablate("summer-small", grid_options={"ikd": "add", "row1": "recipe"}, epochs=1,
+                               track=False, out=tmp_path / "grid",
+                               overrides=["model.hidden_size=16", "dataset.train_dialogues=4"])
+    assert [c.distiller.name for c in trained].count("ikd") == 4 and trained[0].recipe == "summer-small[sdt]"
+    caption = "Row 1 (row1=recipe): SDT's components with the ablated recipe's model and training settings. " \
+              "IKD rows (ikd=add): IKD is added to SDT's self-distillation and modality heads."
+    assert caption in result.note
+    assert caption in (tmp_path / "grid" / "components.md").read_text()
+    latex = (tmp_path / "grid" / "components.tex").read_text()
+    assert "\\caption{" in latex and "ikd=add" in latex and "\\checkmark" in latex
+    csv = (tmp_path / "grid" / "components.csv").read_text().splitlines()
+    assert csv[0].endswith(",seeds,row1,ikd") and all(line.endswith(",recipe,add") for line in csv[1:])
+    assert list(result.to_frame().columns[-2:]) == ["row1", "ikd"]
+
+
+class _Fake:
+    """What execute returns, without training: the same scores for every row."""
+
+    metrics = {"accuracy": {"mean": 0.5, "std": 0.0}, "weighted_f1": {"mean": 0.5, "std": 0.0}}
+    summary = {"test": metrics, "seeds": [0], "protocol": "clean"}
+
+
+def test_ablate_takes_grid_options_on_the_command_line(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("merc_bench.api.ablate", lambda *a, **k: seen.update(k) or (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        main(["ablate", "summer-small", "--grid-option", "ikd=add", "--grid-option", "row1=recipe", "--no-track"])
+    assert seen["grid_options"] == ["ikd=add", "row1=recipe"]

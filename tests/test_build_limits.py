@@ -163,6 +163,9 @@ def _configs():
     for entry in get_registry().entries():
         if entry.config is not None:
             yield f"{entry.kind} {entry.name}", entry.config
+            for name, field in entry.config.model_fields.items():  # nested groups, e.g. IKD's teacher options
+                if isinstance(field.annotation, type) and issubclass(field.annotation, pydantic.BaseModel):
+                    yield f"{entry.kind} {entry.name}.{name}", field.annotation
 
 
 @pytest.mark.parametrize("owner, config", list(_configs()), ids=lambda value: value if isinstance(value, str) else "")
@@ -205,4 +208,6 @@ def test_the_sweep_sees_nested_and_optional_numbers():
 
     assert {"lr", "class_weights", "seed"} <= {name for name, _, _ in _numeric_fields(TrainingConfig)}
     ikd = get_registry().get("distiller", "ikd").config
-    assert ("teacher_epochs", int, False) in set(_numeric_fields(ikd))  # int | None
+    assert ("self_distillation_temperature", float, False) in set(_numeric_fields(ikd))  # float | None
+    teacher = dict(_configs())["distiller ikd.teacher"]  # a nested options group is swept too
+    assert ("epochs", int, False) in set(_numeric_fields(teacher))

@@ -132,7 +132,7 @@ def test_teacher_fingerprint_follows_the_teachers_code(monkeypatch):
     before = teacher_fingerprint(teacher, prepared.corpus, registry, "clean", 0)
     real = code_fingerprint.package_digest
     monkeypatch.setattr(code_fingerprint, "package_digest",
-                        lambda folder, **kw: "edited" if folder.endswith("merc_bench_basic") else real(folder, **kw))
+                        lambda folder, **kw: "edited" if folder.endswith("merc_bench_sdt") else real(folder, **kw))
     assert teacher_fingerprint(teacher, prepared.corpus, registry, "clean", 0) != before
 
 

@@ -120,7 +120,8 @@ def _used_components(registry, recipe_entry) -> set[tuple[str, str]]:
         entry = registry.get("distiller", values["distiller"]["name"])
         distiller = entry.build(entry.make_config(values["distiller"]["config"]), SMALL_CONTEXT)
         if callable(getattr(distiller, "teacher_overrides", None)):
-            teacher = distiller.teacher_overrides(values)
+            teacher = distiller.teacher_overrides(
+                values, lambda name, family=family: registry.get("recipe", name).obj.resolve(family))
             used |= {(slot, teacher[slot]["name"]) for slot in SLOTS if slot in teacher}
     return used
 

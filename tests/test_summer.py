@@ -15,7 +15,7 @@ from merc_bench.config import RunConfig
 from merc_bench.data import DatasetInfo
 from merc_bench.model import build_model
 from merc_bench.plugins import get_registry
-from merc_bench.pipeline import prepare
+from merc_bench.pipeline import load_dataset, prepare, resolve
 from merc_bench.testing import SMALL_CONTEXT, check_component, make_batch, small_teacher
 from merc_bench.pipeline import train_seed
 from merc_bench.teachers import prepare_teacher, teacher_config, teacher_fingerprint
@@ -402,3 +402,181 @@ def test_teacher_is_trained_once_then_reused_and_stays_frozen(tmp_path, monkeypa
     assert all(p.grad is None for p in teacher.model.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.model.state_dict().items())
     assert not teacher.model.training
+
+
+# -- the teacher's own schedule (issue 14, item 5) ---------------------------------------------------
+def test_ikd_add_mode_terms_are_sdts_self_distillation_terms():
+    """``self_distillation_temperature`` adds exactly what SDT's distiller computes (weights 1, T, not detached)."""
+    torch.manual_seed(0)
+    registry = get_registry()
+    batch = make_batch(lengths=(3, 2))
+    modalities = SMALL_CONTEXT["modalities"]
+    classes = SMALL_CONTEXT["num_classes"]
+    shape = (*batch.mask.shape, classes)
+    output = ModelOutput(logits=torch.randn(shape), modality_logits={m: torch.randn(shape) for m in modalities},
+                         hidden=torch.randn(*batch.mask.shape, 16), modality_hidden={})
+    weights = torch.rand(classes) + 0.5
+    entry = registry.get("distiller", "self-distillation")
+    sdt = entry.build(entry.make_config({"temperature": 8.0}), SMALL_CONTEXT)
+    ikd = InteractiveKnowledgeDistillation(IKDConfig(self_distillation_temperature=8.0), hidden_size=16,
+                                           modalities=modalities)
+    ikd.attach_teacher(small_teacher(), 16)
+    expected = sdt(output=output, batch=batch, class_weights=weights)
+    terms = ikd(output=output, batch=batch, class_weights=weights)
+    assert set(terms) == {"smooth", "align", "cross"} | set(expected)
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-6), name
+    plain = InteractiveKnowledgeDistillation(IKDConfig(), hidden_size=16, modalities=modalities)
+    plain.attach_teacher(small_teacher(), 16)
+    assert set(plain(output=output, batch=batch, class_weights=weights)) == {"smooth", "align", "cross"}
+
+
+def test_class_weights_reach_the_label_smoothed_term():
+    torch.manual_seed(0)
+    batch = make_batch(lengths=(4, 3))
+    classes = SMALL_CONTEXT["num_classes"]
+    logits = torch.randn(*batch.mask.shape, classes)
+    weights = torch.arange(1, classes + 1, dtype=torch.float32)  # non-uniform
+    eps = 0.1
+    weighted = label_smoothed_cross_entropy(logits, batch.labels, batch.mask, eps, weights)
+    plain = label_smoothed_cross_entropy(logits, batch.labels, batch.mask, eps)
+    labels = batch.labels[batch.mask]
+    soft = torch.full((labels.numel(), classes), eps / (classes - 1))
+    soft[torch.arange(labels.numel()), labels] = 1 - eps
+    per_utterance = -(soft * F.log_softmax(logits[batch.mask], -1)).sum(-1)
+    direct = (weights[labels] * per_utterance).sum() / weights[labels].sum()
+    assert weighted.item() == pytest.approx(direct.item(), rel=1e-6)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-3)
+    uniform = label_smoothed_cross_entropy(logits, batch.labels, batch.mask, eps, torch.full((classes,), 3.0))
+    assert uniform.item() == pytest.approx(plain.item(), rel=1e-6)
+    # The distiller passes the trainer's class weights to the smoothed term.
+    distiller = InteractiveKnowledgeDistillation(IKDConfig(), hidden_size=16)
+    distiller.attach_teacher(small_teacher(), 16)
+    output = ModelOutput(logits=logits, modality_logits={}, hidden=torch.randn(*batch.mask.shape, 16),
+                         modality_hidden={})
+    terms = distiller(output=output, batch=batch, class_weights=weights)
+    assert terms["smooth"].item() == pytest.approx(0.4 * direct.item(), rel=1e-6)
+
+
+def test_the_teacher_is_sdt_on_text_with_sdts_published_schedule():
+    registry = get_registry()
+    for shape, expected in (("meld", {"lr": 5e-6, "batch_size": 8, "epochs": 50, "class_weights": "none"}),
+                            ("iemocap", {"lr": 1e-4, "batch_size": 16, "epochs": 150})):
+        corpus, choice, _ = load_dataset(registry, "synthetic", [f"dataset.shape={shape}"])
+        config = resolve(registry, "summer", corpus, dataset=choice, flags={"device": "cpu", "protocol": "paper"},
+                         check_memory=False)  # the paper's sizes: only the configuration is looked at
+        teacher = teacher_config(config, corpus.info, registry)
+        sdt = registry.get("recipe", "sdt").obj.resolve(corpus.info.family)
+        assert teacher.modalities == ["text"] and teacher.protocol == "clean"  # selected on dev, never test
+        assert (teacher.mixer.name, teacher.fuser.name, teacher.distiller.name) == (
+            "transformer", "cross-modal-transformer", "self-distillation")
+        assert teacher.model.hidden_size == sdt["model"]["hidden_size"] == 1024
+        assert teacher.training.model_dump(include=set(expected)) == expected
+        assert teacher.training.class_weights == sdt["training"]["class_weights"]
+
+
+def test_the_teachers_schedule_is_in_its_fingerprint_and_it_keeps_its_best_dev_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("MERC_BENCH_CACHE", str(tmp_path / "cache"))
+    registry = get_registry()
+
+    def teacher_of(*extra):
+        prepared = prepare(registry, recipe="summer-small", dataset="synthetic", overrides=[*TINY, *extra],
+                           flags={"device": "cpu"})
+        config = teacher_config(prepared.config, prepared.corpus.info, registry)
+        return prepared, config, teacher_fingerprint(config, prepared.corpus, registry, "clean", 0)
+
+    _, default, default_print = teacher_of()
+    assert default.training.epochs == 40 and default.training.lr == 1e-3  # summer-small's teacher, not the student's 2
+    prepared, three, three_print = teacher_of("distiller.teacher.epochs=3")
+    assert three.training.epochs == 3 and three_print != default_print
+    assert teacher_of("distiller.teacher.epochs=3")[2] == three_print
+    assert teacher_of("training.epochs=5")[2] == default_print  # the student's schedule is not the teacher's
+
+    events = []
+    teacher = prepare_teacher(prepared.config, prepared.corpus, registry, 0, torch.device("cpu"),
+                              on_epoch=events.append)
+    assert teacher.status == "trained" and teacher.epochs == 3 and len(events) == 3
+    assert {(e.role, e.split) for e in events} == {("teacher", "dev")}
+    scores = [e.metrics["dev_weighted_f1"] for e in events]
+    assert teacher.selected_epoch == scores.index(max(scores)) + 1  # the first epoch reaching the best dev score
+    assert teacher.dev["weighted_f1"] == pytest.approx(max(scores))
+    again = prepare_teacher(prepared.config, prepared.corpus, registry, 0, torch.device("cpu"))
+    assert (again.status, again.selected_epoch, again.epochs) == ("reused", teacher.selected_epoch, 3)
+
+
+def _seed(seed, student_dev, teacher_dev):
+    from merc_bench.trainer import SeedResult
+
+    metrics = {"accuracy": 0.5, "weighted_f1": 0.5, "macro_f1": 0.5}
+    return SeedResult(seed=seed, selected_epoch=1, dev=dict(metrics, weighted_f1=student_dev), test=metrics,
+                      history=[], seconds=1.0, teacher={"dev": dict(metrics, weighted_f1=teacher_dev),
+                                                        "test": metrics, "modalities": ["text"], "status": "trained",
+                                                        "path": "t.pt", "epochs": 3, "selected_epoch": 2})
+
+
+def test_a_teacher_below_the_student_baseline_warns_in_one_line():
+    import io
+
+    from rich.console import Console
+
+    from merc_bench.events import RunEnded
+    from merc_bench.pipeline import teacher_warning
+    from merc_bench.subscribers import ConsoleSubscriber
+
+    prepared = prepare(get_registry(), recipe="summer-small", dataset="synthetic", overrides=TINY,
+                       flags={"device": "cpu"})
+    config = prepared.config
+    assert teacher_warning(config, [_seed(0, 0.70, 0.71), _seed(1, 0.60, 0.60)]) is None  # not below: no warning
+    warning = teacher_warning(config, [_seed(0, 0.70, 0.50), _seed(1, 0.60, 0.65)])
+    assert warning.startswith("warning: the teacher's dev weighted_f1 is below the student's own")
+    assert "1 of 2 seed(s) (50.00 vs 70.00)" in warning and "distiller.teacher.epochs" in warning
+    paper = config.model_copy(update={"protocol": "paper"})  # the student's dev is training data there
+    assert teacher_warning(paper, [_seed(0, 0.70, 0.50)]) is None
+
+    out = io.StringIO()
+    subscriber = ConsoleSubscriber(Console(file=out, width=40))
+    subscriber.run_ended(RunEnded(config, "FINISHED", summary={"teacher": {"warning": warning}}))
+    assert out.getvalue().splitlines() == [warning]  # one line, even on a narrow terminal
+
+
+def test_the_teachers_dev_and_test_scores_reach_results_console_and_tracking(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from merc_bench.events import SeedEnded
+    from merc_bench.pipeline import execute
+    from merc_bench.report import results_table
+    from merc_bench.subscribers import ConsoleSubscriber, TrackingSubscriber
+    from merc_bench.tracking import Tracker
+
+    monkeypatch.setenv("MERC_BENCH_CACHE", str(tmp_path / "cache"))
+    registry = get_registry()
+    prepared = prepare(registry, recipe="summer-small", dataset="synthetic",
+                       overrides=[*TINY, "distiller.teacher.epochs=2"], flags={"device": "cpu"})
+    out = io.StringIO()
+    result = execute(prepared.config, prepared.corpus, registry=registry, out_dir=tmp_path / "run",
+                     subscribers=[ConsoleSubscriber(Console(file=out, width=60))])
+    teacher = json.loads((tmp_path / "run" / "results.json").read_text())["teacher"]
+    assert teacher["epochs"] == [2] and 1 <= teacher["selected_epochs"][0] <= 2
+    assert 0.0 <= teacher["dev"]["weighted_f1"]["mean"] <= 1.0 and 0.0 <= teacher["test"]["weighted_f1"]["mean"] <= 1.0
+    seed = result.seeds[0].teacher
+    assert (f"teacher (text) trained, epoch {seed['selected_epoch']}/2: dev w-F1 "
+            f"{100 * seed['dev']['weighted_f1']:.2f}, test w-F1 {100 * seed['test']['weighted_f1']:.2f}") in out.getvalue()
+    printed = io.StringIO()
+    Console(file=printed, width=200).print(results_table(result.summary))
+    assert "teacher dev" in printed.getvalue() and "teacher test" in printed.getvalue()
+
+    class Recording(Tracker):
+        def __init__(self):
+            self.metrics = {}
+
+        def log_metrics(self, metrics, step=None):
+            self.metrics.update(metrics)
+
+    tracker = Recording()
+    TrackingSubscriber(tracker).seed_ended(SeedEnded(prepared.config, result.seeds[0], reused=False))
+    assert tracker.metrics["teacher_dev_weighted_f1"] == seed["dev"]["weighted_f1"]
+    assert tracker.metrics["teacher_test_accuracy"] == seed["test"]["accuracy"]
+    assert tracker.metrics["teacher_selected_epoch"] == seed["selected_epoch"]

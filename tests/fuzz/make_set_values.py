@@ -167,11 +167,11 @@ def cases() -> list[dict]:
              fragment="temperature"),
         case("distiller-weight-nan", "a NaN loss weight", ["distiller.kl_weight=NaN"], fragment="kl_weight"),
         case("ikd-teacher-modality-unknown", "a teacher modality the data does not have",
-             ["distiller.teacher_modality=smell"], recipe="summer-small", fragment="distiller 'ikd'"),
+             ["distiller.teacher.modality=smell"], recipe="summer-small", fragment="distiller 'ikd'"),
         case("ikd-without-text", "IKD's text teacher on an audio+visual run (was KeyError: 'text' mid-training)",
              [], recipe="summer-small", flags=["--modalities", "audio,visual"], fragment="distiller 'ikd'"),
-        case("ikd-teacher-mixer-unknown", "a teacher mixer nobody registered",
-             ["distiller.teacher_mixer=nonexistent"], recipe="summer-small", command="run",
+        case("ikd-teacher-recipe-unknown", "a teacher recipe nobody registered",
+             ["distiller.teacher.recipe=nonexistent"], recipe="summer-small", command="run",
              fragment="nonexistent"),
 
         # -- modalities, dataset options, memory ------------------------------------------------------
