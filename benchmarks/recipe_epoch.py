@@ -1,7 +1,7 @@
 """Seconds per training epoch and peak memory of whole recipes at paper sizes (CPU).
 
 Each recipe runs in its own process (so its peak RSS is its own) on MELD-shaped synthetic data
-(1152 train dialogues with MELD's length distribution) with the recipe's MELD-family batch size.
+(1152 train dialogues with MELD's length distribution, or with `--profile paper-meld` the paper profile's 1,038) with the recipe's MELD-family batch size.
 Only the first ``--batches`` batches are timed and the time is scaled to a full epoch: the
 1024-wide SUMMER (``summer-wide``, 466 M parameters, batch 100) takes many minutes per epoch on 2
 cores. A distiller with a teacher (SUMMER's IKD) gets an untrained teacher of the right shape
@@ -33,11 +33,18 @@ from merc_bench.pipeline import prepare  # noqa: E402
 from merc_bench.trainer import Trainer, seed_everything  # noqa: E402
 
 
-def measure(recipe: str, batch_limit: int) -> str:
+def corpus_overrides(profile: str) -> list[str]:
+    """The planted MELD shape at 1152 train dialogues (earlier blocks), or a paper profile's own train split."""
+    small = ["dataset.dev_dialogues=1", "dataset.test_dialogues=1"]
+    if profile == "planted":
+        return ["dataset.shape=meld", "dataset.train_dialogues=1152", *small]
+    return [f"dataset.profile={profile}", *small]
+
+
+def measure(recipe: str, batch_limit: int, profile: str) -> str:
     registry = get_registry()
-    prepared = prepare(registry, recipe=recipe, dataset="synthetic",
-                       overrides=["dataset.shape=meld", "dataset.train_dialogues=1152", "dataset.dev_dialogues=1",
-                                  "dataset.test_dialogues=1"], flags={"device": "cpu"})
+    prepared = prepare(registry, recipe=recipe, dataset="synthetic", overrides=corpus_overrides(profile),
+                       flags={"device": "cpu"})
     trainer = Trainer(config=prepared.config, corpus=prepared.corpus, registry=registry, device=torch.device("cpu"))
     seed_everything(0)
     model, distiller = trainer.build()
@@ -72,21 +79,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default="sdt,summer")
     parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--profile", default="planted", choices=["planted", "paper-meld", "paper-iemocap"],
+                        help="synthetic corpus: planted MELD shape with 1152 train dialogues, or a paper profile")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row_only:
-        print("ROW " + measure(args.recipes, args.batches))
+        print("ROW " + measure(args.recipes, args.batches, args.profile))
         return
     rows = []
     for recipe in args.recipes.split(","):
-        command = [sys.executable, __file__, "--recipes", recipe, "--batches", str(args.batches), "--row-only"]
+        command = [sys.executable, __file__, "--recipes", recipe, "--batches", str(args.batches), "--profile", args.profile,
+                   "--row-only"]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         print(done.stdout.rsplit("ROW ", 1)[0], end="", flush=True)
         rows.append(done.stdout.rsplit("ROW ", 1)[1].strip())
     commit = git_commit()
     block = "\n".join([
-        f"\n### Recipe train epoch, CPU, MELD shape — {dt.date.today().isoformat()}, commit {commit}",
+        f"\n### Recipe train epoch, CPU, MELD shape ({args.profile}) — {dt.date.today().isoformat()}, commit {commit}",
         f"Machine: {machine_facts()}. Command: `python benchmarks/recipe_epoch.py {' '.join(sys.argv[1:])}` "
         "(timed batches scaled to an epoch; each recipe in its own process).",
         "",

@@ -126,6 +126,39 @@ def find_grid(grids: dict[str, AblationGrid], name: str | None, recipe: str | No
                     f"({', '.join(grids) or 'none declared'}).")
 
 
+def overrides_per_row(registry: Registry, rows: list[Row], overrides: list[str]) -> list[list[str]]:
+    """The ``--set`` overrides each row takes.
+
+    An option of a component (``distiller.teacher.epochs=10``, ``mixer.heads=4``) goes to the rows
+    whose component in that slot has the option: the rows with SDT's self-distillation have no
+    teacher to set. An option that no row's component has is an error (a typo is not skipped
+    silently). Every other override (``training.lr``, ``dataset.*``, ``mixer=bigru``) goes to every row.
+    """
+    slots = ("encoder", "mixer", "fuser", "distiller")
+    chosen = [{slot: values[slot]["name"] for slot in slots} for _, values in rows]
+    per_row: list[list[str]] = [[] for _ in rows]
+    for text in overrides:
+        path, value = parse_override(text)
+        if len(path) < 2 or path[0] not in slots:
+            for kept, names in zip(per_row, chosen):
+                kept.append(text)
+                if len(path) == 1 and path[0] in slots and isinstance(value, str):  # a swap: later options follow it
+                    names[path[0]] = value
+            continue
+        takers = [kept for kept, names in zip(per_row, chosen)
+                  if path[1] in (registry.get(path[0], names[path[0]]).config or _NoOptions).model_fields]
+        if not takers:
+            names = sorted({row[path[0]] for row in chosen})
+            raise UserError(f"--set {text}: no row's {path[0]} ({', '.join(names)}) has an option {path[1]!r}.")
+        for kept in takers:
+            kept.append(text)
+    return per_row
+
+
+class _NoOptions(pydantic.BaseModel):
+    """A component declared without a configuration model has no options."""
+
+
 def run_grid(
     registry: Registry,
     rows: list[Row],
@@ -142,6 +175,7 @@ def run_grid(
     cache: Any = None,
     keep_embeddings: list[bool] | None = None,
     record_divergence: bool = False,
+    route_component_options: bool = False,
 ) -> list[dict[str, Any]]:
     """Train every row as an ordinary run under one parent run; return one summary dict per row.
 
@@ -152,10 +186,15 @@ def run_grid(
     ``keep_embeddings[i]`` keeps row i's fused test representations. With ``record_divergence`` a
     row whose training diverged is recorded — its summary has ``result: None`` and ``failed``: the
     message — and the other rows still train; otherwise the error stops the grid.
+    With ``route_component_options`` (an ablation, whose rows swap components) a component option
+    goes only to the rows whose component has it (:func:`overrides_per_row`); otherwise (a
+    comparison of recipes) every override must suit every row.
     """
     overrides = list(overrides)
-    configs = [(labels, resolve(registry, values, corpus, dataset=dataset, overrides=overrides, flags=flags,
-                                label=name)) for labels, values in rows]
+    routed = overrides_per_row(registry, rows, overrides) if route_component_options else [overrides] * len(rows)
+    configs = [(labels, resolve(registry, values, corpus, dataset=dataset, overrides=row_overrides,
+                                flags=flags, label=name))
+               for (labels, values), row_overrides in zip(rows, routed)]
     summaries = []
     with tracker.run(name, tags={"grid": name}):
         for index, (labels, config) in enumerate(configs, start=1):

@@ -370,7 +370,7 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str =
             with _progress(console) as progress:
                 summaries = ablation.run_grid(
                     registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
-                    tracker=tracker, name=name, console=console,
+                    tracker=tracker, name=name, console=console, route_component_options=True,
                     subscribers=lambda: _subscribers(tracker, console, progress, ()))
             table = ablation.grid_table(summaries, list(chosen.label_columns))
             note = " ".join(filter(None, [

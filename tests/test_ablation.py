@@ -128,6 +128,25 @@ def test_a_typo_in_any_row_fails_before_the_first_row_trains(tmp_path, monkeypat
     assert stop.value.code == 2 and not trained and not (tmp_path / "c").exists()
 
 
+def test_a_component_option_goes_to_the_rows_whose_component_has_it():
+    """--set distiller.teacher.epochs=2 in a Table IV grid sets IKD's teacher; SDT's rows have none."""
+    from merc_bench.ablation import overrides_per_row
+
+    registry = get_registry()
+    rows = component_grid(registry, "summer-small", "meld")
+    given = ["distiller.teacher.epochs=2", "mixer.heads=2", "training.lr=0.01"]
+    per_row = overrides_per_row(registry, rows, given)
+    for (_, values), taken in zip(rows, per_row):
+        assert "training.lr=0.01" in taken  # not a component option: every row
+        assert ("distiller.teacher.epochs=2" in taken) == (values["distiller"]["name"] == "ikd")
+        assert ("mixer.heads=2" in taken) == (values["mixer"]["name"] == "transformer")
+    # A swap earlier in the list decides which component later options belong to.
+    swapped = overrides_per_row(registry, rows, ["mixer=bigru", "mixer.layers=1"])
+    assert all("mixer.layers=1" in taken for taken in swapped)
+    with pytest.raises(UserError, match="no row's distiller .* has an option 'teachr'"):
+        overrides_per_row(registry, rows, ["distiller.teachr.epochs=2"])
+
+
 # -- one thing per column: row 1's settings and IKD's mode (issue 14, item 6) -------------------------
 def _options(**values):
     from merc_bench.ablation import grid_options
