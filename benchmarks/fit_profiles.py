@@ -12,9 +12,11 @@ How (each round costs 7 SDT runs per profile):
    prototypes; no context, no learning) has a w-F1 per modality subset that is cheap to compute by
    Monte Carlo. Nelder–Mead fits the five parameters so the proxy matches the targets.
 2. **Offsets.** SDT differs from the proxy (it learns from finite data, reads dialogue context and
-   is selected on a small dev split). One seed of SDT per subset at the fitted parameters gives the
-   dev offset per cell (SDT dev − proxy); the proxy is refitted to ``paper − offset``. Two rounds
-   are the default.
+   is selected on dev). One seed of SDT per subset at the fitted parameters, evaluated on an
+   enlarged dev split (:data:`FIT_DEV_DIALOGUES`), gives the offset per cell (SDT dev − proxy);
+   the proxy is refitted to ``paper − offset``. Two rounds are the default. A first fit on the
+   profiles' own dev splits (114 MELD / 12 IEMOCAP dialogues) missed test by up to 3.5 w-F1 on
+   three cells: the small dev split's luck, not the generator, so the fit now reads a larger one.
 3. **Check** (``--check``, or after the rounds): 3 seeds per subset with the committed (or fitted)
    parameters; dev and test w-F1 beside the paper's Table I.
 
@@ -53,6 +55,10 @@ REDUCED_SDT = {
     "paper-meld": ["training.batch_size=16", "training.epochs=10"],
     "paper-iemocap": ["training.batch_size=8", "training.epochs=20"],
 }
+#: Dev dialogues while fitting: far more than the profile's dev split (the first ones are that split:
+#: changing a split's size leaves the others and its own first dialogues unchanged), so the offsets
+#: estimate SDT's expected score rather than the luck of 12 IEMOCAP dialogues. Test is never read.
+FIT_DEV_DIALOGUES = {"paper-meld": 600, "paper-iemocap": 60}
 
 
 # -- the proxy ------------------------------------------------------------------------------------
@@ -107,28 +113,31 @@ def fit_proxy(profile: str, targets: dict[str, float], start: dict[str, float]) 
 
 
 # -- SDT ------------------------------------------------------------------------------------------
-def sdt_overrides(profile: str, params: dict[str, float] | None) -> list[str]:
+def sdt_overrides(profile: str, params: dict[str, float] | None, fitting: bool) -> list[str]:
     given = [f"dataset.{p}={v}" for p, v in (params or {}).items()]
+    if fitting:
+        given.append(f"dataset.dev_dialogues={FIT_DEV_DIALOGUES[profile]}")
     return [f"dataset.profile={profile}", *given, *REDUCED_SDT["common"], *REDUCED_SDT[profile]]
 
 
-def _train(job: tuple[str, dict[str, float] | None, str, int]) -> tuple[str, list[float], list[float]]:
+def _train(job: tuple[str, dict[str, float] | None, str, int, bool]) -> tuple[str, list[float], list[float]]:
     import torch
 
     import merc_bench
 
-    profile, params, subset, seeds = job
+    profile, params, subset, seeds, fitting = job
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as out:
-        result = merc_bench.run("sdt", dataset="synthetic", overrides=sdt_overrides(profile, params),
+        result = merc_bench.run("sdt", dataset="synthetic", overrides=sdt_overrides(profile, params, fitting),
                                 modalities=subset.replace("+", ","), seeds=seeds, track=False, out=Path(out) / "run")
     frame = result.to_frame()
     return subset, list(100 * frame["dev_weighted_f1"]), list(100 * frame["test_weighted_f1"])
 
 
-def sdt_scores(profile: str, params: dict[str, float] | None, seeds: int, jobs: int) -> dict[str, tuple[list, list]]:
-    """subset -> (dev w-F1 per seed, test w-F1 per seed), %, SDT's reduced path."""
-    work = [(profile, params, subset, seeds) for subset in SUBSETS]
+def sdt_scores(profile: str, params: dict[str, float] | None, seeds: int, jobs: int,
+               fitting: bool = False) -> dict[str, tuple[list, list]]:
+    """subset -> (dev w-F1 per seed, test w-F1 per seed), %, SDT's reduced path (test unused when fitting)."""
+    work = [(profile, params, subset, seeds, fitting) for subset in SUBSETS]
     with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
         return {subset: (dev, test) for subset, dev, test in pool.map(_train, work)}
 
@@ -147,7 +156,7 @@ def fit(profile: str, rounds: int, jobs: int) -> dict[str, float]:
         if round_ == rounds:
             break
         proxy = proxy_scores(profile, params)
-        measured = sdt_scores(profile, params, seeds=1, jobs=jobs)
+        measured = sdt_scores(profile, params, seeds=1, jobs=jobs, fitting=True)
         offsets = {k: float(np.mean(measured[k][0])) - proxy[k] for k in SUBSETS}
         print(json.dumps({"round": round_, "params": params,
                           "dev": {k: round(float(np.mean(measured[k][0])), 2) for k in SUBSETS},

@@ -67,13 +67,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "paper-meld": Profile(
         shape="meld", dialogues=(1038, 114, 280), emotion_persistence=0.2, emotion_contagion=0.2,
-        ambiguity=0.4466, nonverbal_ambiguity=0.2237,
-        signal={"text": 0.8826, "audio": 1.0792, "visual": 0.926},
+        ambiguity=0.4507, nonverbal_ambiguity=0.2266,
+        signal={"text": 0.946, "audio": 1.309, "visual": 0.9644},
     ),
     "paper-iemocap": Profile(
         shape="iemocap", dialogues=(108, 12, 31), emotion_persistence=0.6, emotion_contagion=0.3,
-        ambiguity=0.3534, nonverbal_ambiguity=0.045,
-        signal={"text": 1.0304, "audio": 1.4673, "visual": 1.2951},
+        ambiguity=0.3529, nonverbal_ambiguity=0.1033,
+        signal={"text": 1.1282, "audio": 2.1205, "visual": 1.4222},
     ),
 }
 
