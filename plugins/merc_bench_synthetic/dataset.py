@@ -177,6 +177,11 @@ class SyntheticConfig(BaseModel):
         None, description="which benchmark to imitate (default: meld; a paper profile sets its own)"
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random draw; same seed, same corpus")
+    sample_seed: int | None = Field(
+        None, ge=0, le=2**32 - 1,
+        description=("seed of the dialogues drawn (default: seed); the world (prototypes, projections) "
+                     "follows seed, so sample_seed gives other corpora from the same generator"),
+    )
     train_dialogues: int | None = Field(
         None, ge=1, le=10_000, description="train split size in dialogues (default: the shape's or profile's)"
     )
@@ -507,7 +512,7 @@ class SyntheticDataset:
 
     def _generate_split(self, world: _World | _PaperWorld, split: str, stream: int, size: int) -> list[Dialogue]:
         shape, config = self.shape, self.config
-        rng = np.random.default_rng([config.seed, stream])
+        rng = np.random.default_rng([config.seed if config.sample_seed is None else config.sample_seed, stream])
         all_speakers, all_labels = self._structure(rng, size)
 
         # 3: latents for every utterance of the split at once. N utterances, K_m latent dims.
