@@ -350,3 +350,15 @@ def test_paper_profile_knobs_move_the_probes_the_way_they_say():
     # The paper's premise: text is the strongest single source and close to all three.
     assert fitted["text"] > fitted["audio+visual"]
     assert fitted["all"] - fitted["text"] < 0.05
+
+
+def test_sample_seed_draws_another_corpus_from_the_same_world():
+    options = {"profile": "paper-iemocap", "train_dialogues": 4, "dev_dialogues": 2, "test_dialogues": 2}
+    shipped, same, other = load(**options), load(**options, sample_seed=0), load(**options, sample_seed=5)
+    np.testing.assert_array_equal(shipped.test[0].features["text"], same.test[0].features["text"])
+    assert [len(d) for d in shipped.train] != [len(d) for d in other.train]
+    assert other.provenance["config"]["sample_seed"] == 5
+    # The world is seed's: both draws' text features lie in the same 16-dimensional latent subspace.
+    stacked = np.concatenate([np.concatenate([d.features["text"] for d in c.train]) for c in (shipped, other)])
+    singular = np.linalg.svd(stacked - stacked.mean(0), compute_uv=False)
+    assert singular[15] > 5 * singular[16]  # 16 signal directions shared, then only the ambient noise
