@@ -31,6 +31,12 @@ the same persistence / contagion process as the planted corpus, with the profile
 3. **Embedding** as in the planted corpus: a fixed random projection with orthonormal rows into the
    feature size (1024 / 300 or 1582 / 342), isotropic noise, scaled to about unit variance.
 
+Fit (benchmarks/RESULTS.md, "Issue 14 (a)"): SDT at a reduced size, 3 seeds each on its own draw
+of the corpus (``dataset.sample_seed``), lands within ±2 w-F1 of Table I on 13 of 14 test cells;
+MELD's visual cell is 2.4 below (the fit matched it on dev; dev-selected epochs score higher on dev
+than on test where the signal is weakest). IEMOCAP's 31 test dialogues make one draw's cells move
+by about ±2, so compare IEMOCAP-profile runs over several ``sample_seed`` values, not one.
+
 The parameters are committed constants (:data:`PROFILES`); ``dataset.ambiguity``,
 ``dataset.text_signal``, ``dataset.audio_signal`` and ``dataset.visual_signal`` override them (the
 fitting script does that). Label dynamics: real MELD repeats a speaker's previous emotion 44 % of
