@@ -35,7 +35,7 @@ def test_alpha_above_sqrt_n_minus_1_never_deactivates(experts):
     steps = torch.randint(1, 5, (2000, experts), generator=generator)
     weights[2000:] = 0.5 + steps * 6e-8
     alpha = math.sqrt(experts - 1) + 1e-3
-    assert routing_mask(weights, alpha).all()
+    assert routing_mask(weights, alpha, "two-sided").all() and routing_mask(weights, alpha, "lower").all()
     w = weights.double()
     z = (w - w.mean(-1, keepdim=True)).abs() / w.std(-1, keepdim=True, correction=0).clamp_min(1e-300)
     assert z.max() <= math.sqrt(experts - 1) * (1 + 1e-6)  # the bound the docstring states
@@ -43,10 +43,10 @@ def test_alpha_above_sqrt_n_minus_1_never_deactivates(experts):
 
 def test_routing_keeps_weights_inside_the_interval():
     weights = torch.tensor([[0.0, 0.1, -0.1, 0.05, -0.05, 3.0]])  # one outlier among six
-    keep = routing_mask(weights, alpha=2.0)
+    keep = routing_mask(weights, alpha=2.0, routing="two-sided")
     assert keep.tolist() == [[True, True, True, True, True, False]]
-    assert routing_mask(torch.zeros(1, 4), alpha=0.5).all()  # σ = 0: keep everyone
-    lonely = routing_mask(torch.tensor([[1.0, -1.0]]), alpha=0.5)  # both outside: keep the best
+    assert routing_mask(torch.zeros(1, 4), alpha=0.5, routing="two-sided").all()  # σ = 0: keep everyone
+    lonely = routing_mask(torch.tensor([[1.0, -1.0]]), alpha=0.5, routing="two-sided")  # both outside: keep the best
     assert lonely.tolist() == [[True, False]]
 
 
@@ -102,7 +102,7 @@ def test_routing_metrics_report_active_experts_and_the_gate_mass_removed(gate):
     mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
     x = torch.randn(2, 4, 16)
     dense = torch.softmax(torch.tensor(FAVOURITE_OUTLIER) / 0.5, dim=-1)  # τ = 0.5
-    two_sided = _constant_gate_mixer(FAVOURITE_OUTLIER, temperature=0.5, gate=gate)(x, mask).metrics
+    two_sided = _constant_gate_mixer(FAVOURITE_OUTLIER, temperature=0.5, gate=gate, routing="two-sided")(x, mask).metrics
     assert float(two_sided["active_experts"]) == 5.0
     assert float(two_sided["removed_gate_mass"]) == pytest.approx(float(dense[0]), rel=1e-6)
     assert float(two_sided["removed_gate_mass"]) > 0.95  # the favourite held nearly all the mass
@@ -178,9 +178,13 @@ def test_padding_with_garbage_leaves_the_real_utterances_unchanged(gate, routing
     assert float(clean.metrics["active_experts"]) < 6.0  # α = 0.9 routes, so routing is part of what is compared
 
 
-def test_sdmoe_defaults_are_the_original_rule():
+def test_sdmoe_defaults_are_the_dev_choice_and_summer_wide_keeps_the_literal_rule():
+    from merc_bench_summer.recipe import SUMMER, SUMMER_WIDE
+
     config = SDMoEConfig()
-    assert (config.routing, config.gate) == ("two-sided", "token")
+    assert (config.routing, config.gate) == ("lower", "token")  # chosen on dev (sdmoe.py, RESULTS.md)
+    assert SDMoEConfig(**SUMMER.mixer["config"]).routing == "lower"
+    assert SDMoEConfig(**SUMMER_WIDE.mixer["config"]).routing == "two-sided"  # the model before issue 14
 
 
 def _fuser_output(fuser: HCMFFuser) -> torch.Tensor:
@@ -333,7 +337,8 @@ def test_summer_wide_is_the_earlier_model():
     summer = get_registry().get("recipe", "summer").obj.resolve("meld")
     wide = get_registry().get("recipe", "summer-wide").obj.resolve("meld")
     differ = {slot for slot in summer if summer[slot] != wide[slot]}
-    assert differ == {"recipe", "fuser", "model"}  # the same training, mixer, encoder and distiller
+    assert differ == {"recipe", "fuser", "model", "mixer"}  # the same training, encoder and distiller
+    assert {**summer["mixer"]["config"], "routing": "two-sided"} == wide["mixer"]["config"]  # only the routing rule
 
 
 def test_ikd_terms_match_hand_computed_values():

@@ -22,7 +22,7 @@ SDT; dropout 0.1 inside SDMoE/HCMF; IEMOCAP class weights as in SDT.
   (``--set fuser.backward_term=true``: 29,536,241 on MELD).
 * ``summer-wide``, the literal reading this project used before issue 14: every layer 1024 wide,
   feed-forward 4096, stage 1 with the extra backward term (the partner querying the branch) and
-  one φ per attention module after its output projection. It builds the earlier ``summer``
+  one φ per attention module after its output projection, SDMoE's literal two-sided routing. It builds the earlier ``summer``
   parameter for parameter (same names, shapes and creation order; its golden outputs are the
   earlier ``summer`` values): 465.7 M parameters on MELD-shaped data (465,747,023, of which HCMF
   379.0 M and the six-expert SDMoE mixers 85.1 M) and 467.1 M on IEMOCAP-shaped data
@@ -67,6 +67,7 @@ SUMMER_WIDE = replace(
     SUMMER,
     name="summer-wide",
     description="SUMMER read 1024 wide: hidden 1024, feed-forward 4096, stage 1 both ways, one φ per attention",
+    mixer={"name": "sdmoe", "config": {"experts": 6, "alpha": 2.0, "temperature": 0.5, "routing": "two-sided"}},
     fuser={"name": "hcmf", "config": {"heads": 4, "layers": 6, "feed_forward_multiplier": 4, "combine": "gated",
                                       "phi": "scalar", "backward_term": True}},
     model={"hidden_size": 1024, "head_dropout": 0.1, "modality_heads": False},
