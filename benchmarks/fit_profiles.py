@@ -73,16 +73,16 @@ def proxy_scores(profile: str, params: dict[str, float], samples: int = 60_000) 
     """
     from sklearn.metrics import f1_score
 
-    from merc_bench_synthetic.dataset import SHAPES
-    from merc_bench_synthetic.paper_profiles import PROFILES, paper_latents, world_prototypes
+    from merc_bench_synthetic.dataset import SHAPES, _build_paper_world
+    from merc_bench_synthetic.paper_profiles import PROFILES, paper_latents
 
     shape = SHAPES[PROFILES[profile].shape]
     prior = shape.class_frequencies  # (C,)
-    prototypes = world_prototypes(np.random.default_rng([0, 0]), len(prior))
-    rng = np.random.default_rng([0, 99])
-    labels = rng.choice(len(prior), size=samples, p=prior)  # (N,)
     signal = {m: params[f"{m}_signal"] for m in MODALITIES}
     q, r = params["ambiguity"], params["nonverbal_ambiguity"]
+    prototypes = _build_paper_world(shape, 0, q, r, signal, 1.0).prototypes  # the world of dataset.seed=0
+    rng = np.random.default_rng([0, 99])
+    labels = rng.choice(len(prior), size=samples, p=prior)  # (N,)
     latents = paper_latents(rng, labels, prototypes, prior, q, r, signal, 1.0)
     log_likelihood = {m: -0.5 * ((latents[m][:, None, :] - signal[m] * prototypes[m][None]) ** 2).sum(-1)
                       for m in MODALITIES}  # modality -> (N, C)

@@ -26,7 +26,7 @@ from merc_bench.config import parse_override
 from merc_bench.data import Corpus, DatasetInfo
 from merc_bench.errors import TrainingDiverged, UserError, unknown_name_message
 from merc_bench.events import Subscriber
-from merc_bench.pipeline import execute, resolve
+from merc_bench.pipeline import SLOTS, execute, resolve
 from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text
 
@@ -134,15 +134,14 @@ def overrides_per_row(registry: Registry, rows: list[Row], overrides: list[str])
     teacher to set. An option that no row's component has is an error (a typo is not skipped
     silently). Every other override (``training.lr``, ``dataset.*``, ``mixer=bigru``) goes to every row.
     """
-    slots = ("encoder", "mixer", "fuser", "distiller")
-    chosen = [{slot: values[slot]["name"] for slot in slots} for _, values in rows]
+    chosen = [{slot: values[slot]["name"] for slot in SLOTS} for _, values in rows]
     per_row: list[list[str]] = [[] for _ in rows]
     for text in overrides:
         path, value = parse_override(text)
-        if len(path) < 2 or path[0] not in slots:
+        if len(path) < 2 or path[0] not in SLOTS:
             for kept, names in zip(per_row, chosen):
                 kept.append(text)
-                if len(path) == 1 and path[0] in slots and isinstance(value, str):  # a swap: later options follow it
+                if len(path) == 1 and path[0] in SLOTS and isinstance(value, str):  # a swap: later options follow it
                     names[path[0]] = value
             continue
         takers = [kept for kept, names in zip(per_row, chosen)

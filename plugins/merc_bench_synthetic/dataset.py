@@ -77,7 +77,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from merc_bench import Corpus, DatasetInfo, Dialogue, component
-from merc_bench_synthetic.paper_profiles import PROFILES, latent_energy, paper_latents, world_prototypes
+from merc_bench_synthetic.paper_profiles import (  # LATENT_DIMS: the latent sizes both corpora use
+    LATENT_DIMS, PROFILES, latent_energy, paper_latents, world_prototypes)
 
 __all__ = ["SyntheticConfig", "SyntheticDataset", "SHAPES", "GENERATOR_VERSION"]
 
@@ -90,8 +91,6 @@ MELD_DIALOGUE_LENGTH_COUNTS = (
 # MELD train split: number of dialogues with 1, 2, ..., 9 distinct speakers.
 MELD_SPEAKER_COUNT_COUNTS = (96, 463, 264, 122, 58, 25, 8, 1, 1)
 
-# Latent (signal subspace) sizes per modality.
-LATENT_DIMS = {"text": 16, "audio": 8, "visual": 8}
 
 # Base scales of the latent parts; the config's ``noise`` multiplies every *_NOISE value.
 TEXT_PROTOTYPE_SCALE = 1.0  # norm of each class's text prototype is about sqrt(16) times this
@@ -328,9 +327,13 @@ class _PaperWorld:
     prototypes: dict[str, np.ndarray]  # modality -> (C, K_m)
     projections: dict[str, np.ndarray]  # modality -> (K_m, D_m)
     output_scales: dict[str, float]
+    ambiguity: float
+    nonverbal_ambiguity: float
+    signal: dict[str, float]  # modality -> signal strength
 
 
-def _build_paper_world(shape: Shape, seed: int, signal: dict[str, float], noise: float) -> _PaperWorld:
+def _build_paper_world(shape: Shape, seed: int, ambiguity: float, nonverbal_ambiguity: float,
+                       signal: dict[str, float], noise: float) -> _PaperWorld:
     rng = np.random.default_rng([seed, 0])
     prototypes = world_prototypes(rng, len(shape.classes))
     projections = {
@@ -338,7 +341,7 @@ def _build_paper_world(shape: Shape, seed: int, signal: dict[str, float], noise:
         for modality, dim in shape.feature_dims.items()
     }
     output_scales = {m: float(1.0 / np.sqrt(latent_energy(signal[m], noise) + AMBIENT_NOISE**2)) for m in LATENT_DIMS}
-    return _PaperWorld(prototypes, projections, output_scales)
+    return _PaperWorld(prototypes, projections, output_scales, ambiguity, nonverbal_ambiguity, signal)
 
 
 def _meld_speakers(rng: np.random.Generator, length: int) -> np.ndarray:
@@ -455,7 +458,7 @@ class SyntheticDataset:
         if self.config.profile == "planted":
             world = _build_world(self.shape, self.config.seed, self.config)
         else:
-            world = _build_paper_world(self.shape, self.config.seed, self.paper_signal()[2], self.config.noise)
+            world = _build_paper_world(self.shape, self.config.seed, *self.paper_signal(), self.config.noise)
         sizes = self.split_sizes()
         splits = {
             split: self._generate_split(world, split, index + 1, sizes[split]) for index, split in enumerate(SPLITS)
@@ -520,9 +523,8 @@ class SyntheticDataset:
         labels = np.concatenate(all_labels)  # (N,)
         total = len(labels)
         if isinstance(world, _PaperWorld):
-            ambiguity, nonverbal, signal = self.paper_signal()
-            latents = paper_latents(rng, labels, world.prototypes, shape.class_frequencies, ambiguity, nonverbal,
-                                    signal, config.noise)
+            latents = paper_latents(rng, labels, world.prototypes, shape.class_frequencies, world.ambiguity,
+                                    world.nonverbal_ambiguity, world.signal, config.noise)
         else:
             dialogue_of = np.repeat(np.arange(size), lengths)  # (N,)
             # Global speaker id (dialogue, speaker) for the identity nuisances.
