@@ -14,7 +14,8 @@ How (each round costs 7 SDT runs per profile):
 2. **Offsets.** SDT differs from the proxy (it learns from finite data, reads dialogue context and
    is selected on dev). One seed of SDT per subset at the fitted parameters, evaluated on an
    enlarged dev split (:data:`FIT_DEV_DIALOGUES`), gives the offset per cell (SDT dev − proxy);
-   the proxy is refitted to ``paper − offset``. Two rounds are the default. A first fit on the
+   the epoch is selected on the profile's own dev split and scored on the other dialogues (as the
+   check's test score arises), and the proxy is refitted to ``paper − offset``. Two rounds are the default. A first fit on the
    profiles' own dev splits (114 MELD / 12 IEMOCAP dialogues) missed test by up to 3.5 w-F1 on
    three cells: the small dev split's luck, not the generator, so the fit now reads a larger one.
 3. **Check** (``--check``, or after the rounds): 3 seeds per subset with the committed (or fitted)
@@ -100,7 +101,12 @@ def proxy_scores(profile: str, params: dict[str, float], samples: int = 60_000) 
 
 
 def fit_proxy(profile: str, targets: dict[str, float], start: dict[str, float]) -> dict[str, float]:
-    """Nelder–Mead on the squared distance between proxy and targets over all seven cells."""
+    """Nelder–Mead on the largest squared miss over the seven cells, ties broken by their sum.
+
+    The criterion is every cell within ±2, so the worst cell is what the fit minimises; a plain
+    sum of squares (the first three fits) let the weakest modality sit 0.8 below its target on dev
+    while the others were within 0.4, and the dev-to-test step took that cell past −2.
+    """
     from scipy.optimize import minimize
 
     def loss(x: np.ndarray) -> float:
@@ -108,7 +114,8 @@ def fit_proxy(profile: str, targets: dict[str, float], start: dict[str, float]) 
         if not (0 <= x[0] < 0.95 and 0 <= x[1] < 0.95 and min(x[2:]) > 0):
             return 1e6
         scores = proxy_scores(profile, params, samples=20_000)
-        return sum((scores[k] - targets[k]) ** 2 for k in SUBSETS)
+        misses = [(scores[k] - targets[k]) ** 2 for k in SUBSETS]
+        return max(misses) + 0.1 * sum(misses)
 
     result = minimize(loss, [start[p] for p in PARAMETERS], method="Nelder-Mead",
                       options={"maxiter": 200, "xatol": 1e-3, "fatol": 0.01})
@@ -124,15 +131,39 @@ def sdt_overrides(profile: str, params: dict[str, float] | None, fitting: bool) 
 
 
 def _train(job: tuple[str, dict[str, float] | None, str, int, bool]) -> tuple[str, float, float]:
+    """(subset, dev w-F1, test w-F1) of one SDT seed; while fitting, (subset, selection w-F1, held-out w-F1).
+
+    While fitting, the epoch is selected on the profile's own dev split (the first dialogues of the
+    enlarged one, 114 MELD / 12 IEMOCAP) and scored on the enlarged split's other dialogues, which
+    is how the check's test score arises: a model chosen on a small, noisy dev split, scored on
+    dialogues it was not chosen on. Scoring on the dialogues it was selected on (the first three
+    fits) or selecting on a larger split (a fourth, alternate halves of 600: every MELD cell then
+    scored 0.5–1.5 lower on test than on its held-out half, audio missing by −2.14) measures a
+    better-selected model than the check's. Test is never read.
+    """
+    import dataclasses
+
     import torch
 
     import merc_bench
+    from merc_bench.pipeline import prepare, train_seed
+    from merc_bench.plugins import get_registry
+    from merc_bench.trainer import Trainer
+    from merc_bench_synthetic.paper_profiles import PROFILES
 
     profile, params, subset, seed, fitting = job
     torch.set_num_threads(1)
     overrides = sdt_overrides(profile, params, fitting) + [f"training.seed={seed}"]
     if not fitting and seed:  # the check: each seed draws its own corpus (the same world, seed 0's)
         overrides.append(f"dataset.sample_seed={seed}")
+    if fitting:
+        registry = get_registry()
+        prepared = prepare(registry, recipe="sdt", dataset="synthetic", overrides=overrides,
+                           flags={"modalities": subset.split("+"), "seeds": 1})
+        dev, own = prepared.corpus.dev, PROFILES[profile].dialogues[1]
+        held_out = dataclasses.replace(prepared.corpus, dev=dev[:own], test=dev[own:])  # "test": held-out dev
+        result = train_seed(Trainer(config=prepared.config, corpus=held_out, registry=registry), seed)
+        return subset, float(100 * result.dev["weighted_f1"]), float(100 * result.test["weighted_f1"])
     with tempfile.TemporaryDirectory() as out:
         result = merc_bench.run("sdt", dataset="synthetic", overrides=overrides,
                                 modalities=subset.replace("+", ","), seeds=1, track=False, out=Path(out) / "run")
@@ -173,9 +204,10 @@ def fit(profile: str, rounds: int, jobs: int) -> dict[str, float]:
             break
         proxy = proxy_scores(profile, params)
         measured = sdt_scores(profile, params, seeds=1, jobs=jobs, fitting=True)
-        offsets = {k: float(np.mean(measured[k][0])) - proxy[k] for k in SUBSETS}
+        offsets = {k: float(np.mean(measured[k][1])) - proxy[k] for k in SUBSETS}  # the held-out half
         print(json.dumps({"round": round_, "params": params,
-                          "dev": {k: round(float(np.mean(measured[k][0])), 2) for k in SUBSETS},
+                          "dev (own, selected on)": {k: round(float(np.mean(measured[k][0])), 2) for k in SUBSETS},
+                          "dev (the rest, held out)": {k: round(float(np.mean(measured[k][1])), 2) for k in SUBSETS},
                           "offsets": {k: round(v, 2) for k, v in offsets.items()}}), flush=True)
     return params
 

@@ -32,10 +32,12 @@ the same persistence / contagion process as the planted corpus, with the profile
    feature size (1024 / 300 or 1582 / 342), isotropic noise, scaled to about unit variance.
 
 Fit (benchmarks/RESULTS.md, "Issue 14 (a)"): SDT at a reduced size, 3 seeds each on its own draw
-of the corpus (``dataset.sample_seed``), lands within ±2 w-F1 of Table I on 13 of 14 test cells;
-MELD's visual cell is 2.4 below (the fit matched it on dev; dev-selected epochs score higher on dev
-than on test where the signal is weakest). IEMOCAP's 31 test dialogues make one draw's cells move
-by about ±2, so compare IEMOCAP-profile runs over several ``sample_seed`` values, not one.
+of the corpus (``dataset.sample_seed``), lands within ±2 w-F1 of Table I on all 14 test cells
+(MELD's weakest, visual, at −1.75; IEMOCAP's largest miss +1.96). The MELD constants come from the
+fifth fit, whose offsets were scored on dev dialogues the epoch was not selected on (selecting on
+the 114-dialogue dev split inflates its own score by 1–4 w-F1); IEMOCAP's from the fourth, which
+already fitted. IEMOCAP's 31 test dialogues make one draw's cells move by about ±2, so compare
+IEMOCAP-profile runs over several ``sample_seed`` values, not one.
 
 The parameters are committed constants (:data:`PROFILES`); ``dataset.ambiguity``,
 ``dataset.text_signal``, ``dataset.audio_signal`` and ``dataset.visual_signal`` override them (the
@@ -73,8 +75,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "paper-meld": Profile(
         shape="meld", dialogues=(1038, 114, 280), emotion_persistence=0.2, emotion_contagion=0.2,
-        ambiguity=0.4507, nonverbal_ambiguity=0.2266,
-        signal={"text": 0.946, "audio": 1.309, "visual": 0.9644},
+        ambiguity=0.4462, nonverbal_ambiguity=0.2169,
+        signal={"text": 0.9771, "audio": 1.3591, "visual": 0.9642},
     ),
     "paper-iemocap": Profile(
         shape="iemocap", dialogues=(108, 12, 31), emotion_persistence=0.6, emotion_contagion=0.3,
