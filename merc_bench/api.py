@@ -86,20 +86,26 @@ def _modalities(value: str | Sequence[str] | None) -> list[str] | None:
     return [part.strip() for part in parts if part.strip()]
 
 
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
 def _stamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 # -- run ------------------------------------------------------------------------------------------
-def run(recipe: str, *, dataset: str = "synthetic", data_dir: Path | None = None, overrides: Iterable[str] = (),
-        modalities: str | Sequence[str] | None = None, seeds: int | None = None, epochs: int | None = None,
+def run(recipe: str, *, dataset: str | None = None, data_dir: Path | None = None, overrides: Iterable[str] = (),
+        dataset_config: str | Path | None = None, modalities: str | Sequence[str] | None = None, seeds: int | None = None, epochs: int | None = None,
         protocol: str | None = None, device: str | None = None, out: Path | None = None, track: bool = True,
         tracking_uri: str | None = None, max_memory: str | None = None, subscribers: Iterable[Any] = (),
         console: Any = None) -> Any:
     """Train and evaluate one recipe (``merc-bench run``); a :class:`~merc_bench.pipeline.RunResult`.
 
     ``overrides`` are ``--set`` strings (``"training.lr=1e-4"``); ``subscribers`` receive the run's
-    events (:mod:`merc_bench.events`) besides tracking and the plugin hooks.
+    events (:mod:`merc_bench.events`) besides tracking and the plugin hooks. ``dataset_config`` is a
+    corpus config file (TOML) of the dataset's options (:mod:`merc_bench.dataset_config`), which
+    ``overrides`` change; ``dataset`` None is the one that file names, else ``synthetic``.
     """
     from merc_bench.pipeline import check_writable, default_out_dir, execute, prepare
 
@@ -111,7 +117,7 @@ def run(recipe: str, *, dataset: str = "synthetic", data_dir: Path | None = None
         flags = {"modalities": _modalities(modalities), "seeds": seeds, "training.epochs": epochs,
                  "protocol": protocol, "device": device}
         prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=overrides, flags=flags,
-                           data_dir=data_dir)
+                           data_dir=data_dir, dataset_config=_path(dataset_config))
         out_dir = Path(out) if out is not None else default_out_dir(prepared.config)
         check_writable(out_dir)
         tracker = _tracker(track, tracking_uri)
@@ -167,8 +173,8 @@ class Comparison:
         return flat
 
 
-def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Path | None = None,
-            modalities: str | Sequence[str] | None = None, seeds: int = 5, epochs: int | None = None,
+def compare(recipes: Sequence[str], *, dataset: str | None = None, data_dir: Path | None = None,
+            dataset_config: str | Path | None = None, modalities: str | Sequence[str] | None = None, seeds: int = 5, epochs: int | None = None,
             protocol: str | None = None, device: str | None = None, reference: str | None = None,
             significance: str = "bootstrap", tsne: str | Sequence[str] | None = None, with_published: bool = False,
             reuse: bool = True, overrides: Iterable[str] = (), out: Path | None = None, track: bool = True,
@@ -179,7 +185,7 @@ def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Pat
     diverges is left out of the table and named in :attr:`Comparison.failed` (the command line then
     exits 2); if the reference fails there is no table and a :class:`UserError` is raised.
     ``tsne``: recipes whose fused test representations get a t-SNE plot (names, "all" or "none";
-    default the first two).
+    default the first two). ``dataset``, ``dataset_config``: as for :func:`run`.
     """
     from merc_bench.model import select_modalities
     from merc_bench.pipeline import check_writable, load_dataset
@@ -193,7 +199,7 @@ def compare(recipes: Sequence[str], *, dataset: str = "synthetic", data_dir: Pat
         if reference not in recipes:
             raise UserError(f"--reference {reference!r} is not one of the compared recipes: {', '.join(recipes)}.")
         tsne_recipes = _tsne_choice(tsne, recipes)
-        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
+        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir, _path(dataset_config))
         select_modalities(corpus.info, _modalities(modalities))  # a bad subset fails before any recipe trains
         published = None
         if with_published:
@@ -333,8 +339,8 @@ class Ablation:
         return pd.DataFrame(rows)
 
 
-def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str = "synthetic",
-           data_dir: Path | None = None, seeds: int | None = None, epochs: int | None = None,
+def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str | None = None,
+           data_dir: Path | None = None, dataset_config: str | Path | None = None, seeds: int | None = None, epochs: int | None = None,
            protocol: str | None = None, device: str | None = None, overrides: Iterable[str] = (),
            grid_options: dict[str, Any] | Iterable[str] | None = None, out: Path | None = None, track: bool = True,
            tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None) -> Ablation:
@@ -346,7 +352,8 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str =
     (``--grid-option``); SUMMER's components grid takes ``row1`` (``sdt``: row 1 is SDT as
     published, the default; ``recipe``: SDT's parts with the ablated recipe's settings) and ``ikd``
     (``replace``: IKD rows drop self-distillation and modality heads, the default; ``add``: they
-    keep both). The written tables name the options chosen (caption; CSV columns)."""
+    keep both). The written tables name the options chosen (caption; CSV columns). ``dataset``,
+    ``dataset_config``: as for :func:`run`."""
     from merc_bench import ablation
     from merc_bench.pipeline import check_writable, load_dataset
     from merc_bench.plugins import plugin_manager
@@ -359,7 +366,7 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str =
         if recipe is not None:
             registry.get("recipe", recipe)
         options = ablation.grid_options(chosen, grid_options)
-        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
+        corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir, _path(dataset_config))
         rows = ablation.grid_rows(chosen, registry, recipe, corpus.info, options)
         name = f"{chosen.name}-{recipe or 'grid'}-{corpus.info.name}"
         out_dir = Path(out) if out is not None else Path("runs") / f"ablate-{name}-{_stamp()}"

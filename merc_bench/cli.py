@@ -50,6 +50,14 @@ MaxMemory = Annotated[Optional[str], typer.Option(
     "--max-memory", metavar="SIZE", help="refuse a configuration whose estimated training memory exceeds SIZE "
     "(e.g. 8G; default: the memory available now; also MERC_BENCH_MAX_MEMORY)")]
 
+#: ``--dataset`` and ``--dataset-config`` of every command that loads a dataset.
+DatasetName = Annotated[Optional[str], typer.Option(
+    "--dataset", help="dataset name, see `merc-bench list dataset` (default: the one --dataset-config names, else "
+    "synthetic)")]
+DatasetConfig = Annotated[Optional[Path], typer.Option(
+    "--dataset-config", metavar="PATH", help="TOML file of the dataset's options (`merc-bench list dataset NAME` "
+    "shows them; relative paths in it are resolved against its folder; --set dataset.* overrides it)")]
+
 _warned = False
 
 
@@ -103,8 +111,10 @@ def _modalities(value: Optional[str]) -> Optional[list[str]]:
 @app.command("list")
 def list_components(
     kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset or recipe")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="one registered name: its options in full (type, default, "
+                                                       "description)")] = None,
 ) -> None:
-    """List registered components, all kinds or one."""
+    """List registered components, all kinds or one; `list dataset` adds every dataset's options."""
     from rich.table import Table
 
     from merc_bench.errors import unknown_name_message
@@ -115,6 +125,9 @@ def list_components(
         kind = KIND_ALIASES.get(kind, kind)
         if kind not in KINDS:
             raise UserError(unknown_name_message("kind", kind, KINDS))
+    if kind is not None and name is not None:
+        _print_options(registry.get(kind, name))
+        return
     table = Table(show_lines=False)
     for column in ("kind", "name", "plugin", "search space", "description"):
         table.add_column(column)
@@ -122,6 +135,32 @@ def list_components(
         table.add_row(entry.kind, entry.name, entry.plugin, "yes" if entry.search_space else "",
                       entry.description)
     console.print(table)
+    if kind == "dataset":  # a dataset is used through its options (a corpus config file holds them)
+        for entry in registry.entries(kind):
+            _print_options(entry)
+
+
+def _print_options(entry) -> None:
+    """One entry's options: name, type, default (as --set takes it) and description."""
+    from rich.table import Table
+
+    from merc_bench.registry import config_options
+
+    if entry.config is None:
+        more = f"; `merc-bench validate {entry.name}` shows what it resolves to" if entry.kind == "recipe" else ""
+        console.print(f"{entry.kind} {entry.name} has no options of its own{more}.", markup=False, highlight=False)
+        return
+    where = ("--set dataset.OPTION=VALUE, or OPTION = VALUE in a --dataset-config TOML file" if entry.kind == "dataset"
+             else f"--set {entry.kind}.OPTION=VALUE" if entry.kind in ("encoder", "mixer", "fuser", "distiller")
+             else "")
+    table = Table(title=escape(f"{entry.kind} {entry.name}: options" + (f" ({where})" if where else "")),
+                  title_justify="left")
+    for column in ("option", "type", "default", "description"):
+        table.add_column(column, overflow="fold")
+    for option in config_options(entry.config):
+        table.add_row(*(escape(text) for text in (option.name, option.type, option.default, option.description)))
+    # Wide enough that names and defaults stay on one line when the output is piped (rich assumes 80).
+    Console(width=max(console.width, 150)).print(table)
 
 
 @app.command()
@@ -152,7 +191,8 @@ def plugins() -> None:
 @app.command()
 def validate(
     recipe: Annotated[str, typer.Argument(help="recipe name, see `merc-bench list recipe`")],
-    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
@@ -167,7 +207,7 @@ def validate(
     set_max_memory(max_memory)
     registry = _registry()
     prepared = prepare(registry, recipe=recipe, dataset=dataset, overrides=set_ or [],
-                       flags={"modalities": _modalities(modalities)}, data_dir=data_dir)
+                       flags={"modalities": _modalities(modalities)}, data_dir=data_dir, dataset_config=dataset_config)
     model, distiller = build_model(prepared.config, prepared.corpus.info, registry)
     config = prepared.config
     console.print(f"recipe {config.recipe} on {prepared.corpus.info.name} (family {prepared.corpus.info.family}); "
@@ -186,7 +226,8 @@ def validate(
 @app.command()
 def run(
     recipe: Annotated[str, typer.Argument(help="recipe name, see `merc-bench list recipe`")],
-    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="number of seeds (mean ± std over them)", min=1)] = None,
@@ -204,9 +245,9 @@ def run(
     from merc_bench.report import results_table
 
     _registry()  # plugin warnings first
-    result = api.run(recipe, dataset=dataset, data_dir=data_dir, overrides=set_ or [], modalities=modalities,
-                     seeds=seeds, epochs=epochs, protocol=protocol, device=device, out=out, track=not no_track,
-                     tracking_uri=tracking_uri, max_memory=max_memory, console=console)
+    result = api.run(recipe, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_ or [],
+                     modalities=modalities, seeds=seeds, epochs=epochs, protocol=protocol, device=device, out=out,
+                     track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory, console=console)
     summary = result.summary
     # Wide enough for one row per metric even when the output is piped (rich then assumes 80 columns).
     Console(width=max(console.width, 150)).print(results_table(summary))
@@ -220,7 +261,8 @@ def ablate(
                                                          "summer)")] = None,
     grid: Annotated[Optional[str], typer.Option(help="a grid a plugin declares (SUMMER: components = Table IV, "
                                                      "modalities = Table I); default: the first for the recipe")] = None,
-    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="seeds per row", min=1)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override every row's epochs", min=1)] = None,
@@ -247,10 +289,10 @@ def ablate(
             raise UserError(f"--modalities-grid and --grid {grid!r} contradict each other; give one.")
         grid = "modalities"
     _registry()
-    result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, seeds=seeds, epochs=epochs,
-                        protocol=protocol, device=device, overrides=set_ or [], grid_options=grid_option or [],
-                        out=out, track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory,
-                        console=console)
+    result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
+                        seeds=seeds, epochs=epochs, protocol=protocol, device=device, overrides=set_ or [],
+                        grid_options=grid_option or [], out=out, track=not no_track, tracking_uri=tracking_uri,
+                        max_memory=max_memory, console=console)
     printed = Table(title=result.note, title_justify="left")
     for column in result.table.columns:
         printed.add_column(str(column), justify="right")
@@ -263,7 +305,8 @@ def ablate(
 @app.command()
 def compare(
     recipes: Annotated[list[str], typer.Argument(help="recipes to compare, e.g. summer sdt dialoguernn")],
-    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset for every recipe, e.g. text")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per recipe (the same seeds for every recipe)", min=1)] = 5,
@@ -289,9 +332,10 @@ def compare(
     from merc_bench import comparison as comparing
 
     _registry()
-    result = api.compare(recipes, dataset=dataset, data_dir=data_dir, modalities=modalities, seeds=seeds,
-                         epochs=epochs, protocol=protocol, device=device, reference=reference,
-                         significance=significance, tsne=tsne, with_published=with_published, reuse=reuse,
+    result = api.compare(recipes, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
+                         modalities=modalities, seeds=seeds, epochs=epochs, protocol=protocol, device=device,
+                         reference=reference, significance=significance, tsne=tsne, with_published=with_published,
+                         reuse=reuse,
                          overrides=set_ or [], out=out, track=not no_track, tracking_uri=tracking_uri,
                          max_memory=max_memory, console=console)
     console.print(comparing.render_terminal(result.table, result.note))
@@ -306,7 +350,8 @@ def compare(
 def tune(
     recipe: Annotated[Optional[str], typer.Argument(help="recipe whose components stay fixed (default: search every "
                                                          "registered component, sizes from bigru-concat)")] = None,
-    dataset: Annotated[str, typer.Option(help="dataset name")] = "synthetic",
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
     trials: Annotated[int, typer.Option(help="finished (complete or pruned) trials the study should have", min=1)] = 20,
@@ -351,8 +396,9 @@ def tune(
     if device is not None and device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {device!r} is not known; use auto, cpu or cuda.")
     request = tuning.TuneRequest(
-        recipe=recipe, dataset=dataset, data_dir=data_dir, modalities=_modalities(modalities), trials=trials,
-        timeout=timeout, study=study, storage=storage, space=space, workers=workers, pruner=pruner, metric=metric,
+        recipe=recipe, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
+        modalities=_modalities(modalities), trials=trials, timeout=timeout, study=study, storage=storage, space=space,
+        workers=workers, pruner=pruner, metric=metric,
         final_seeds=final_seeds, epochs=epochs, device=device, seed=seed, overrides=set_ or [], out=out,
         heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_failures=max_failures,
         tracking_uri=tracking_uri, no_track=no_track, worker_index=worker_index,

@@ -17,13 +17,15 @@ or for a feature file (parsed, nothing written).
 
 from __future__ import annotations
 
+import codecs
+import csv
 import time
 from pathlib import Path
 from typing import Any
 
 from merc_bench.data import Corpus
 from merc_bench.data_sources import DataSources, FeatureFormat, data_sources
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 from merc_bench.feature_store import (
     MANIFEST, SPLITS, is_feature_store, read_corpus, read_manifest, sha256_file, write_corpus,
 )
@@ -134,11 +136,51 @@ def _pick_source(source: Path, sources: DataSources) -> tuple[Path, FeatureForma
 
 def _readable(path: Path, sources: DataSources) -> FeatureFormat:
     found = _source_format(path, sources)
+    if path.is_file():
+        _refuse_text_table(path, found)
     if found is None:
         formats = ", ".join(f"{f.name} ({f.description})" for f in sources.formats) or "none"
         raise UserError(f"{str(path)!r} is in no format a plugin declares for `merc-bench data convert`; the "
                         f"declared formats: {formats}.")
     return found
+
+
+def _refuse_text_table(path: Path, found: FeatureFormat | None) -> None:
+    """A CSV given where a feature file belongs: say which dataset reads it, not that it is a broken pickle
+    (the pickle reader also takes files whose ending no format claims, so a CSV would otherwise reach it)."""
+    if found is not None and found.matched_suffix(path):
+        return  # a format claims this file's ending (.pkl, a plugin's .toyfeat or .csv): it reads the file
+    header = _text_table_header(path)
+    if header is not None:
+        raise UserError(f"{str(path)!r} is a CSV file (text, header {preview(header, 60)}), not a feature file: "
+                        "`merc-bench data inspect` and `data convert` read feature files (pickles) and converted "
+                        "folders. A corpus as CSV files is read by the conversation-csv dataset: write its columns "
+                        "and split files into a corpus.toml (`merc-bench list dataset conversation-csv` lists the "
+                        "options) and check it with `merc-bench validate RECIPE --dataset conversation-csv "
+                        "--dataset-config corpus.toml`.")
+
+
+def _text_table_header(path: Path) -> str | None:
+    """The first line of ``path`` when the file starts as delimited text (a CSV or TSV header), else None."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64 * 1024).removeprefix(codecs.BOM_UTF8)
+    except OSError:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:  # not UTF-8 text (a pickle starts with byte 0x80)
+            return None
+        text = head[:error.start].decode("utf-8")  # a character cut by the 64 KiB read
+    line = text.splitlines()[0] if text.splitlines() else ""
+    if "\x00" in text or any(ord(c) < 32 and c != "\t" for c in line) or line.lstrip().startswith(("{", "[", "<")):
+        return None  # binary, or JSON / XML / HTML rather than a header of column names
+    for delimiter in (",", "\t", ";", "|"):
+        fields = next(csv.reader([line], delimiter=delimiter))
+        if sum(1 for field in fields if field.strip()) >= 2:  # pandas writes an unnamed index column first
+            return line
+    return None
 
 
 def convert_command(*, source: Path, target: Path, nan_policy: str, console: Any) -> None:

@@ -22,10 +22,25 @@ import torch
 from merc_bench.errors import UserError, preview
 
 __all__ = ["MODALITIES", "NONFINITE_POLICIES", "Dialogue", "DatasetInfo", "Corpus", "Batch", "collate", "batches",
-           "validate_corpus", "nonfinite_option"]
+           "validate_corpus", "nonfinite_option", "PATH_OPTION"]
 
 #: Modality names, in the order tables and configs list them.
 MODALITIES = ("text", "audio", "visual")
+
+
+class _PathOption:
+    """The type of :data:`PATH_OPTION` (a marker, nothing more)."""
+
+    def __repr__(self) -> str:
+        return "PATH_OPTION"
+
+
+#: Marks a dataset option holding file paths — a string, or every string inside its lists and
+#: tables — in the dataset's pydantic config: ``train: Annotated[str | None, PATH_OPTION] = None``.
+#: A corpus config file (``--dataset-config``, :mod:`merc_bench.dataset_config`) resolves the
+#: relative paths it gives such options against its own folder, so the file and its CSVs can move
+#: together; the same options given with ``--set`` reach the dataset as written.
+PATH_OPTION = _PathOption()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import pydantic
 from merc_bench import __version__
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus, nonfinite_option, validate_corpus
+from merc_bench.dataset_config import DEFAULT_DATASET, read_dataset_config
 from merc_bench.errors import UserError
 from merc_bench.events import Broadcast, RunEnded, RunStarted, SeedEnded, SeedStarted, Subscriber
 from merc_bench.model import build_context, build_model, count_parameters
@@ -56,16 +57,23 @@ class Prepared:
 
 
 # -- the dataset ----------------------------------------------------------------------------------
-def load_dataset(registry: Registry, dataset: str, overrides: Iterable[str] = (),
-                 data_dir: Path | None = None) -> tuple[Corpus, dict[str, Any], list[str]]:
+def load_dataset(registry: Registry, dataset: str | None, overrides: Iterable[str] = (),
+                 data_dir: Path | None = None, dataset_config: Path | None = None,
+                 ) -> tuple[Corpus, dict[str, Any], list[str]]:
     """The loaded corpus, the dataset choice (name and options) and the overrides left for the recipe.
 
     Dataset options are applied first because the dataset's family picks the recipe defaults that
-    the other overrides then change.
+    the other overrides then change: the options of the corpus config file ``dataset_config``
+    (:mod:`merc_bench.dataset_config`), then ``--set dataset.*``. ``dataset`` None: the one the file
+    names, else ``synthetic``.
     """
     overrides = list(overrides)
     own = [o for o in overrides if o.split("=", 1)[0].split(".")[0] == "dataset"]
-    choice = apply_overrides({"dataset": {"name": dataset, "config": {}}}, own)["dataset"]
+    if dataset_config is not None:
+        base = read_dataset_config(dataset_config, registry, dataset)
+    else:
+        base = {"name": dataset or DEFAULT_DATASET, "config": {}}
+    choice = apply_overrides({"dataset": base}, own)["dataset"]
     return load_corpus(registry, choice, data_dir), choice, [o for o in overrides if o not in own]
 
 
@@ -115,10 +123,11 @@ def resolve(registry: Registry, recipe: str | dict[str, Any], corpus: Corpus, *,
     return config
 
 
-def prepare(registry: Registry, *, recipe: str, dataset: str, overrides: Iterable[str] = (),
-            flags: dict[str, Any] | None = None, data_dir: Path | None = None) -> Prepared:
+def prepare(registry: Registry, *, recipe: str, dataset: str | None, overrides: Iterable[str] = (),
+            flags: dict[str, Any] | None = None, data_dir: Path | None = None,
+            dataset_config: Path | None = None) -> Prepared:
     """Load the dataset and resolve one recipe on it (``merc-bench run``/``validate``)."""
-    corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir)
+    corpus, choice, rest = load_dataset(registry, dataset, overrides, data_dir, dataset_config)
     return Prepared(resolve(registry, recipe, corpus, dataset=choice, overrides=rest, flags=flags), corpus)
 
 

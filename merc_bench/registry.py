@@ -41,7 +41,9 @@ A recipe names the plugins (entry-point names) whose components it uses besides 
 from __future__ import annotations
 
 import inspect
+import json
 import types
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +54,7 @@ import pydantic
 from merc_bench.errors import UserError, preview, unknown_name_message
 
 __all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildContext", "BuildRefused", "Declaration", "Entry",
-           "Registry", "RegistrationError", "component", "declared_components"]
+           "Option", "Registry", "RegistrationError", "component", "config_options", "declared_components", "describe_type"]
 
 #: The distribution whose plugins register bare (un-namespaced) names.
 BUILTIN_DISTRIBUTION = "merc-bench"
@@ -278,6 +280,45 @@ def describe_validation_error(error: pydantic.ValidationError, owner: str) -> st
 
 #: Enough problems to fix at once; a config with hundreds of bad keys would otherwise print them all.
 _MAX_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a component's config as ``merc-bench list KIND NAME`` shows it."""
+
+    name: str
+    type: str  # as describe_type writes it
+    default: str  # JSON, as --set takes it; "required" when there is none
+    description: str
+
+
+def describe_type(annotation: Any) -> str:
+    """An option's type as a user writes values: ``str | list[str]``, ``error | first | join``, ``null``."""
+    if annotation is type(None):
+        return "null"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # bounds and markers inside lists and tables
+        return describe_type(args[0])
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(value) if not isinstance(value, str) else value for value in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(describe_type(arg) for arg in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(describe_type(arg) for arg in args)}]"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def config_options(config: type[pydantic.BaseModel]) -> list[Option]:
+    """Every option of ``config`` with its type, default and description, in declaration order."""
+    options = []
+    for name, spec in config.model_fields.items():
+        if spec.is_required():
+            default = "required"
+        else:
+            value = spec.get_default(call_default_factory=True, validated_data={})
+            default = json.dumps(value, default=str, ensure_ascii=False)
+        options.append(Option(name, describe_type(spec.annotation), default, spec.description or ""))
+    return options
 
 
 @dataclass

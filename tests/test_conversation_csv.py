@@ -236,3 +236,130 @@ def test_bad_input_from_the_command_line_exits_2(corpus_files, tmp_path, capsys)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
     assert "no column 'dialogue_id'" in " ".join(err.split()) and "conv" in err
+
+
+# -- dialogue keys of several columns -----------------------------------------------------------------
+KEYED = ["season", "episode", "scene", "turn", "who", "emo", "utt"]
+KEYED_MAPPING = {**MAPPING, "dialogue_column": ["season", "episode", "scene"]}
+
+
+def keyed_rows(split: str, keys: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """Three turns per key, written interleaved (turn 0 of every dialogue, then turn 1, ...)."""
+    return [{"season": season, "episode": episode, "scene": scene, "turn": str(turn), "who": ["Ann", "Bob"][turn % 2],
+             "emo": EMOTIONS[(turn + len(scene)) % 4], "utt": f"{split} {season} {episode} {scene} {turn}"}
+            for turn in range(3) for season, episode, scene in keys]
+
+
+def keyed_files(tmp_path, train_keys) -> dict[str, str]:
+    keys = {"train": train_keys, "dev": [("2", "5", "1")], "test": [("3", "6", "1"), ("3", "7", "2")]}
+    return {split: str(write_csv(tmp_path / f"{split}.csv", keyed_rows(split, split_keys), KEYED))
+            for split, split_keys in keys.items()}
+
+
+def test_a_dialogue_key_of_three_columns_groups_rows_and_never_merges_two_keys(tmp_path):
+    # ("1", "1/2", "3") and ("1/1", "2", "3") join to the same text unless the '/' in a value is escaped;
+    # ("1", "1", "23") and ("1", "12", "3") differ only in where the columns split.
+    train = [("1", "1/2", "3"), ("1/1", "2", "3"), ("1", "1", "23"), ("1", "12", "3"), ("1", "1\\", "2")]
+    corpus = load(**KEYED_MAPPING, **keyed_files(tmp_path, train))
+    ids = sorted(d.id for d in corpus.train)
+    assert ids == sorted(["1/1\\/2/3", "1\\/1/2/3", "1/1/23", "1/12/3", "1/1\\\\/2"])
+    assert all(len(d) == 3 for d in corpus.train)  # each key's three interleaved rows, nothing merged
+    dialogue = next(d for d in corpus.train if d.id == "1\\/1/2/3")
+    assert list(dialogue.speakers) == [0, 1, 0]
+    assert [corpus.info.classes[i] for i in dialogue.labels] == [EMOTIONS[(t + 1) % 4] for t in range(3)]
+    assert "season, episode, scene" in corpus.provenance["dialogue_key"]
+    # A one-column key keeps its values as written, '/' and all.
+    single = load(**{**KEYED_MAPPING, "dialogue_column": ["episode"]}, **keyed_files(tmp_path, train))
+    assert sorted(d.id for d in single.train) == sorted(["1/2", "2", "1", "12", "1\\"])
+
+
+def test_dialogue_key_mistakes_name_the_file_line_and_columns(tmp_path):
+    files = keyed_files(tmp_path, [("1", "1", "1"), ("1", "1", "2")])
+    with pytest.raises(UserError, match=r"train CSV '.*train\.csv' has no column 'act' \(dataset\.dialogue_column\), "
+                                        r"'part' \(dataset\.dialogue_column\) in its header \(line 1\)"):
+        load(**{**KEYED_MAPPING, "dialogue_column": ["season", "act", "part"]}, **files)
+    rows = keyed_rows("train", [("1", "1", "1"), ("1", "1", "2")])
+    rows[3]["episode"] = " "
+    files["train"] = str(write_csv(tmp_path / "holes.csv", rows, KEYED))
+    with pytest.raises(UserError, match=r"holes\.csv' line 5: the dialogue column 'episode' \(part of the dialogue key "
+                                        r"season, episode, scene\) is empty"):
+        load(**KEYED_MAPPING, **files)
+    with pytest.raises(UserError, match=r"dialogue_column.*distinct"):
+        load(**{**KEYED_MAPPING, "dialogue_column": ["season", "season"]}, **files)
+    with pytest.raises(UserError, match=r"dialogue_column"):
+        load(**{**KEYED_MAPPING, "dialogue_column": []}, **files)
+
+
+# -- speaker cells listing several speakers -----------------------------------------------------------
+def several_speakers_files(tmp_path) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Dialogue train-3 has the cells Ann / 'Bob, Cy' / Cy / 'Bob & Ann' / Bob / 'Ann;'; other rows one name each."""
+    rows = make_rows("train", 12, 0)
+    turns = sorted((r for r in rows if r["conv"] == "train-3"), key=lambda r: int(r["turn"]))  # 6 turns
+    for row, who in zip(turns, ["Ann", "Bob, Cy", "Cy", "Bob & Ann", "Bob", "Ann;"]):
+        row["who"] = who
+    return {"train": str(write_csv(tmp_path / "train.csv", rows)),
+            "dev": str(write_csv(tmp_path / "dev.csv", make_rows("dev", 4, 1))),
+            "test": str(write_csv(tmp_path / "test.csv", make_rows("test", 5, 2)))}, rows
+
+
+def test_a_cell_listing_several_speakers_is_refused_by_default(tmp_path):
+    files, rows = several_speakers_files(tmp_path)
+    lines = [i + 2 for i, r in enumerate(rows) if r["who"] in ("Bob, Cy", "Bob & Ann", "Ann;")]
+    with pytest.raises(UserError) as error:
+        load(**MAPPING, **files)
+    message = str(error.value)
+    assert "train.csv" in message and "3 speaker cells in column 'who' list several speakers" in message
+    for line in lines:
+        assert f"line {line}:" in message
+    assert "'Bob, Cy'" in message and "'Bob & Ann'" in message
+    assert "dataset.speaker_policy=first" in message and "join" in message and "speaker_separators" in message
+    assert HashEncoder.encoded == 0  # refused before any text was embedded
+
+
+@pytest.mark.parametrize("policy, speakers, num_speakers", [
+    ("first", [0, 1, 2, 1, 1, 0], 3),  # 'Bob, Cy' -> Bob, 'Bob & Ann' -> Bob, 'Ann;' -> Ann
+    ("join", [0, 1, 2, 3, 4, 5], 6),  # every cell as written is a speaker of its own
+])
+def test_speaker_policies_first_and_join(tmp_path, policy, speakers, num_speakers):
+    files, _ = several_speakers_files(tmp_path)
+    corpus = load(**MAPPING, **files, speaker_policy=policy)
+    dialogue = next(d for d in corpus.train if d.id == "train-3")
+    assert list(dialogue.speakers) == speakers
+    assert corpus.info.num_speakers == num_speakers
+    assert corpus.provenance["speaker_cells_listing_several"] == {
+        "policy": policy, "separators": [",", ";", "&"], "cells": {"train": 3, "dev": 0, "test": 0}}
+
+
+def test_speaker_separators_choose_what_lists_several_speakers(tmp_path):
+    files, _ = several_speakers_files(tmp_path)
+    with pytest.raises(UserError, match=r"1 speaker cell in column 'who' lists several speakers \(separated by "
+                                        r"' & '\): line \d+: 'Bob & Ann'\. An utterance"):
+        load(**MAPPING, **files, speaker_separators=[" & "])  # 'Bob, Cy' and 'Ann;' are single names now
+    corpus = load(**MAPPING, **files, speaker_separators=[])  # no separator: every cell is one name
+    assert corpus.info.num_speakers == 6 and "speaker_cells_listing_several" not in corpus.provenance
+
+
+# -- the real MELD CSVs through conversation-csv ------------------------------------------------------
+MELD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
+
+
+def test_real_meld_loads_with_the_default_speaker_policy_as_its_own_reader_reads_it():
+    """MELD's 14 cells like 'Joey and Chandler' hold none of the default separators (, ; &), so the
+    default policy loads MELD unchanged — the same speakers and labels as the built-in MELD reader."""
+    from merc_bench_datasets.meld_annotations import MELD_CLASSES, SPLIT_FILES, read_split
+
+    config = {**{split: str(MELD_DIR / name) for split, name in SPLIT_FILES.items()}, "dialogue_column": "Dialogue_ID",
+              "order_column": "Utterance_ID", "speaker_column": "Speaker", "label_column": "Emotion",
+              "text_column": "Utterance", "text_encoder": HashEncoder.name, "classes": list(MELD_CLASSES)}
+    corpus = load(**config)
+    assert [len(corpus.split(s)) for s in ("train", "dev", "test")] == [1038, 114, 280]
+    assert "speaker_cells_listing_several" not in corpus.provenance
+    for split, name in SPLIT_FILES.items():
+        ours = {d.id: d for d in corpus.split(split)}
+        for dialogue in read_split(MELD_DIR / name, split)[0]:
+            mine = ours[f"{split}/{dialogue.dialogue_id}"]  # ids restart in each split, so they carry it
+            np.testing.assert_array_equal(mine.speakers, dialogue.speakers)
+            np.testing.assert_array_equal(mine.labels, dialogue.labels)
+    with pytest.raises(UserError, match=r"train_sent_emo\.csv': 7 speaker cells in column 'Speaker' list several "
+                                        r"speakers \(separated by ' and '\): line \d+: 'Joey and Chandler'"):
+        load(**{**config, "speaker_separators": [" and "]})

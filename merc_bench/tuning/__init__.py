@@ -68,8 +68,9 @@ class TuneRequest:
     """The options of one ``merc-bench tune`` command."""
 
     recipe: str | None = None
-    dataset: str = "synthetic"
+    dataset: str | None = None  # None: the one dataset_config names, else synthetic
     data_dir: Path | None = None
+    dataset_config: Path | None = None
     modalities: list[str] | None = None
     trials: int = 20
     timeout: float | None = None
@@ -95,10 +96,12 @@ class TuneRequest:
     def worker_argv(self, *, study: str, storage: str, out: Path, tracking_uri: str | None) -> list[str]:
         """The options an extra worker runs with: this command's, with the resolved names and places."""
         argv = [self.recipe] if self.recipe else []
-        argv += ["--dataset", self.dataset, "--trials", str(self.trials), "--study", study, "--storage", storage,
+        argv += ["--trials", str(self.trials), "--study", study, "--storage", storage,
                  "--out", str(out.resolve()), "--pruner", self.pruner, "--metric", self.metric, "--seed", str(self.seed),
                  "--heartbeat-interval", str(self.heartbeat_interval), "--grace-period", str(self.grace_period)]
-        for flag, value in (("--data-dir", self.data_dir), ("--timeout", self.timeout), ("--epochs", self.epochs),
+        for flag, value in (("--dataset", self.dataset), ("--data-dir", self.data_dir),
+                            ("--dataset-config", self.dataset_config and Path(self.dataset_config).resolve()),
+                            ("--timeout", self.timeout), ("--epochs", self.epochs),
                             ("--device", self.device), ("--max-failures", self.max_failures),
                             ("--space", self.space and self.space.resolve()), ("--tracking-uri", tracking_uri),
                             ("--modalities", self.modalities and ",".join(self.modalities))):
@@ -159,7 +162,8 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     _check_request(request)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from the objective
     file_values = json.loads(canonical(read_space_file(request.space))) if request.space else {}
-    corpus, dataset, overrides = load_dataset(registry, request.dataset, request.overrides, request.data_dir)
+    corpus, dataset, overrides = load_dataset(registry, request.dataset, request.overrides, request.data_dir,
+                                              request.dataset_config and Path(request.dataset_config))
     name = request.study or f"{request.recipe or 'components'}-{corpus.info.name}"
     study_dir = request.out or Path("tunes") / name
     key = {"recipe": request.recipe, "dataset": dataset, "modalities": request.modalities, "overrides": overrides,

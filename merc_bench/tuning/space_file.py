@@ -4,11 +4,8 @@ A space file comes from anywhere (a colleague, a paper's repository), so reading
 exhaust memory or print a traceback, whatever it holds; :func:`read_space_file` turns every problem
 into one :class:`~merc_bench.errors.UserError` naming the file, the place and what was expected:
 
-* a regular file of at most :data:`MAX_SPACE_BYTES` (a pipe would block, ``/dev/zero`` never end);
-* UTF-8 (a UTF-8 byte-order mark is dropped; UTF-16, Latin-1 and binary files are named as such);
-* TOML through :mod:`tomllib`, whose time grows with the square of a dotted key's parts — a key of
-  more than 8 parts is refused before parsing (40,000 parts took 21 s; the check reads the text, so
-  a string value of 9 dotted parts is refused too);
+* a regular file of at most :data:`MAX_SPACE_BYTES`, UTF-8 text, and TOML parsed without letting a
+  long dotted key run for seconds — :mod:`merc_bench.config_files`, shared with ``--dataset-config``;
 * YAML through PyYAML's pure-Python safe loader (the C loader recurses on the C stack) with no
   aliases at all — a 389-byte file of nested aliases ("billion laughs") expands to gigabytes —, no
   merge keys and no duplicate keys (which PyYAML would silently resolve to the last);
@@ -22,32 +19,23 @@ Messages quote values from the file through :func:`preview`, never in full.
 
 from __future__ import annotations
 
-import codecs
 import math
-import re
-import stat
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from merc_bench.config_files import MAX_FILE_BYTES, FileKind, clip, parse_toml, read_text_file
 from merc_bench.errors import UserError, preview
 
 __all__ = ["MAX_SPACE_BYTES", "read_space_file", "preview", "clip", "bounded_name"]
 
 #: The largest space file read; real ones are a few hundred bytes.
-MAX_SPACE_BYTES = 1 << 20
+MAX_SPACE_BYTES = MAX_FILE_BYTES
 #: Containers inside containers: file → section → component → option → range or choices.
 MAX_DEPTH = 4
-#: Parts of one dotted TOML key; tomllib's time grows with the square of a key's parts.
-_MAX_KEY_PARTS = 8
-_KEY_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')"""
-_DOTTED_KEY = re.compile(rf"(?<![A-Za-z0-9_\-\"'.]){_KEY_PART}(?:[ \t]*+\.[ \t]*+{_KEY_PART}){{{_MAX_KEY_PARTS},}}")
 SCALARS = (bool, int, float, str, type(None))
-
-def clip(text: Any, limit: int = 300) -> str:
-    """A parser's message as one bounded line."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+SPACE_FILE = FileKind(noun="space file", wanted="the TOML or YAML file of the search space", formats="TOML or YAML",
+                      depth=f"a space file needs at most {MAX_DEPTH} levels",
+                      dotted="a space file needs at most 4 (mixer.sdmoe.experts.low)")
 
 
 def bounded_name(text: str) -> str:
@@ -62,11 +50,11 @@ def read_space_file(path: Path) -> dict[str, Any]:
     :func:`build_space` checks its meaning.
     """
     where = f"--space {str(path)!r}"
-    text = _read_text(path, where)
+    text = read_text_file(path, where, SPACE_FILE)
     if path.suffix.lower() in (".yaml", ".yml"):
         values = _parse_yaml(text, where)
     else:
-        values = _parse_toml(text, where)
+        values = parse_toml(text, where, SPACE_FILE)
     if values is None:  # an empty YAML document: nothing changed
         values = {}
     if not isinstance(values, dict):
@@ -74,57 +62,6 @@ def read_space_file(path: Path) -> dict[str, Any]:
                         f"not a {type(values).__name__}.")
     _check_form(values, where)
     return values
-
-
-def _read_text(path: Path, where: str) -> str:
-    try:
-        info = path.stat()
-    except OSError as error:
-        raise UserError(f"cannot read {where}: {error.strerror or error}.") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError(f"{where} is a folder; give the TOML or YAML file of the search space.")
-    if not stat.S_ISREG(info.st_mode):  # a pipe would block, a device never end
-        raise UserError(f"{where} is not a regular file (a device, pipe or socket); give a TOML or YAML file.")
-    if info.st_size > MAX_SPACE_BYTES:
-        raise UserError(f"{where} is {info.st_size} bytes; a space file may have at most {MAX_SPACE_BYTES} bytes "
-                        "(1 MiB).")
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_SPACE_BYTES + 1)
-    except OSError as error:
-        raise UserError(f"cannot read {where}: {error.strerror or error}.") from None
-    if len(data) > MAX_SPACE_BYTES:  # it grew after stat
-        raise UserError(f"{where} has more than {MAX_SPACE_BYTES} bytes; a space file may have at most 1 MiB.")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise UserError(f"{where} is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8.")
-    if data.startswith(codecs.BOM_UTF8):  # Windows editors add one; it carries no content
-        data = data[len(codecs.BOM_UTF8):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise UserError(f"{where} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} (line "
-                        f"{line}) is not valid UTF-8. Save the file as UTF-8.") from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise UserError(f"{where} contains a NUL byte (line {line}): it is binary, or UTF-16 without a byte-order "
-                        "mark. Save it as UTF-8 text.")
-    return text
-
-
-def _parse_toml(text: str, where: str) -> Any:
-    deep = _DOTTED_KEY.search(text)
-    if deep is not None:
-        line = text.count("\n", 0, deep.start()) + 1
-        raise UserError(f"{where}, line {line}: a dotted name of more than {_MAX_KEY_PARTS} parts; a space file "
-                        "needs at most 4 (mixer.sdmoe.experts.low).")
-    try:
-        return tomllib.loads(text)
-    except RecursionError:
-        raise UserError(f"{where}: arrays or tables nested too deeply; a space file needs at most {MAX_DEPTH} "
-                        "levels.") from None
-    except ValueError as error:  # TOMLDecodeError, or an integer of more digits than Python converts
-        raise UserError(f"{where} is not valid TOML: {clip(error)}") from None
 
 
 class _YamlRefused(Exception):

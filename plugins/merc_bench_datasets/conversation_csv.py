@@ -6,17 +6,30 @@ emotion label and the text. This dataset reads such files with a configurable co
 
 * **Splits**: one CSV per split (``train``, ``dev``, ``test``), or one CSV (``file``) with a split
   column (``split_column``) whose values are ``train``, ``dev``/``valid``/``validation``/``val``
-  and ``test`` (case and surrounding spaces ignored). Relative paths are resolved against
-  ``--data-dir`` when given, else the working folder.
+  and ``test`` (case and surrounding spaces ignored). Relative paths given in a corpus config file
+  (``--dataset-config corpus.toml``) are resolved against that file's folder (they are marked
+  :data:`~merc_bench.data.PATH_OPTION`); others (``--set``) against ``--data-dir`` when given, else
+  the working folder.
 * **Dialogues and order**: rows are grouped by ``dialogue_column`` (rows of a dialogue need not be
   adjacent) and ordered by ``order_column`` (numeric; gaps allowed, repeats refused), or kept in
-  file order when ``order_column`` is null. Dialogue ids are kept as written, unique within a split;
-  when some id occurs in two splits (MELD's CSVs restart at 0 in each split) every id is prefixed
-  with its split (``dev/0``), because merc-bench refuses one dialogue id in two splits.
+  file order when ``order_column`` is null. ``dialogue_column`` may be a list of columns that
+  together identify a dialogue (Friends transcripts: ``["season", "episode", "scene"]``); the id is
+  then their values (surrounding spaces ignored) joined with ``/`` — ``1/3/12`` — with a ``/`` or
+  ``\\`` inside a value escaped by a ``\\``, so two different keys never give the same id. Dialogue
+  ids are kept as written, unique within a split; when some id occurs in two splits (MELD's CSVs
+  restart at 0 in each split) every id is prefixed with its split (``dev/0``), because merc-bench
+  refuses one dialogue id in two splits. An empty key cell is an error naming file, line and column.
 * **Speakers** are numbered by order of first appearance within each dialogue — the MELD
   convention (reference-models.md §1); ``num_speakers`` is the largest count over all dialogues.
-  A speaker cell is one name as written (surrounding spaces ignored): ``"Ann, Bob"`` is one speaker
-  of that name, not two — an utterance has one speaker. An empty speaker cell is an error.
+  An utterance has one speaker index, so a cell that lists several speakers — one holding any of
+  ``speaker_separators`` (default ``,`` ``;`` ``&``) — needs a decision, ``speaker_policy``:
+  ``error`` (default) refuses the file, naming its first such lines and values; ``first`` keeps the
+  first name (``"Ann, Bob"`` → ``Ann``); ``join`` keeps the whole cell as one speaker of that name
+  (``"Ann, Bob"`` is a speaker of its own, as every cell was before these options). The count is
+  recorded in the provenance. Real MELD has no cell holding ``,`` ``;`` or ``&``; its 14 cells
+  such as ``"Joey and Chandler"`` load as one speaker each, unless ``" and "`` is added to
+  ``speaker_separators`` (``"Phoebe/Waitress"``, one person in a role, is why ``/`` is not a
+  default). Surrounding spaces are ignored; an empty speaker cell is an error.
 * **Labels** are read from the data: the sorted distinct values of ``label_column`` over all
   splits, or the given ``classes`` list (which fixes the class order, e.g. MELD's
   ``neutral, surprise, fear, sadness, joy, disgust, anger``; a label outside it is an error naming
@@ -58,15 +71,16 @@ import csv
 import hashlib
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from merc_bench import component
-from merc_bench.data import MODALITIES, Corpus, DatasetInfo, Dialogue
+from merc_bench.data import MODALITIES, PATH_OPTION, Corpus, DatasetInfo, Dialogue
 from merc_bench.errors import UserError, preview
 from merc_bench.safe_arrays import memory_budget, read_npy_file, read_npy_header
 from merc_bench_datasets.meld_annotations import decode_csv_bytes
@@ -80,30 +94,53 @@ _SPLIT_VALUES = {"train": "train", "training": "train", "dev": "dev", "valid": "
                  "val": "dev", "test": "test", "testing": "test"}
 
 
+#: A dialogue key of several columns: each value escaped (see _dialogue_id), then joined with this.
+KEY_SEPARATOR = "/"
+_Column = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
 class ConversationCSVConfig(BaseModel):
     """Where the CSV files are, which columns mean what, and where features come from."""
 
     model_config = ConfigDict(extra="forbid")
 
-    train: str | None = Field(None, description="CSV of the training split")
-    dev: str | None = Field(None, description="CSV of the validation split")
-    test: str | None = Field(None, description="CSV of the test split")
-    file: str | None = Field(None, description="one CSV holding every split, told apart by split_column")
-    split_column: str = "split"
-    dialogue_column: str = "dialogue_id"
+    train: Annotated[str | None, PATH_OPTION] = Field(None, description="CSV of the training split")
+    dev: Annotated[str | None, PATH_OPTION] = Field(None, description="CSV of the validation split")
+    test: Annotated[str | None, PATH_OPTION] = Field(None, description="CSV of the test split")
+    file: Annotated[str | None, PATH_OPTION] = Field(
+        None, description="one CSV holding every split, told apart by split_column")
+    split_column: str = Field("split", description="with file: the column naming each row's split (train, "
+                                                   "dev/valid/validation/val, test)")
+    dialogue_column: _Column | Annotated[list[_Column], Field(min_length=1, max_length=16)] = Field(
+        "dialogue_id", description="the column identifying a dialogue, or a list of columns forming its key "
+        "(e.g. season, episode, scene): the id is their values joined with '/', a '/' or '\\' inside a value "
+        "escaped with '\\'")
     order_column: str | None = Field("utterance_id", description="numeric order within a dialogue; null: file order")
-    speaker_column: str = "speaker"
-    label_column: str = "label"
+    speaker_column: str = Field("speaker", description="the column naming each utterance's speaker")
+    speaker_policy: Literal["error", "first", "join"] = Field(
+        "error", description="a speaker cell listing several speakers (holding a speaker_separators string): error "
+        "refuses it, first keeps its first name, join keeps the whole cell as one speaker's name")
+    speaker_separators: list[Annotated[str, Field(min_length=1, max_length=20)]] = Field(
+        default_factory=lambda: [",", ";", "&"], max_length=20,
+        description="strings that separate names in a speaker cell ([]: a cell is always one name)")
+    label_column: str = Field("label", description="the column holding each utterance's emotion label")
     text_column: str | None = Field("text", description="utterance text, embedded when no text features are given")
     classes: list[str] | None = Field(None, description="class names in index order; default: sorted labels found")
-    features: dict[str, dict[str, str]] = Field(
+    features: Annotated[dict[str, dict[str, str]], PATH_OPTION] = Field(
         default_factory=dict, description="modality -> {split (or 'all' with file) -> .npy path}")
     text_encoder: str | None = Field("minilm", description="registered text encoder for the text column; null: none")
     family: Literal["meld", "iemocap"] = Field("meld", description="selects the recipes' per-family defaults")
     name: str = Field("conversation-csv", description="dataset name shown in outputs")
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    cache_dir: str | None = Field(None, description="embedding cache folder (default embeddings/ in "
-                                                    "$MERC_BENCH_CACHE, else ~/.cache/merc-bench)")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="the CSV's field delimiter")
+    cache_dir: Annotated[str | None, PATH_OPTION] = Field(
+        None, description="embedding cache folder (default embeddings/ in $MERC_BENCH_CACHE, else ~/.cache/merc-bench)")
+
+    @field_validator("dialogue_column")
+    @classmethod
+    def _distinct_key_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ValueError("the key's columns must be distinct")
+        return value
 
 
 @dataclass
@@ -133,6 +170,8 @@ class ConversationCSVDataset:
         self.columns = {"dialogue_column": config.dialogue_column, "order_column": config.order_column,
                         "speaker_column": config.speaker_column, "label_column": config.label_column,
                         "text_column": config.text_column}
+        self.speaker_policy = config.speaker_policy
+        self.speaker_separators = list(config.speaker_separators)
         self.classes = list(config.classes) if config.classes is not None else None
         self.features = dict(config.features)
         self.text_encoder = config.text_encoder
@@ -170,22 +209,22 @@ class ConversationCSVDataset:
     def _header(self, reader: csv.DictReader, where: str) -> list[str]:
         """The header's column names (stripped), each needed column present exactly once."""
         columns = [column.strip() for column in (reader.fieldnames or [])]
+        needed = self._needed_columns()
         if not columns:
             raise UserError(f"{where} is empty; expected a header row naming the columns "
-                            f"{', '.join(self._required_columns())} and one row per utterance.")
+                            f"{', '.join(c for c, _ in needed)} and one row per utterance.")
         reader.fieldnames = columns
-        needed = self._required_columns() + ([self.split_column] if self.file is not None else [])
-        twice = [c for c in needed if columns.count(c) > 1]
+        twice = [c for c, _ in needed if columns.count(c) > 1]
         if twice:
             raise UserError(f"{where} names the column {twice[0]!r} {columns.count(twice[0])} times; which one "
                             "holds the data is ambiguous. Rename or remove the copies.")
-        missing = [c for c in needed if c not in columns]
+        missing = [(c, option) for c, option in needed if c not in columns]
         if missing:
-            options = {v: k for k, v in self.columns.items() if v is not None} | {self.split_column: "split_column"}
-            described = ", ".join(f"{c!r} (dataset.{options.get(c, 'column')})" for c in missing)
+            described = ", ".join(f"{c!r} (dataset.{option})" for c, option in missing)
             shown = ", ".join(preview(c, 40) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
-            raise UserError(f"{where} has no column {described}; its {len(columns)} columns are {shown}. Name the "
-                            f"right column with --set dataset.<option>=<column> (delimiter {self.delimiter!r}).")
+            raise UserError(f"{where} has no column {described} in its header "
+                            f"(line 1); its {len(columns)} columns are {shown}. Name the right column with --set "
+                            f"dataset.<option>=<column> or in the corpus config file (delimiter {self.delimiter!r}).")
         return columns
 
     def _read(self, path: Path, what: str) -> _Table:
@@ -217,10 +256,14 @@ class ConversationCSVDataset:
     def _embeds_text(self) -> bool:
         return self.text_encoder is not None and self.columns["text_column"] is not None and "text" not in self.features
 
-    def _required_columns(self) -> list[str]:
-        text_needed = self._embeds_text()
-        return [c for key, c in self.columns.items()
-                if c is not None and (key != "text_column" or text_needed)]
+    def _needed_columns(self) -> list[tuple[str, str]]:
+        """(column, the option naming it) for every column the files must have."""
+        needed = []
+        for option, value in self.columns.items():
+            if value is None or (option == "text_column" and not self._embeds_text()):
+                continue
+            needed += [(column, option) for column in ([value] if isinstance(value, str) else value)]
+        return needed + ([(self.split_column, "split_column")] if self.file is not None else [])
 
     def _tables(self) -> dict[str, _Table]:
         if self.file is not None:
@@ -358,6 +401,10 @@ class ConversationCSVDataset:
             "features": {m: ("text encoder " + encoder.name if m == "text" and encoder is not None else "npy files")
                          for m in modalities},
         }
+        key = self.columns["dialogue_column"]
+        if not isinstance(key, str) and len(key) > 1:
+            provenance["dialogue_key"] = (f"{', '.join(key)}: values joined with {KEY_SEPARATOR!r} (a "
+                                          f"{KEY_SEPARATOR!r} or '\\' in a value escaped with '\\')")
         if prefixed:
             provenance["dialogue_ids"] = ("prefixed with their split (train/..., dev/..., test/...): ids repeat "
                                           "across splits")
@@ -380,7 +427,9 @@ class ConversationCSVDataset:
             encoder = build_text_encoder(self.text_encoder)
         modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)]
         # Everything that can be wrong with the files is checked before any text is embedded.
-        structure = {split: self._structure(table, index) for split, table in tables.items()}
+        structure, several = {}, {}
+        for split, table in tables.items():
+            structure[split], several[split] = self._structure(table, index)
         features, dims = self._npy_features(tables, modalities, encoder)
         embedding_status: dict[str, str] = {}
         if encoder is not None:
@@ -396,6 +445,9 @@ class ConversationCSVDataset:
                            description="conversations from CSV files (conversation-csv)")
         provenance = self._provenance(tables, classes, counts, max_speakers, modalities, encoder, embedding_status,
                                       prefixed)
+        if any(several.values()):  # how the policy read them, so a run's record says what a speaker was
+            provenance["speaker_cells_listing_several"] = {
+                "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}
         return Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"],
                       provenance=provenance)
 
@@ -424,39 +476,59 @@ class ConversationCSVDataset:
                             "needs at least two classes.")
         return found
 
-    def _structure(self, table: _Table, index: dict[str, int]) -> list[tuple[str, list[int], np.ndarray, np.ndarray]]:
-        """Per dialogue: (id, its rows in speaking order, speaker indices (n,), label ids (n,))."""
-        dialogue_column, order_column = self.columns["dialogue_column"], self.columns["order_column"]
+    def _dialogue_keys(self, table: _Table) -> list[str]:
+        """Each row's dialogue id: the dialogue column's value, or a key of several columns' values joined."""
+        value = self.columns["dialogue_column"]
+        columns = [value] if isinstance(value, str) else list(value)
+        keys = []
+        for row, line in zip(table.rows, table.lines):
+            parts = [row[column].strip() for column in columns]
+            if "" in parts:
+                column = columns[parts.index("")]
+                part_of = f" (part of the dialogue key {', '.join(columns)})" if len(columns) > 1 else ""
+                raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the dialogue column {column!r}"
+                                f"{part_of} is empty.")
+            keys.append(parts[0] if len(parts) == 1 else _dialogue_id(parts))
+        return keys
+
+    def _speaker_names(self, table: _Table) -> tuple[list[str], int]:
+        """Each row's speaker under ``speaker_policy``, and how many cells listed several speakers."""
+        column = self.columns["speaker_column"]
+        names = [row[column].strip() for row in table.rows]
+        several = [i for i, name in enumerate(names) if any(sep in name for sep in self.speaker_separators)]
+        if several and self.speaker_policy == "error":
+            shown = "; ".join(f"line {table.lines[i]}: {preview(names[i], 40)}" for i in several[:3])
+            more = f"; and {len(several) - 3} more" if len(several) > 3 else ""
+            separators = " ".join(repr(sep) for sep in self.speaker_separators)
+            cells = "1 speaker cell" if len(several) == 1 else f"{len(several)} speaker cells"
+            raise UserError(f"conversation-csv: {str(table.path)!r}: {cells} in column {column!r} list"
+                            f"{'s' if len(several) == 1 else ''} several speakers (separated by {separators}): "
+                            f"{shown}{more}. An utterance has one speaker: set "
+                            "dataset.speaker_policy=first to keep the first name, or join to keep the whole cell as "
+                            "one speaker's name; dataset.speaker_separators chooses what separates names.")
+        if several and self.speaker_policy == "first":
+            # The longest separator first, so " and " is not cut at a shorter one inside it.
+            pattern = re.compile("|".join(re.escape(sep) for sep in sorted(self.speaker_separators, key=len,
+                                                                            reverse=True)))
+            for i in several:  # "" when the cell holds only separators: refused as an empty speaker
+                names[i] = next((part.strip() for part in pattern.split(names[i]) if part.strip()), "")
+        return names, len(several)
+
+    def _structure(self, table: _Table, index: dict[str, int]) -> tuple[list[tuple[str, list[int], np.ndarray,
+                                                                              np.ndarray]], int]:
+        """Per dialogue: (id, its rows in speaking order, speaker indices (n,), label ids (n,)); and the number
+        of speaker cells that listed several speakers."""
+        order_column = self.columns["order_column"]
         speaker_column, label_column = self.columns["speaker_column"], self.columns["label_column"]
         groups: dict[str, list[int]] = {}
-        for i, row in enumerate(table.rows):
-            key = row[dialogue_column].strip()
-            if not key:
-                raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: the dialogue column "
-                                f"{dialogue_column!r} is empty.")
+        for i, key in enumerate(self._dialogue_keys(table)):
             groups.setdefault(key, []).append(i)
+        speaker_names, several = self._speaker_names(table)
         dialogues = []
         for key, members in groups.items():
             if order_column is not None:
-                orders: dict[float, int] = {}
-                for i in members:
-                    value = table.rows[i][order_column].strip()
-                    try:
-                        number = float(value)
-                    except ValueError:
-                        number = math.nan
-                    if math.isnan(number):
-                        raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: "
-                                        f"{order_column!r} holds {preview(value)}; expected a number giving the "
-                                        "utterance's "
-                                        "position in its dialogue.")
-                    if number in orders:
-                        raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {preview(key)} has "
-                                        f"{order_column!r} = {value if len(value) <= 40 else value[:37] + '...'} "
-                                        f"twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
-                    orders[number] = i
-                members = [orders[number] for number in sorted(orders)]
-            names = [table.rows[i][speaker_column].strip() for i in members]
+                members = self._ordered(table, key, members, order_column)
+            names = [speaker_names[i] for i in members]
             if "" in names:
                 line = table.lines[members[names.index("")]]
                 raise UserError(f"conversation-csv: {str(table.path)!r} line {line}: the speaker column "
@@ -465,4 +537,33 @@ class ConversationCSVDataset:
             speakers = np.asarray([seen.setdefault(name, len(seen)) for name in names], dtype=np.int64)
             labels = np.asarray([index[table.rows[i][label_column].strip()] for i in members], dtype=np.int64)
             dialogues.append((key, members, speakers, labels))
-        return dialogues
+        return dialogues, several
+
+    @staticmethod
+    def _ordered(table: _Table, key: str, members: list[int], order_column: str) -> list[int]:
+        """One dialogue's rows sorted by their numeric order column; a non-number or a repeat is an error."""
+        orders: dict[float, int] = {}
+        for i in members:
+            value = table.rows[i][order_column].strip()
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isnan(number):
+                raise UserError(f"conversation-csv: {str(table.path)!r} line {table.lines[i]}: "
+                                f"{order_column!r} holds {preview(value)}; expected a number giving the utterance's "
+                                "position in its dialogue.")
+            if number in orders:
+                raise UserError(f"conversation-csv: {str(table.path)!r}: dialogue {preview(key)} has "
+                                f"{order_column!r} = {value if len(value) <= 40 else value[:37] + '...'} "
+                                f"twice (lines {table.lines[orders[number]]} and {table.lines[i]}).")
+            orders[number] = i
+        return [orders[number] for number in sorted(orders)]
+
+
+def _dialogue_id(parts: list[str]) -> str:
+    """A key of several columns as one id that no other key gives: each value's backslashes and
+    separators escaped with a backslash, then the values joined with :data:`KEY_SEPARATOR`
+    (``("S01/x", "2")`` → ``S01\\/x/2``, while ``("S01", "x/2")`` → ``S01/x\\/2``)."""
+    return KEY_SEPARATOR.join(part.replace("\\", "\\\\").replace(KEY_SEPARATOR, "\\" + KEY_SEPARATOR)
+                              for part in parts)

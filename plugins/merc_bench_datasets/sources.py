@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from merc_bench.data import Corpus
+from merc_bench.data import PATH_OPTION, Corpus
 from merc_bench.errors import UserError
 from merc_bench.feature_store import MANIFEST, is_feature_store, read_corpus
 from merc_bench.safe_pickle import load_pickle
@@ -52,7 +52,7 @@ class FeatureFileConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(
+    path: Annotated[str | None, PATH_OPTION] = Field(
         None, description="feature file or folder to read (default: --data-dir, else $MERC_BENCH_DATA, else ./data)"
     )
     # merc-bench's generic dataset option, declared here so the parser can count replacements per file;

@@ -3,8 +3,9 @@
 csv: conversation-csv files in wrong encodings (UTF-16/32, NUL bytes, binary garbage; BOM and
 cp1252 as valid controls), broken quoting (unclosed quotes, a field past the csv module's limit,
 stray quotes), missing or duplicated columns, ragged rows, empty files, repeated or non-numeric
-utterance orders, empty ids, labels and speakers, a single class, labels outside ``classes``,
-bad split values, and feature files that disagree with the rows.
+utterance orders, empty ids, labels and speakers, speaker cells listing several speakers, dialogue
+keys naming missing columns, a single class, labels outside ``classes``, bad split values, and
+feature files that disagree with the rows.
 
 Each case is a folder under ``tests/fuzz/csv/<name>/`` holding ``train.csv``, ``dev.csv``,
 ``test.csv`` and one audio ``.npy`` per split (some cases ``all.csv``); the test passes the folder
@@ -87,8 +88,11 @@ def cases() -> list[tuple[str, str, str, bool, list[str], dict[str, bytes]]]:
          case(train=text(train, newline="\n"), dev=text(csv_rows("dev"), newline="\r"))),
         ("valid-quoted-newlines", "quoted fields with commas, quotes and newlines", "ok", False, base,
          case(train=text(rows_with("train", 0, "text", 'she said "no",\nthen left')))),
-        ("valid-several-speakers-cell", "a speaker cell 'Ann, Bob' is one speaker of that name", "ok", False, base,
+        ("valid-several-speakers-cell-join", "a speaker cell 'Ann, Bob' with speaker_policy=join: one speaker of "
+         "that name", "ok", False, sets("dataset.speaker_policy=join"),
          case(train=text(rows_with("train", 0, "speaker", "Ann, Bob")))),
+        ("valid-several-speakers-cell-first", "a speaker cell 'Ann & Bob' with speaker_policy=first: Ann", "ok", False,
+         sets("dataset.speaker_policy=first"), case(train=text(rows_with("train", 0, "speaker", "Ann & Bob")))),
         ("valid-ids-repeat-across-splits", "dialogue ids restarting in each split (MELD's CSVs)", "ok", True, base,
          case(dev=text([[r[0].replace("dev-1039", "train-0").replace("dev-1040", "train-1")] + r[1:]
                          for r in csv_rows("dev")]))),
@@ -123,6 +127,10 @@ def cases() -> list[tuple[str, str, str, bool, list[str], dict[str, bytes]]]:
         # -- columns and rows ------------------------------------------------------------------------
         ("missing-speaker-column", "no speaker column", "refuse", False, base,
          case(train=text([r[:2] + r[3:] for r in train], CSV_COLUMNS[:2] + CSV_COLUMNS[3:]))),
+        ("missing-key-columns", "dataset.dialogue_column lists columns season and scene the files lack", "refuse",
+         False, sets('dataset.dialogue_column=["season","dialogue_id","scene"]'), case()),
+        ("duplicate-key-columns", "dataset.dialogue_column names one column twice", "refuse", False,
+         sets('dataset.dialogue_column=["dialogue_id","dialogue_id"]'), case()),
         ("missing-label-column", "no label column", "refuse", False, base,
          case(dev=text([r[:3] + r[4:] for r in csv_rows("dev")], CSV_COLUMNS[:3] + CSV_COLUMNS[4:]))),
         ("duplicate-header", "the label column named twice", "refuse", False, base,
@@ -149,6 +157,10 @@ def cases() -> list[tuple[str, str, str, bool, list[str], dict[str, bytes]]]:
         ("empty-label", "an empty label", "refuse", False, base, case(train=text(rows_with("train", 3, "label", "")))),
         ("empty-speaker", "an empty speaker", "refuse", False, base,
          case(train=text(rows_with("train", 3, "speaker", "")))),
+        ("several-speakers-cell", "a speaker cell 'Ann, Bob' listing two speakers (speaker_policy=error, the "
+         "default)", "refuse", False, base, case(train=text(rows_with("train", 0, "speaker", "Ann, Bob")))),
+        ("several-speakers-only-separators", "a speaker cell ' ; ' under speaker_policy=first: no name left", "refuse",
+         False, sets("dataset.speaker_policy=first"), case(dev=text(rows_with("dev", 1, "speaker", " ; ")))),
         ("one-class", "every label the same", "refuse", False, base,
          case(train=text([r[:3] + ["calm"] + r[4:] for r in train]),
               dev=text([r[:3] + ["calm"] + r[4:] for r in csv_rows("dev")]),
