@@ -202,6 +202,10 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
         key = seed_key(config, corpus, seed, device.type, code) if cache is not None else None
         cached = cache.load(key) if cache is not None else None
         why = cache.why_not_reused(key) if cache is not None and cached is None else ""
+        if cached is not None and keep_embeddings and not results and cached[1] is None:
+            # The t-SNE plot needs the first seed's fused test representations, which only a run that
+            # asked for them cached: train the seed again (and cache them) rather than skip the plot.
+            cached, why = None, "its fused test representations (for the t-SNE plot) were not cached"
         events.seed_started(SeedStarted(config, seed, reused=cached is not None, why_not_reused=why or ""))
         if cached is not None:
             result, seed_embeddings = cached

@@ -150,3 +150,22 @@ def test_core_digest_ignores_presentation_modules_only(tmp_path):
     (core / "trainer.py").write_text("x = 2\n")
     code_fingerprint.package_digest.cache_clear()
     assert code_fingerprint.package_digest(str(core), exclude=code_fingerprint.NOT_TRAINING) != digest
+
+
+def test_tsne_of_a_seed_cached_without_its_representations_trains_it_again(tmp_path, capsys):
+    """A seed cached by a compare without t-SNE has no fused test representations; a later compare
+    asking for the plot must not reuse it silently plotless, but retrain it, say why, and plot."""
+    def compare(out, tsne):
+        with pytest.raises(SystemExit) as stop:
+            main(["compare", "early-fusion", "--tsne", tsne, "--out", str(tmp_path / out), *TINY])
+        assert stop.value.code == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    compare("plain", "none")
+    assert not (tmp_path / "plain" / "tsne_early-fusion.png").exists()
+    second = compare("plotted", "early-fusion")
+    assert "not reused from the seed cache, its fused test representations (for the t-SNE plot) were not cached" in second
+    assert (tmp_path / "plotted" / "tsne_early-fusion.png").is_file()
+    third = compare("again", "early-fusion")  # now cached with them: reused, and still plotted
+    assert "reused from the seed cache" in third and "not reused" not in third
+    assert (tmp_path / "again" / "tsne_early-fusion.png").is_file()
