@@ -200,12 +200,7 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
     embeddings, counts = None, None
     for seed in seeds:
         key = seed_key(config, corpus, seed, device.type, code) if cache is not None else None
-        cached = cache.load(key) if cache is not None else None
-        why = cache.why_not_reused(key) if cache is not None and cached is None else ""
-        if cached is not None and keep_embeddings and not results and cached[1] is None:
-            # The t-SNE plot needs the first seed's fused test representations, which only a run that
-            # asked for them cached: train the seed again (and cache them) rather than skip the plot.
-            cached, why = None, "its fused test representations (for the t-SNE plot) were not cached"
+        cached, why = _cached_seed(cache, key, needs_embeddings=keep_embeddings and not results)
         events.seed_started(SeedStarted(config, seed, reused=cached is not None, why_not_reused=why or ""))
         if cached is not None:
             result, seed_embeddings = cached
@@ -230,6 +225,20 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
         counts = count_parameters(build_model(config, corpus.info, registry)[0])
     summary = _summary(config, corpus, seeds, results, reused, counts, device)
     return RunResult(config=config, summary=summary, seeds=results, embeddings=embeddings)
+
+
+def _cached_seed(cache: SeedCache | None, key: Any, *, needs_embeddings: bool) -> tuple[Any, str]:
+    """The cached (result, embeddings) of a seed, or None, and why a stored one was not reused ("")."""
+    if cache is None:
+        return None, ""
+    cached = cache.load(key)
+    if cached is None:
+        return None, cache.why_not_reused(key) or ""
+    if needs_embeddings and cached[1] is None:
+        # The t-SNE plot needs the first seed's fused test representations, which only a run that
+        # asked for them cached: train the seed again (and cache them) rather than skip the plot.
+        return None, "its fused test representations (for the t-SNE plot) were not cached"
+    return cached, ""
 
 
 def train_seed(trainer: Trainer, seed: int, *, checkpoint_dir: Path | None = None,
