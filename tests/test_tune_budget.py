@@ -194,7 +194,9 @@ def test_four_workers_end_with_exactly_n_finished_trials(pool, repetition, tmp_p
         planned = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("error")]
         killed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("error")]
         retried = {t.system_attrs.get("failed_trial") for t in trials}
-        assert all(t.number in retried for t in killed), "a trial failed without an error and was not retried"
+        assert all(t.number in retried for t in killed), (
+            "a trial failed without an error and was not retried: "
+            f"{[(t.number, t.state.name, t.user_attrs, t.system_attrs) for t in trials]}; {reports}")
         assert not [t for t in trials if t.user_attrs.get("skipped")], "a trial was created without a budget slot"
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         assert len(trials) == TRIALS + len(planned) + len(killed) + len(waiting)
