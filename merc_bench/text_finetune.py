@@ -244,7 +244,7 @@ def _fit(model: Any, train: Examples, dev: Examples, config: FinetuneConfig, wor
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
             progress.advance(task)
         predictions, _ = _predict(model, dev, config.batch_size)
         scores = _scores(dev.labels, predictions)
