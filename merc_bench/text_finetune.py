@@ -184,9 +184,29 @@ class FinetuneResult:
     report: dict[str, Any]
 
 
-def _batches(count: int, batch_size: int, generator: np.random.Generator | None) -> list[np.ndarray]:
-    order = generator.permutation(count) if generator is not None else np.arange(count)
-    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
+# Batches drawn from pools of this many batches sorted by length: a transformer pads a batch to its
+# longest input, and on CPUs the padding is most of the work with random batches of MELD's short
+# utterances (measured: about 2x fewer tokens per step); pools keep the batches random enough.
+_POOL_BATCHES = 50
+
+
+def _lengths(examples: Examples) -> np.ndarray:
+    return np.asarray([len(context) + len(target) for context, target in examples.inputs])
+
+
+def _batches(lengths: np.ndarray, batch_size: int, generator: np.random.Generator | None) -> list[np.ndarray]:
+    """Index batches of similar length: shuffled pools (training) or all sorted (``generator=None``)."""
+    if generator is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    order = generator.permutation(len(lengths))
+    batches = []
+    pool = batch_size * _POOL_BATCHES
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in generator.permutation(len(batches))]
 
 
 def _predict(model: Any, examples: Examples, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,13 +214,18 @@ def _predict(model: Any, examples: Examples, batch_size: int) -> tuple[np.ndarra
     import torch
 
     model.eval()
+    batches = _batches(_lengths(examples), batch_size, None)
     predictions, pooled = [], []
     with torch.no_grad():
-        for index in _batches(len(examples.inputs), batch_size, None):
+        for index in batches:
             logits, layers = model([examples.inputs[i] for i in index])
             predictions.append(logits.argmax(-1).cpu().numpy())
             pooled.append(layers.float().cpu().numpy())
-    return np.concatenate(predictions), np.concatenate(pooled)
+    order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    sorted_predictions, sorted_pooled = np.concatenate(predictions), np.concatenate(pooled)
+    restored_predictions, restored_pooled = np.empty_like(sorted_predictions), np.empty_like(sorted_pooled)
+    restored_predictions[order], restored_pooled[order] = sorted_predictions, sorted_pooled  # the caller's order
+    return restored_predictions, restored_pooled
 
 
 def _scores(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -218,8 +243,10 @@ def _fit(model: Any, train: Examples, dev: Examples, config: FinetuneConfig, wor
     # The one guard against test leakage: nothing but train and dev reaches the training step.
     if (train.split, dev.split) != TRAINING_SPLITS:
         raise RuntimeError(f"fine-tuning got splits {train.split!r}/{dev.split!r}; only train and dev may be used")
+    # fused: one kernel over all tensors instead of a loop per tensor (MiniLM has ~100 of them, the
+    # word embeddings alone 11.7M values), same update; available on CPU and CUDA in torch >= 2.4.
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay, fused=config.device.split(":")[0] in ("cpu", "cuda"))
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start = 0
@@ -230,7 +257,8 @@ def _fit(model: Any, train: Examples, dev: Examples, config: FinetuneConfig, wor
         optimiser.load_state_dict(state["optimiser"])
         _set_rng_state(state["rng"])
         history, best, start = state["history"], state["best"], state["epoch"]
-    steps = len(_batches(len(train.inputs), config.batch_size, None))
+    lengths = _lengths(train)
+    steps = len(_batches(lengths, config.batch_size, np.random.default_rng(0)))
     task = progress.add_task(f"fine-tuning {config.epochs} epochs × {steps} steps", total=config.epochs * steps,
                              completed=start * steps)
     for epoch in range(start + 1, config.epochs + 1):
@@ -238,7 +266,7 @@ def _fit(model: Any, train: Examples, dev: Examples, config: FinetuneConfig, wor
         generator = np.random.default_rng([config.seed, epoch])  # the epoch's order, whether resumed or not
         model.train()
         total = 0.0
-        for index in _batches(len(train.inputs), config.batch_size, generator):
+        for index in _batches(lengths, config.batch_size, generator):
             logits, _ = model([train.inputs[i] for i in index])
             loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(train.labels[index], device=logits.device))
             optimiser.zero_grad(set_to_none=True)
