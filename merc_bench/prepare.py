@@ -19,6 +19,14 @@ and ``train/dev/test.npz``) that ``merc-bench run ... --dataset NAME --data-dir 
   A cache file also stores a digest of the exact texts it embeds, so a file whose texts no longer
   match is recomputed, never trusted.
 
+With ``finetune`` (``--finetune``) the encoder is first fine-tuned for emotion classification on
+the train split, the epoch selected on dev (:mod:`merc_bench.text_finetune`; the encoder must have
+a ``trainable(...)`` model, as ``minilm`` has). Its vectors are cached under the encoder's name plus
+``-ft`` and a digest of the encoder version, weights hash, raw files and the whole configuration,
+with the run's report beside them, so frozen and fine-tuned vectors, or two configurations', are
+never mixed; ``provenance.finetune`` holds that report. The per-epoch checkpoints live in
+``.DIR.finetune-<digest>/`` beside ``DIR`` until the folder is published, so a killed run resumes.
+
 The manifest's provenance records what the source reports (where the files came from, their sha256
 and size, how the text was decoded, ...), the text encoder's name, version and dimension, which
 splits were computed or reused, the source's count warnings and the creation time. The whole folder
