@@ -325,7 +325,8 @@ def finetune_and_extract(encoder: Any, splits: dict[str, Sequence[Any]], *, conf
         "dev": fitted["dev"],  # utterance-level scores of the selected epoch
         "history": fitted["history"],
         "resumed_after_epoch": fitted["resumed_after_epoch"],
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1),  # this invocation: load, remaining epochs, extraction
+        "epoch_seconds_total": round(sum(row["seconds"] for row in fitted["history"]), 1),  # all epochs, resumed too
         "inputs": "target = 'speaker: utterance'; context = the preceding turns as 'speaker: utterance', oldest "
                   "first, given before a separator; pooled = mean over the target's tokens",
         "layers": "text = pooled last layer; text_layers/<split>.npz 'layers' (N, layers, D): index 0 is the last layer",

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from rich.console import Console
 
@@ -232,3 +233,35 @@ def test_finetuning_without_the_text_extra_says_how_to_install(tmp_path, monkeyp
     with pytest.raises(UserError, match=r"pip install '\.\[text\]'"):
         prepare(tmp_path / "out", {"epochs": 1})
     assert not (tmp_path / "out").exists()
+
+
+def test_inputs_are_the_preceding_turns_of_the_same_dialogue_then_the_target():
+    dialogue = read_split(MELD_DIR / SPLIT_FILES["train"], "train")[0][0]
+    turns = [f"{name}: {text}" for name, text in zip(dialogue.speaker_names, dialogue.texts)]
+    assert text_finetune.dialogue_inputs(dialogue, 0) == [("", turn) for turn in turns]
+    with_context = text_finetune.dialogue_inputs(dialogue, 2)
+    assert with_context[0] == ("", turns[0]) and with_context[1] == (turns[0], turns[1])
+    assert with_context[5] == (f"{turns[3]} {turns[4]}", turns[5])  # oldest first, at most 2 turns
+
+
+def test_truncation_drops_the_oldest_context_and_keeps_the_target(monkeypatch):
+    model = build_text_encoder("minilm").trainable(num_classes=7, max_tokens=16, layers=1, device="cpu")
+    seen = {}
+    backbone_forward = model.backbone.forward
+
+    def record(**encoded):
+        seen.update(encoded)
+        return backbone_forward(**encoded)
+
+    monkeypatch.setattr(model.backbone, "forward", record)
+    context = "Ross: " + " ".join(f"word{i}" for i in range(40)) + " the most recent words"
+    logits, pooled = model([(context, "Monica: okay"), ("", "Joey: how you doin")])
+    assert logits.shape == (2, 7) and pooled.shape == (2, 1, 384)
+    tokens = model.tokenizer.convert_ids_to_tokens(seen["input_ids"][0])
+    assert len(tokens) == 16 and tokens[-4:] == ["monica", ":", "okay", "[SEP]"]
+    assert "recent" in tokens and "ross" not in tokens  # the oldest context went first
+    # Only the target's tokens are pooled: another context changes the vector (attention), not the count.
+    model.eval()
+    a = model([("Rachel: hi", "Monica: okay")])[1]
+    b = model([("Chandler: could this be any longer", "Monica: okay")])[1]
+    assert not torch.allclose(a, b)
