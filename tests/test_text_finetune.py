@@ -265,3 +265,39 @@ def test_truncation_drops_the_oldest_context_and_keeps_the_target(monkeypatch):
     a = model([("Rachel: hi", "Monica: okay")])[1]
     b = model([("Chandler: could this be any longer", "Monica: okay")])[1]
     assert not torch.allclose(a, b)
+
+
+def test_an_encoder_without_a_trainable_model_is_refused(tmp_path, capsys):
+    from pydantic import BaseModel, ConfigDict
+
+    from merc_bench import hookimpl
+    from merc_bench.plugins import get_registry, plugin_manager
+
+    class NoOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    class FrozenOnly:
+        name, version, dimension = "frozen-only", "1", 4
+
+        def __init__(self, config: NoOptions) -> None:
+            pass
+
+        def encode(self, texts):
+            return np.zeros((len(texts), 4), np.float32)
+
+    class Plugin:
+        @hookimpl
+        def merc_bench_register(self, registry):
+            registry.register("text_encoder", FrozenOnly.name, FrozenOnly, config=NoOptions)
+
+    plugin = Plugin()
+    plugin_manager().register(plugin, name="frozen-only")
+    get_registry.cache_clear()
+    try:
+        code, _, err = run_cli(["data", "prepare", "meld", "--to", str(tmp_path / "out"), "--from", str(MELD_DIR),
+                                "--text-encoder", "frozen-only", "--finetune"], capsys)
+    finally:
+        plugin_manager().unregister(plugin)
+        get_registry.cache_clear()
+    assert code == 2 and "cannot be fine-tuned" in err and "frozen-only" in err
+    assert not (tmp_path / "out").exists() and hidden(tmp_path) == []
