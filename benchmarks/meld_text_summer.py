@@ -32,8 +32,8 @@ import numpy as np
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
 
 COMMON = ["model.hidden_size=256", "training.lr=3e-4", "training.batch_size=16", "training.standardize_features=true"]
-TEACHER = ["distiller.teacher.hidden_size=256", "distiller.teacher.lr=3e-4", "distiller.teacher.batch_size=16",
-           "distiller.teacher.epochs=<the student's>"]
+#: The teacher's schedule; its epochs are the student's (--epochs).
+TEACHER = ["distiller.teacher.hidden_size=256", "distiller.teacher.lr=3e-4", "distiller.teacher.batch_size=16"]
 
 
 def _train(job: tuple[str, int, str, int]) -> dict:
@@ -45,7 +45,7 @@ def _train(job: tuple[str, int, str, int]) -> dict:
     recipe, seed, data_dir, epochs = job
     torch.set_num_threads(1)
     overrides = COMMON + [f"training.epochs={epochs}", f"training.seed={seed}"]
-    overrides += [*TEACHER[:-1], f"distiller.teacher.epochs={epochs}"] if recipe.startswith("summer") else []
+    overrides += [*TEACHER, f"distiller.teacher.epochs={epochs}"] if recipe.startswith("summer") else []
     with tempfile.TemporaryDirectory() as out:
         result = merc_bench.run(recipe, dataset="meld", data_dir=Path(data_dir), overrides=overrides,
                                 modalities="text", seeds=1, track=False, out=Path(out) / "run")
@@ -110,7 +110,7 @@ def main() -> int:
     command = "python benchmarks/" + " ".join(shlex.quote(a) for a in [Path(__file__).name, *sys.argv[1:]])
     block = (f"## Real MELD text: {', '.join(recipes)} and SUMMER's teacher, {args.seeds} seeds\n\n"
              f"Commit {git_commit()}; `{command}`; {machine_facts()}; {time.perf_counter() - started:.0f} s. "
-             f"Every recipe: {' '.join(COMMON)} training.epochs={args.epochs}; the teacher: {' '.join(TEACHER[:-1])} distiller.teacher.epochs={args.epochs}; text only, clean protocol; "
+             f"Every recipe: {' '.join(COMMON)} training.epochs={args.epochs}; the teacher: {' '.join(TEACHER)} distiller.teacher.epochs={args.epochs}; text only, clean protocol; "
              f"test ×100, mean ± std over seeds; Δ and p against {recipes[0]}: paired bootstrap over test "
              f"dialogues (2000 resamples, seeds pooled).\n\n{text}\n")
     if not args.no_write:

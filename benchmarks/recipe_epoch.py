@@ -61,19 +61,18 @@ def measure(recipe: str, batch_limit: int, profile: str) -> str:
     batches = trainer._batches(prepared.corpus.train, np.random.default_rng(0))
     timed = batches[1:batch_limit + 1]
     model.train(), distiller.train()
-    seconds, utterances = 0.0, 0
     # The first batch runs untimed: its allocations made three timed SDT batches read 236 s/epoch
     # where twenty read 50 s. It is the epoch's first batch, so it is still counted in len(batches).
+    seconds, utterances = 0.0, 0
     for step, batch in enumerate(batches[:1] + timed):
-        if step == 1:
-            seconds = 0.0
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         total, _, _ = trainer.loss(model, distiller, batch)
         total.backward()
         optimizer.step()
-        seconds += time.perf_counter() - started
-        utterances += int(batch.mask.sum()) if step else 0
+        if step:
+            seconds += time.perf_counter() - started
+            utterances += int(batch.mask.sum())
     total_parameters = sum(p.numel() for p in model.parameters())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     epoch = seconds * len(batches) / len(timed)
