@@ -40,9 +40,10 @@ def one_thread():
 
 
 def recipes() -> list[str]:
+    """The recipes merc-bench ships (built-ins): a third-party plugin installed beside it has no golden values."""
     from merc_bench.plugins import get_registry
 
-    return sorted(e.name for e in get_registry().entries("recipe"))
+    return sorted(e.name for e in get_registry().entries("recipe") if not e.namespace)
 
 
 def forward(recipe: str, family: str) -> dict[str, Any]:

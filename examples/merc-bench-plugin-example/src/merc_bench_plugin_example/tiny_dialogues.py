@@ -22,9 +22,10 @@ SIGNAL = {"text": 1.0, "audio": 0.4, "visual": 0.4}  # how strongly each modalit
 class TinyDialoguesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dialogues: int = Field(60, ge=6, description="total dialogues, split 60/20/20 into train/dev/test")
+    # Every numeric option bounded: a --set value comes from a stranger (merc-bench's own sweep checks it).
+    dialogues: int = Field(60, ge=6, le=100_000, description="total dialogues, split 60/20/20 into train/dev/test")
     carry_over: float = Field(0.6, ge=0.0, le=1.0, description="probability that an utterance keeps the previous label")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the generator (numpy accepts up to 2**32 - 1)")
 
 
 @component("dataset", "tiny-dialogues", config=TinyDialoguesConfig)
