@@ -68,6 +68,10 @@ def test_manifest_records_the_whole_finetuning(finetuned):
     assert report["dev"] == selected and 0 <= report["dev"]["weighted_f1"] <= 1 and 0 <= report["dev"]["accuracy"] <= 1
     assert max(h["dev"]["weighted_f1"] for h in report["history"]) == report["dev"]["weighted_f1"]
     assert [h["epoch"] for h in report["history"]] == [1, 2] and report["seconds"] > 0
+    # The head's own scores, measured while extracting with the restored selected epoch: on dev they are the
+    # selection's scores again (a different model state would give different predictions).
+    assert sorted(report["head_scores"]) == ["dev", "test", "train"]
+    assert report["head_scores"]["dev"] == pytest.approx(report["dev"])
     assert report["resumed_after_epoch"] == 0 and len(report["cache_key"]) == 16
     assert provenance["embeddings"] == {"train": "computed", "dev": "computed", "test": "computed"}
     assert "fine-tuning epoch 2/2" in output and "fine-tuned" in output
