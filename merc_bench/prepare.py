@@ -3,8 +3,13 @@
 Which datasets can be prepared, and how their raw files are fetched, verified and parsed, is what
 plugins declare through the ``merc_bench_data_sources`` hook (:class:`merc_bench.data_sources.
 PreparableDataset`; the built-in datasets plugin declares MELD, Poria et al., ACL 2019, in
-:mod:`merc_bench_datasets.meld_prepare`). This module does the rest, the same for every dataset:
-every utterance is embedded with a registered text encoder (default ``minilm``).
+:mod:`merc_bench_datasets.meld_prepare`, and any ``conversation-csv`` corpus, ``data prepare csv``,
+in :mod:`merc_bench_datasets.csv_prepare`). This module does the rest, the same for every dataset:
+every utterance is embedded with a registered text encoder (default ``minilm``). A source that
+declares ``options_of`` receives that registered dataset's options, read as ``run`` reads them
+(``--dataset-config FILE``, then ``--set dataset.*``, validated by the dataset's config); features
+of other modalities its dialogues carry (a CSV corpus's ``.npy`` audio/visual) go into the folder
+as they are, the generic ``nonfinite`` option applied.
 
 The prepared folder ``DIR`` is a feature store (:mod:`merc_bench.feature_store`: ``manifest.json``
 and ``train/dev/test.npz``) that ``merc-bench run ... --dataset NAME --data-dir DIR`` reads, plus
