@@ -247,3 +247,43 @@ def test_the_prepared_dataset_names_what_it_needs(tmp_path, capsys):
     code, _, err = cli(["validate", "sdt", "--dataset", "prepared", "--data-dir", tmp_path], capsys)
     assert code == 2 and f"--data-dir '{tmp_path}' has no manifest.json" in squash(err)
     assert "merc-bench data prepare csv --dataset-config corpus.toml --to DIR" in squash(err)
+
+
+def test_nonfinite_npy_features_are_refused_or_zeroed_as_the_dataset_does(friends, tmp_path, capsys):
+    audio = friends.parent / "npy" / "audio_test.npy"
+    values = np.load(audio)
+    values[5, 1] = np.nan
+    np.save(audio, values)
+    code, _, err = cli(["data", "prepare", "csv", "--dataset-config", friends, "--to", tmp_path / "out"], capsys)
+    # Row 5 of the test CSV (file order) is line 2 of scene 3/1/2.
+    assert code == 2 and "dialogue '3/1/2' (test split), utterance 2: audio feature 1 is nan" in squash(err), err
+    assert "nonfinite=zero" in err
+    assert not (tmp_path / "out").exists() and hidden(tmp_path) == []
+    code, _, err = cli(["data", "prepare", "csv", "--dataset-config", friends, "--to", tmp_path / "out",
+                        "--set", "dataset.nonfinite=zero"], capsys)
+    assert code == 0, err
+    corpus = read_corpus(tmp_path / "out")  # the folder holds no NaN: it was replaced, and the count recorded
+    assert all(np.isfinite(d.features["audio"]).all() for d in corpus.test)
+    assert read_manifest(tmp_path / "out")["provenance"]["non_finite_replaced"] == {"audio": 1}
+
+
+def test_one_file_with_a_split_column_given_by_set_options_alone(tmp_path, monkeypatch, capsys):
+    rows = [{**row, "part": {"dev": "validation"}.get(split, split)} for split in SCENES for row in text_rows(split)]
+    monkeypatch.chdir(tmp_path)  # relative --set paths are read from the working folder, as conversation-csv reads them
+    with open("all.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=[*TEXT_COLUMNS, "part"])
+        writer.writeheader()
+        writer.writerows(rows)
+    options = ["file=all.csv", "split_column=part", 'dialogue_column=["season","episode","scene"]', "order_column=line",
+               "speaker_column=who", "speaker_policy=join", "label_column=emotion", "name=friends-one-file"]
+    code, out, err = cli(["data", "prepare", "conversation-csv", "--to", "out",
+                          *[a for o in options for a in ("--set", f"dataset.{o}")]], capsys)
+    assert code == 0, err
+    corpus = read_corpus(tmp_path / "out")
+    assert corpus.info.name == "friends-one-file" and corpus.info.num_speakers == 4  # "Joey, Chandler" is one name
+    assert [len(corpus.split(s)) for s in SCENES] == [4, 1, 2] and corpus.info.feature_dims == {"text": 384}
+    assert sorted((tmp_path / "out" / "raw").iterdir()) == [tmp_path / "out" / "raw" / "all.csv"]
+    provenance = read_manifest(tmp_path / "out")["provenance"]
+    assert provenance["prepared_by"] == "merc-bench data prepare conversation-csv"
+    assert provenance["raw_files"] == dict.fromkeys(SCENES, "all.csv")
+    assert provenance["files"]["dev"]["sha256"] == hashlib.sha256((tmp_path / "all.csv").read_bytes()).hexdigest()
