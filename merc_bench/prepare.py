@@ -269,7 +269,8 @@ def _dataset_options(preparable: PreparableDataset, dataset_config: Path | None,
     from merc_bench.plugins import get_registry
 
     registry = get_registry()
-    base = (read_dataset_config(dataset_config, registry, preparable.options_of) if dataset_config is not None
+    base = (read_dataset_config(dataset_config, registry, preparable.options_of,
+                                command=f"data prepare {preparable.name}") if dataset_config is not None
             else {"name": preparable.options_of, "config": {}})
     choice = apply_overrides({"dataset": base}, overrides)["dataset"]
     if choice["name"] != preparable.options_of:

@@ -193,6 +193,10 @@ def rewritten(friends: Path, old: str, new: str) -> Path:
     (lambda f: ["--dataset-config", f, "--to", "{target}", "--set", "training.lr=0.1"], "takes only dataset options"),
     (lambda f: ["--dataset-config", f, "--to", "{target}", "--set", "dataset.dialogue_colum=scene"], "dialogue_colum"),
     (lambda f: ["--dataset-config", f, "--to", "{target}", "--from", f.parent], "--from/--url do not apply"),
+    (lambda f: ["--dataset-config", rewritten(f, 'dataset = "conversation-csv"', 'dataset = "meld"'), "--to",
+                "{target}"], "names the dataset 'meld', but `data prepare csv` reads conversation-csv corpora"),
+    (lambda f: ["--dataset-config", f, "--to", "{target}", "--set", "dataset=meld"],
+     "`data prepare csv` reads a conversation-csv corpus"),
 ])
 def test_bad_input_exits_2_in_one_paragraph_and_writes_nothing(friends, tmp_path, capsys, change, message):
     target = tmp_path / "out"

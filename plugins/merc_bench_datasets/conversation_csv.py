@@ -63,6 +63,11 @@ A file too large to parse in the memory left is refused before it is read.
 Every mistake — a missing column, an empty file, a label outside ``classes``, a feature file
 whose row count differs from the CSV's — is a :class:`~merc_bench.errors.UserError` naming the
 file, the column or dialogue and the value, and what was expected.
+
+**Prepared once.** ``merc-bench data prepare csv --dataset-config corpus.toml --to DIR [--finetune]``
+reads the corpus with the same options and this parser (:meth:`ConversationCSVDataset.text_dialogues`),
+computes the text features once — frozen, or fine-tuned on train — and writes a feature-store folder
+that ``--dataset prepared --data-dir DIR`` reads (:mod:`merc_bench_datasets.csv_prepare`).
 """
 
 from __future__ import annotations
