@@ -452,7 +452,8 @@ def _finetune_help(name: str) -> str:
 @data_app.command("prepare")
 def data_prepare(
     dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations, one a plugin "
-                                                  "declares (built in: meld)")],
+                                                  "declares (built in: meld; csv: a conversation-csv corpus "
+                                                  "described by --dataset-config / --set dataset.*)")],
     to: Annotated[Path, typer.Option("--to", help="folder to write the prepared dataset into")],
     from_: Annotated[Optional[Path], typer.Option("--from", help="local copy of the raw files (no download)")] = None,
     url: Annotated[Optional[str], typer.Option(help="base URL to download the raw files from")] = None,
@@ -469,8 +470,15 @@ def data_prepare(
     finetune_layers: Annotated[Optional[int], typer.Option(help=_finetune_help("layers"))] = None,
     finetune_seed: Annotated[Optional[int], typer.Option(help=_finetune_help("seed"))] = None,
     device: Annotated[Optional[str], typer.Option(help=_finetune_help("device"))] = None,
+    dataset_config: DatasetConfig = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="a dataset option of csv, e.g. --set "
+                                                      "dataset.speaker_policy=first (overrides --dataset-config)")] = None,
 ) -> None:
-    """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
+    """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset.
+
+    `data prepare csv --dataset-config corpus.toml --to DIR [--finetune]` does the same for any corpus the
+    conversation-csv dataset reads; `merc-bench run RECIPE --dataset prepared --data-dir DIR` then trains on it.
+    """
     from merc_bench.prepare import prepare_command
 
     # Only the options given reach the config: the defaults live in FinetuneConfig alone.
@@ -484,7 +492,8 @@ def data_prepare(
         raise UserError(f"{named} only apply with --finetune (fine-tuning the text encoder); add --finetune or "
                         "leave them out.")
     prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
-                    finetune=options if finetune else None)
+                    finetune=options if finetune else None, dataset_config=dataset_config,
+                    dataset_overrides=set_ or [])
 
 
 # -- plugin commands --------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ them through the ``merc_bench_data_sources`` hook, returning any mix of
   the raw files in a folder, verify and parse them into dialogues of utterance texts with speakers
   and labels (:class:`RawCorpus`). The core (:mod:`merc_bench.prepare`) does the rest for every
   dataset alike: the target-folder rules, the text encoder and its embedding cache, the manifest
-  and the atomic write.
+  and the atomic write. A source configured like a registered dataset (``options_of``: the CSV
+  corpora of ``data prepare csv`` take the ``conversation-csv`` dataset's options) receives those
+  options from ``--dataset-config FILE`` and ``--set dataset.*``, validated by that dataset's config.
 * :class:`FeatureFormat` — a file or folder layout ``data convert`` and ``data inspect`` read: the
   file-name endings or the set of files that make one source, and a function reading it into a
   checked :class:`~merc_bench.data.Corpus`. What ``data inspect`` shows is that corpus's summary
@@ -44,6 +46,10 @@ class PrepareRequest:
     source: Path | None  # --from: a local folder holding the raw files (no download)
     url: str | None  # --url: another base URL to download the raw files from
     console: Any  # a rich Console for progress lines
+    #: with ``PreparableDataset.options_of``: that dataset's config object, built from --dataset-config and
+    #: --set dataset.* (its ``model_fields_set`` tells the options given from the defaults); else None
+    dataset_config: Any = None
+    text_encoder: str = "minilm"  # --text-encoder: the registered encoder the core embeds the texts with
 
 
 class TextDialogue(Protocol):
@@ -57,6 +63,10 @@ class TextDialogue(Protocol):
 
     @property
     def labels(self) -> np.ndarray: ...  # (n,) int64 class ids in ``RawCorpus.classes`` order
+
+    # Optional: ``speaker_names`` (n names, for fine-tuning's "speaker: utterance" inputs; else
+    # "speaker 1", ...) and ``features``, modality -> (n, D) float32 of modalities other than text the
+    # source already has (``.npy`` audio/visual of a CSV corpus), carried into the folder as they are.
 
 
 @dataclass
@@ -79,6 +89,8 @@ class RawCorpus:
     warnings: list[str] = field(default_factory=list)
     #: printed after a successful prepare; ``{target}`` is replaced by the prepared folder
     next_step: str = ""
+    #: modality -> size of the non-text features every dialogue carries in ``features`` (none: text only)
+    feature_dims: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,9 @@ class PreparableDataset:
     #: (request, raw folder) -> RawCorpus: copies or downloads the raw files into the folder (it becomes
     #: ``DIR/raw/``), verifies them and parses them; raises :class:`UserError` on bad input
     read: Callable[[PrepareRequest, Path], RawCorpus]
+    #: the registered dataset whose options configure this source (``PrepareRequest.dataset_config``);
+    #: None: the source takes no dataset options, and ``--dataset-config`` / ``--set dataset.*`` are refused
+    options_of: str | None = None
 
 
 @dataclass(frozen=True)

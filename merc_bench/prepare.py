@@ -3,8 +3,13 @@
 Which datasets can be prepared, and how their raw files are fetched, verified and parsed, is what
 plugins declare through the ``merc_bench_data_sources`` hook (:class:`merc_bench.data_sources.
 PreparableDataset`; the built-in datasets plugin declares MELD, Poria et al., ACL 2019, in
-:mod:`merc_bench_datasets.meld_prepare`). This module does the rest, the same for every dataset:
-every utterance is embedded with a registered text encoder (default ``minilm``).
+:mod:`merc_bench_datasets.meld_prepare`, and any ``conversation-csv`` corpus, ``data prepare csv``,
+in :mod:`merc_bench_datasets.csv_prepare`). This module does the rest, the same for every dataset:
+every utterance is embedded with a registered text encoder (default ``minilm``). A source that
+declares ``options_of`` receives that registered dataset's options, read as ``run`` reads them
+(``--dataset-config FILE``, then ``--set dataset.*``, validated by the dataset's config); features
+of other modalities its dialogues carry (a CSV corpus's ``.npy`` audio/visual) go into the folder
+as they are, the generic ``nonfinite`` option applied.
 
 The prepared folder ``DIR`` is a feature store (:mod:`merc_bench.feature_store`: ``manifest.json``
 and ``train/dev/test.npz``) that ``merc-bench run ... --dataset NAME --data-dir DIR`` reads, plus
@@ -49,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from merc_bench.data import Corpus, DatasetInfo, Dialogue
+from merc_bench.data import Corpus, DatasetInfo, Dialogue, validate_corpus
 from merc_bench.data_sources import DataSources, PreparableDataset, PrepareRequest, RawCorpus, data_sources
 from merc_bench.errors import UserError, unknown_name_message
 from merc_bench.feature_store import MANIFEST, write_corpus
@@ -243,6 +248,39 @@ def _preparable(dataset: str, sources: DataSources) -> PreparableDataset:
     return found
 
 
+def _dataset_options(preparable: PreparableDataset, dataset_config: Path | None,
+                     overrides: Sequence[str]) -> tuple[Any, str]:
+    """The source's dataset options — its ``options_of`` dataset's config object, from the corpus config file
+    then ``--set dataset.*``, as ``run`` reads them — and the generic ``nonfinite`` policy."""
+    overrides = list(overrides)
+    other = [o for o in overrides if o.split("=", 1)[0].split(".")[0].strip() != "dataset"]
+    if other:
+        raise UserError(f"--set {other[0]!r}: `data prepare` takes only dataset options (--set dataset.KEY=VALUE); "
+                        "training settings belong to `merc-bench run`.")
+    if preparable.options_of is None:
+        if dataset_config is not None or overrides:
+            given = "--dataset-config" if dataset_config is not None else f"--set {overrides[0]!r}"
+            raise UserError(f"{given}: `data prepare {preparable.name}` takes no dataset options (its raw files define "
+                            "the corpus); leave it out.")
+        return None, "refuse"
+    from merc_bench.config import apply_overrides
+    from merc_bench.data import nonfinite_option
+    from merc_bench.dataset_config import read_dataset_config
+    from merc_bench.plugins import get_registry
+
+    registry = get_registry()
+    base = (read_dataset_config(dataset_config, registry, preparable.options_of,
+                                command=f"data prepare {preparable.name}") if dataset_config is not None
+            else {"name": preparable.options_of, "config": {}})
+    choice = apply_overrides({"dataset": base}, overrides)["dataset"]
+    if choice["name"] != preparable.options_of:
+        raise UserError(f"--set dataset={choice['name']}: `data prepare {preparable.name}` reads a "
+                        f"{preparable.options_of} corpus; set its options (--set dataset.KEY=VALUE), not another dataset.")
+    entry = registry.get("dataset", preparable.options_of)
+    options, nonfinite = nonfinite_option(choice.get("config", {}), entry.config.model_fields)
+    return entry.make_config(options, where="dataset"), nonfinite
+
+
 def _read_raw(preparable: PreparableDataset, request: PrepareRequest, raw: Path,
               limit_dialogues: int | None) -> RawCorpus:
     """The source's parse of its raw files (in ``raw``), its warnings printed, cut to the first N dialogues."""
@@ -276,11 +314,16 @@ def _embed(parsed: RawCorpus, encoder: Any, *, read_dirs: list[Path], write_dir:
                       markup=False, highlight=False)
         bounds = np.cumsum([0] + [len(d) for d in dialogues])
         splits[split] = [
-            Dialogue(id=d.id, features={"text": vectors[bounds[i] : bounds[i + 1]]}, speakers=d.speakers,
+            Dialogue(id=d.id, features=_with_carried(d, vectors[bounds[i] : bounds[i + 1]]), speakers=d.speakers,
                      labels=d.labels)
             for i, d in enumerate(dialogues)
         ]
     return splits, embedding_status
+
+
+def _with_carried(dialogue: Any, text: np.ndarray) -> dict[str, np.ndarray]:
+    """A dialogue's features: its text vectors plus the other modalities its source already had (CSV ``.npy``)."""
+    return {"text": text, **getattr(dialogue, "features", {})}
 
 
 class _FinetunedVectors:
@@ -346,7 +389,7 @@ def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[
                       f"{f', {config.layers} layers' if config.layers > 1 else ''})", markup=False, highlight=False)
         bounds = np.cumsum([0] + [len(d) for d in dialogues])
         splits[split] = [
-            Dialogue(id=d.id, features={"text": np.ascontiguousarray(layered[split][bounds[i] : bounds[i + 1], 0])},
+            Dialogue(id=d.id, features=_with_carried(d, np.ascontiguousarray(layered[split][bounds[i] : bounds[i + 1], 0])),
                      speakers=d.speakers, labels=d.labels)
             for i, d in enumerate(dialogues)
         ]
@@ -382,13 +425,25 @@ def _provenance(name: str, parsed: RawCorpus, encoder: Any, embedding_status: di
     return provenance
 
 
+def _check_training_splits(parsed: RawCorpus) -> None:
+    """Fine-tuning needs dialogues in train (to learn) and dev (to select the epoch); test never stands in."""
+    from merc_bench.text_finetune import TRAINING_SPLITS
+
+    empty = [split for split in TRAINING_SPLITS if not parsed.splits.get(split)]
+    if empty:
+        raise UserError(f"--finetune: {parsed.name} has no {' and no '.join(empty)} dialogues; fine-tuning trains on "
+                        "the train split and selects its epoch on the dev split (the test split is never used for "
+                        "either). Give the corpus a non-empty dev split, or leave out --finetune.")
+
+
 def finetune_work_dir(target: Path, key: str) -> Path:
     """Where a fine-tuning run keeps its per-epoch checkpoints: beside ``target``, named by the run's digest."""
     return target.parent / f".{target.name}.finetune-{key}"
 
 
 def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, request: PrepareRequest,
-                encoder: Any, limit_dialogues: int | None, finetune: Any = None) -> tuple[Corpus, RawCorpus]:
+                encoder: Any, limit_dialogues: int | None, finetune: Any = None,
+                nonfinite: str = "refuse") -> tuple[Corpus, RawCorpus]:
     """Fetch, parse and embed into ``staging``; publish the finished folder at ``request.target``."""
     parsed = _read_raw(preparable, request, staging / "raw", limit_dialogues)
     # Embeddings: read from an earlier prepare's DIR/cache or the shared cache ($MERC_BENCH_CACHE/
@@ -402,6 +457,7 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
     else:
         from merc_bench.text_finetune import finetune_key
 
+        _check_training_splits(parsed)
         key = finetune_key(encoder=encoder, config=finetune, source_sha256=parsed.source_sha256,
                            num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
         work_dir = finetune_work_dir(request.target, key)
@@ -410,10 +466,12 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
             console=request.console, limit_dialogues=limit_dialogues)
     info = DatasetInfo(
         name=parsed.name, family=parsed.family, classes=tuple(parsed.classes),
-        feature_dims={"text": int(encoder.dimension)}, num_speakers=parsed.num_speakers,
+        feature_dims={"text": int(encoder.dimension), **parsed.feature_dims}, num_speakers=parsed.num_speakers,
         description=f"{parsed.description}; text features: {encoder.name}",
     )
-    corpus = Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"])
+    # The generic `nonfinite` option (zero: NaN/inf in carried .npy features replaced, counted in the provenance).
+    corpus = validate_corpus(Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"]),
+                             nonfinite=nonfinite)
     store = staging / "dataset"
     provenance = _provenance(name, parsed, encoder, embedding_status, limit_dialogues)
     if finetune is not None:
@@ -445,6 +503,8 @@ def prepare_command(
     console: Any,
     limit_dialogues: int | None = None,
     finetune: dict[str, Any] | None = None,
+    dataset_config: Path | None = None,
+    dataset_overrides: Sequence[str] = (),
 ) -> Path:
     """Prepare ``dataset`` (one a plugin declares, e.g. ``meld``) into the folder ``target``; return the manifest.
 
@@ -452,11 +512,14 @@ def prepare_command(
     the full files); tests use it to keep encoding short. The command line always prepares everything.
     ``finetune`` (options of :class:`merc_bench.text_finetune.FinetuneConfig`, ``{}`` for the defaults)
     fine-tunes the text encoder on the train split, selected on dev, before extracting the features.
+    ``dataset_config`` (a corpus config file) and ``dataset_overrides`` (``dataset.KEY=VALUE``) are the
+    options of a source configured like a registered dataset (``data prepare csv``).
     """
     preparable = _preparable(dataset, data_sources())
     target = Path(target)
+    options, nonfinite = _dataset_options(preparable, dataset_config, dataset_overrides)
     request = PrepareRequest(target=target, source=Path(source) if source is not None else None, url=url,
-                             console=console)
+                             console=console, dataset_config=options, text_encoder=text_encoder)
     preparable.check(request)
     if limit_dialogues is not None and limit_dialogues < 1:
         raise ValueError("limit_dialogues must be at least 1")
@@ -475,7 +538,8 @@ def prepare_command(
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".prepare"))
     try:
         corpus, parsed = _build_into(staging, name=dataset, preparable=preparable, request=request,
-                                     encoder=encoder, limit_dialogues=limit_dialogues, finetune=finetune_config)
+                                     encoder=encoder, limit_dialogues=limit_dialogues, finetune=finetune_config,
+                                     nonfinite=nonfinite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     console.print(f"{'replaced' if replacing else 'wrote'} {target}: {corpus.summary()}; text {encoder.dimension}-d "
