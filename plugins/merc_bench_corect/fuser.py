@@ -145,7 +145,7 @@ class RealNodeBatchNorm(nn.Module):
                                   self.norm.bias, training=False, eps=self.norm.eps)
         else:
             normed = self.norm(rows)
-        return torch.zeros_like(x).index_put((real.nonzero(as_tuple=True)), normed)
+        return torch.zeros_like(x).index_put(real.nonzero(as_tuple=True), normed.to(x.dtype))
 
 
 @component("fuser", "corect", config=CorectFuserConfig, search_space=search_space, paper=PAPER)
