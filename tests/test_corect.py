@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from merc_bench import UserError
 from merc_bench.plugins import get_registry
 from merc_bench.pipeline import prepare
 from merc_bench.testing import MODALITY_SUBSETS, make_batch
@@ -258,3 +259,17 @@ def test_fuser_gives_finite_gradients_under_bf16_autocast():
         loss = fuser(mixed=hidden, encoded=hidden, mask=batch.mask).fused[batch.mask].float().pow(2).mean()
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in fuser.parameters() if p.grad is not None)
+
+
+def test_holdout_protocol_selects_on_the_first_tenth_of_train():
+    registry = get_registry()
+    prepared = prepare(registry, recipe="corect", dataset="synthetic", flags={"device": "cpu", "protocol": "holdout"},
+                       overrides=["dataset.train_dialogues=18", "dataset.dev_dialogues=2", "dataset.test_dialogues=3",
+                                  "model.hidden_size=16", "training.epochs=1", "training.save_checkpoint=false"])
+    corpus = prepared.corpus
+    trainer = Trainer(config=prepared.config, corpus=corpus, registry=registry)
+    assert [d.id for d in trainer.corpus.dev] == [d.id for d in corpus.train[:2]]  # int(0.1 · (18 + 2)) = 2
+    assert [d.id for d in trainer.corpus.train] == [d.id for d in corpus.train[2:] + corpus.dev]
+    assert trainer.corpus.test == corpus.test and trainer.select_split == "dev"
+    with pytest.raises(UserError, match="nothing would be left"):
+        corpus.__class__(info=corpus.info, train=corpus.train[:1], dev=corpus.dev, test=corpus.test).with_holdout_dev()
