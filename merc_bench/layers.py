@@ -18,7 +18,7 @@ seeded initialisations and the golden outputs are unchanged.
 * :func:`sinusoidal_positions` — Vaswani et al. (2017) §3.5, used unscaled by SDT's encoder.
 * :func:`window_mask` — which utterances lie in each utterance's past/future context window, the
   edges of the utterance graphs of DialogueGCN (Ghosal et al., EMNLP 2019, §3.3) and CORECT
-  (Nguyen et al., Findings of EMNLP 2023, §3.2).
+  (Nguyen et al., Findings of EMNLP 2023, its relational temporal graph).
 
 B dialogues, L utterances (padded), H hidden size, M modalities; the mask (B, L) is True for real
 utterances.

@@ -1,5 +1,5 @@
-"""CORECT's pairwise cross-modal feature interaction, P-CM (Nguyen et al., Findings of EMNLP 2023,
-§3.3), built on the cross-modal transformer of MulT (Tsai et al., "Multimodal Transformer for
+"""CORECT's pairwise cross-modal feature interaction, P-CM (Nguyen et al., Findings of EMNLP 2023),
+built on the cross-modal transformer of MulT (Tsai et al., "Multimodal Transformer for
 Unaligned Multimodal Language Sequences", ACL 2019, §3.1–3.2: crossmodal attention
 CM_{k→m}(X_m, X_k) = softmax(Q_m K_kᵀ / √d) V_k inside a pre-norm transformer block).
 

@@ -1,6 +1,6 @@
-"""CORECT's unimodal encoders and speaker embedding (Nguyen et al., Findings of EMNLP 2023, §3.1,
-"Unimodal encoder" and "Speaker embedding"; the shapes and layer choices follow the authors' code,
-leson502/CORECT_EMNLP2023, since the paper describes them in words only).
+"""CORECT's unimodal encoders and speaker embedding (Nguyen et al., Findings of EMNLP 2023; the shapes
+and layer choices follow the authors' code, leson502/CORECT_EMNLP2023: the paper's text could not be
+consulted here, so no equation numbers are cited).
 
 * Text (``text_context = "transformer"``, the authors' ``rnn=transformer``): a post-norm Transformer
   encoder (Vaswani et al. 2017) run at the text feature width D_t — ``text_layers`` layers,

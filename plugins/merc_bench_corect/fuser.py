@@ -1,7 +1,7 @@
 """CORECT fuser (Nguyen, Mai, Le, Kieu, Le, "Conversation Understanding using Relational Temporal Graph
 Neural Networks with Auxiliary Cross-Modality Interaction", Findings of EMNLP 2023).
 
-1. RT-GCN (§3.2). Nodes are (modality, utterance) pairs whose features are the per-modality states
+1. RT-GCN (relational temporal graph convolution). Nodes are (modality, utterance) pairs whose features are the per-modality states
    (``mixed[m]``, (B, L, H); with the recipe's identity mixer, the ``corect`` encoder's output), edges
    the temporal and cross-modal relations of :mod:`merc_bench_corect.graph`.
    a. Relational graph convolution (Schlichtkrull et al., ESWC 2018, Eq. 2; the authors use PyTorch
@@ -13,14 +13,15 @@ Neural Networks with Auxiliary Cross-Modality Interaction", Findings of EMNLP 20
       g_n = W_s h_n + Σ_n' α_nn' W_v h_n' (every map with a bias), then
       g_n ← LeakyReLU(BatchNorm(g_n)) (``graph_norm``), (heads·H) per node.
    c. Per utterance the M node outputs are concatenated: (B, L, M·heads·H).
-2. P-CM (§3.3): :class:`merc_bench_corect.crossmodal.PairwiseCrossmodal` on the same states,
+2. P-CM (pairwise cross-modal feature interaction): :class:`merc_bench_corect.crossmodal.PairwiseCrossmodal` on the same states,
    (B, L, M·(M − 1)·H); skipped with one modality or ``crossmodal = False``.
-3. Classifier input (§3.4): [RT-GCN; P-CM] → Linear(·, H) → ReLU → Dropout = fused (B, L, H); the
+3. Classifier input: [RT-GCN; P-CM] → Linear(·, H) → ReLU → Dropout = fused (B, L, H); the
    model's head is the classifier's second linear layer (H → C). The per-modality outputs are
    ``mixed`` unchanged.
 
-Choices and readings (the paper's equations were not available here; everything follows the
-authors' code, leson502/CORECT_EMNLP2023):
+Choices and readings (the paper's text and equation numbers could not be consulted here, so the
+equations cited are those of the layers' own papers; CORECT's structure follows the authors' code,
+leson502/CORECT_EMNLP2023):
 
 * windows: ``window_convention`` chooses between the windows as named (``paper``) and as the
   authors' code builds them (``authors_code``, the recipe's: swapped and one shorter, graph.py);

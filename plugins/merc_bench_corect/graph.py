@@ -1,7 +1,7 @@
 """CORECT's relational temporal graph (Nguyen, Mai, Le, Kieu, Le, "Conversation Understanding using
 Relational Temporal Graph Neural Networks with Auxiliary Cross-Modality Interaction", Findings of
-EMNLP 2023, §3.2, RT-GCN's graph construction), built for a whole padded batch at once as dense
-tensors.
+EMNLP 2023, RT-GCN's graph construction, as the authors' code leson502/CORECT_EMNLP2023 builds it),
+built for a whole padded batch at once as dense tensors.
 
 Nodes: one per (modality, utterance) pair of a dialogue, ordered modality-major, so node ``m·L + i``
 is utterance i seen through modality m (M modalities, L padded utterances, N = M·L nodes).
