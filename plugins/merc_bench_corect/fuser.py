@@ -32,7 +32,8 @@ leson502/CORECT_EMNLP2023):
 * ``graph = False`` or ``crossmodal = False`` drop one branch (the paper's ablations); at least one
   must stay on;
 * the RGCN's relation weights are full H×H matrices (no basis decomposition; R = 15 on three
-  modalities), and relations absent from a batch get no gradient in it.
+  modalities), and relations absent from a batch get no gradient in it; they start uniform in
+  ±1/√H (PyTorch Geometric starts them Glorot-uniform), which changes only the starting point.
 """
 
 from __future__ import annotations
