@@ -16,6 +16,9 @@ seeded initialisations and the golden outputs are unchanged.
   bias-free ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs
   them, fused = Σ_m weight_m ⊙ h_m. SUMMER combines its HCMF branches the same way.
 * :func:`sinusoidal_positions` — Vaswani et al. (2017) §3.5, used unscaled by SDT's encoder.
+* :func:`window_mask` — which utterances lie in each utterance's past/future context window, the
+  edges of the utterance graphs of DialogueGCN (Ghosal et al., EMNLP 2019, §3.3) and CORECT
+  (Nguyen et al., Findings of EMNLP 2023, its relational temporal graph).
 
 B dialogues, L utterances (padded), H hidden size, M modalities; the mask (B, L) is True for real
 utterances.
@@ -29,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions"]
+__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions",
+           "window_mask"]
 
 
 def masked_attention(query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, heads: int,
@@ -114,3 +118,15 @@ def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency)
     return table
+
+
+def window_mask(mask: torch.Tensor, past: int, future: int) -> torch.Tensor:
+    """(B, L) real-utterance mask → (B, L, L) bool, [b, i, j] True when utterance j is in i's window.
+
+    The window is i − past ≤ j ≤ i + future and includes i itself; both ends must be real.
+    """
+    length = mask.shape[1]
+    position = torch.arange(length, device=mask.device)
+    offset = position[None, :] - position[:, None]  # (L, L): j − i
+    inside = (offset >= -past) & (offset <= future)  # (L, L)
+    return inside[None] & mask[:, :, None] & mask[:, None, :]  # (B, L, L)
