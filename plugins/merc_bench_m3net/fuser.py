@@ -6,7 +6,8 @@ feiyuchen7/M3NET, ``model_hyper.py``, ``HypergraphConv.py``, ``high_fre_conv.py`
 Nodes are (modality, utterance) pairs; the graphs are those of :mod:`merc_bench_m3net.graph`.
 
 1. Speaker embedding: x_i^m = h_i^m + W_s s_i for the modalities ``speaker_embedding`` names
-   (``text``, the default, as the authors' code; ``all``; ``none``). x is the mixer output.
+   (``text``, the default, as the authors' code; ``all``; ``none``). x is the mixer output. A run
+   that leaves text out (``--modalities``) gets no speaker embedding under ``text``.
 2. Shared input map x¹ = W_in x (the code's ``fc1``, no activation), the start of both branches.
 3. Multivariate branch (§3.2), ``hypergraph_layers`` layers (3 in the authors' code) of hypergraph
    convolution on the incidence H (B, N, E):
@@ -17,7 +18,9 @@ Nodes are (modality, utterance) pairs; the graphs are those of :mod:`merc_bench_
    vector indexed by a hyperedge's *position in the batch* (and a second one by the position of a
    node–hyperedge incidence), which gives no hyperedge a stable identity across batches; here
    ``hyperedge_weights = "learned"`` learns one positive weight per hyperedge *kind* (context,
-   multimodal), shared by all layers as the code shares its vector, and ``"fixed"`` uses 1.
+   multimodal), shared by all layers as the code shares its vector, and ``"fixed"`` uses 1. The
+   version of ``model_hyper.py`` that matches ``model.py``'s call builds its hypergraph layers
+   without PyG's hyperedge attention (an older version switched it on); none is offered here.
 4. Multi-frequency branch (§3.3), ``frequency_layers`` layers (4 in the code) on Ã, each
        X' = ε X + (G ⊙ Ã) X,     G_ij = tanh(aᵀ [x_i; x_j] + c)       (``frequency = "adaptive"``)
    which is Σ_j (α^L_ij F_L + α^H_ij F_H)_ij x_j with α^L − α^H = G and F_L = εI + Ã, F_H = εI − Ã
