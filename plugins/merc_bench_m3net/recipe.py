@@ -20,6 +20,9 @@ MMGCN's ``form = "mmgcn_code"``, from the ``mmgcn`` plugin) instead of cross-ent
 Not reproduced: the code's batch normalisation of the text features (``--norm BN``) and its average of
 the four RoBERTa layers of the SDT/M3Net feature files (a dataset option here), its fixed seeds (1746
 IEMOCAP, 67137 MELD) and its best-test-epoch selection (merc-bench's ``paper`` protocol offers that).
+
+Published numbers: the paper's result tables could not be read here, so none are recorded in
+``merc_bench/reference_data`` (only numbers checked against the paper belong there).
 """
 
 from __future__ import annotations
