@@ -29,7 +29,7 @@ from typing import Literal
 
 import torch
 
-from merc_bench.layers import window_mask
+from merc_bench.layers import window_mask  # shared with other graph fusers; the fuser imports it from here
 
 RelationScheme = Literal["speaker_pairs", "same_or_different"]
 SpeakerOrder = Literal["dataset", "first_appearance"]
