@@ -16,6 +16,10 @@ seeded initialisations and the golden outputs are unchanged.
   bias-free ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs
   them, fused = Σ_m weight_m ⊙ h_m. SUMMER combines its HCMF branches the same way.
 * :func:`sinusoidal_positions` — Vaswani et al. (2017) §3.5, used unscaled by SDT's encoder.
+* :func:`window_mask` / :func:`symmetric_normalise` — dialogue graphs: which utterance pairs lie in a
+  past/future context window (DialogueGCN, Ghosal et al., EMNLP 2019, §3.3; GraphSmile's inter-modal
+  edges, Li et al. 2025), and the GCN normalisation D^-1/2 A D^-1/2 (Kipf and Welling, ICLR 2017,
+  Eq. 2) of a weighted adjacency (MMGCN, GraphSmile).
 
 B dialogues, L utterances (padded), H hidden size, M modalities; the mask (B, L) is True for real
 utterances.
@@ -29,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions"]
+__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions",
+           "symmetric_normalise", "window_mask"]
 
 
 def masked_attention(query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, heads: int,
@@ -114,3 +119,26 @@ def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency)
     return table
+
+
+def window_mask(mask: torch.Tensor, past: int, future: int) -> torch.Tensor:
+    """(B, L) real-utterance mask → (B, L, L) bool, [b, i, j] True when utterance j is in i's window.
+
+    The window is i − past ≤ j ≤ i + future and includes i itself; both ends must be real.
+    """
+    length = mask.shape[1]
+    position = torch.arange(length, device=mask.device)
+    offset = position[None, :] - position[:, None]  # (L, L): j − i
+    inside = (offset >= -past) & (offset <= future)  # (L, L)
+    return inside[None] & mask[:, :, None] & mask[:, None, :]  # (B, L, L)
+
+
+def symmetric_normalise(adjacency: torch.Tensor) -> torch.Tensor:
+    """(B, N, N) weighted adjacency A → D^-1/2 A D^-1/2 (D = row sums; empty rows stay empty).
+
+    A row whose weights sum to zero or less (no edges, or learned weights that cancel) is scaled by
+    1 instead of dividing by zero or taking the root of a negative number.
+    """
+    degree = adjacency.sum(dim=-1)  # (B, N)
+    scale = torch.where(degree > 0, degree, torch.ones_like(degree)).rsqrt()  # (B, N)
+    return scale[:, :, None] * adjacency * scale[:, None, :]

@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from merc_bench.layers import symmetric_normalise  # the GCN normalisation, shared with other graphs
+
 #: keeps arccos away from ±1, where its derivative is infinite
 COSINE_SHRINK = 1.0 - 1e-5
 
@@ -56,13 +58,6 @@ def angular_similarity(nodes: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(nodes.float(), dim=-1)  # eps inside: a zero vector gives cosine 0, not NaN
         cosine = (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0) * COSINE_SHRINK  # (B, N, N)
         return 1.0 - torch.arccos(cosine) / math.pi
-
-
-def symmetric_normalise(adjacency: torch.Tensor) -> torch.Tensor:
-    """(B, N, N) weighted adjacency A → D^-1/2 A D^-1/2 (D = row sums; empty rows stay empty)."""
-    degree = adjacency.sum(dim=-1)  # (B, N)
-    scale = torch.where(degree > 0, degree, torch.ones_like(degree)).rsqrt()  # (B, N)
-    return scale[:, :, None] * adjacency * scale[:, None, :]
 
 
 def multimodal_adjacency(nodes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
