@@ -17,7 +17,8 @@ MELD: lr 7e-5, 50 epochs, H = 384, windows 3/3, 5 layers per pair, SDP blocks of
 
 Sentiment targets: the coarse sentiment of each emotion class (sentiment_dynamics.py): on IEMOCAP
 the authors' own mapping; on MELD the authors read MELD's annotated sentiment, which this mapping
-reproduces except for surprise utterances (mapped to negative, the majority).
+reproduces except for surprise utterances (mapped to negative, the majority). ``labels = "auto"``
+keeps the recipe usable on corpora with other label sets (their emotion shifts are the targets).
 
 Protocol note: the authors hold out the first 10% of the training dialogues as validation but
 report the best *test* epoch (max test accuracy and max test w-F1 taken separately), which is
@@ -39,7 +40,7 @@ GRAPHSMILE = Recipe(
     encoder={"name": "graphsmile", "config": {"normalise": "text", "dropout": 0.2}},
     mixer={"name": "identity"},
     fuser={"name": "graphsmile", "config": {"edge_weights": "offset", "dropout": 0.2}},
-    distiller={"name": "sentiment-dynamics", "config": {"labels": "sentiment", "self_pairs": True}},
+    distiller={"name": "sentiment-dynamics", "config": {"labels": "auto", "self_pairs": True}},
     model={"modality_heads": False},
     training={"batch_size": 16, "weight_decay": 1e-4, "class_weights": "none"},
     family_defaults={

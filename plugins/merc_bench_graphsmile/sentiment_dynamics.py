@@ -26,9 +26,14 @@ Targets (``labels``) — merc-bench's datasets carry emotion labels only, so s i
   own per-utterance sentiment, which the authors read from the feature file, equals this mapping
   for every class but surprise, which MELD annotates negative or positive case by case (856 and 780
   of the 1,636 surprise utterances in the official CSVs): negative is the majority. Another
-  mapping, e.g. surprise → positive, is given as ``class_sentiments``, one value per class.
-* ``emotion`` (the default, which fits any label set): s is the emotion class itself, so the shift
-  term predicts emotion shifts and the classification term is a second emotion head.
+  mapping, e.g. surprise → positive, is given as ``class_sentiments``, one value per class. A
+  dataset whose class count is not its family's needs ``class_sentiments`` (else: an error).
+* ``emotion``: s is the emotion class itself, so the shift term predicts emotion shifts and the
+  classification term is a second emotion head; fits any label set.
+* ``auto`` (default): ``sentiment`` when ``class_sentiments`` is given or the dataset has its
+  family's class count (IEMOCAP 6, MELD 7), ``emotion`` otherwise. The build context names no
+  classes, only their count, so a 7-class ``meld``-family corpus is assumed to list MELD's classes
+  in MELD's order (as the family's class weights and settings assume too).
 Neither term is class-weighted (the authors' losses are plain NLL); ``class_weights`` weigh the
 trainer's emotion term only.
 """
@@ -58,8 +63,8 @@ FAMILY_SENTIMENTS: dict[str, tuple[str, ...]] = {
 class SentimentDynamicsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    labels: Literal["emotion", "sentiment"] = Field(
-        "emotion", description="targets: the emotion classes, or a coarse sentiment of each class"
+    labels: Literal["auto", "sentiment", "emotion"] = Field(
+        "auto", description="targets: a coarse sentiment of each class, the emotion classes, or auto (see docs)"
     )
     class_sentiments: list[Sentiment] | None = Field(
         None, min_length=1, max_length=1000,
@@ -73,9 +78,17 @@ class SentimentDynamicsConfig(BaseModel):
     shift_weight: float = Field(1.0, ge=0.0, le=1000, description="λ_sft of the shift term")
 
 
+def resolved_labels(config: SentimentDynamicsConfig, family: str, num_classes: int) -> str:
+    """``sentiment`` or ``emotion``: what ``labels = "auto"`` means for this dataset."""
+    if config.labels != "auto":
+        return config.labels
+    fits_family = len(FAMILY_SENTIMENTS.get(family, ())) == num_classes
+    return "sentiment" if config.class_sentiments is not None or fits_family else "emotion"
+
+
 def class_targets(config: SentimentDynamicsConfig, family: str, num_classes: int) -> torch.Tensor:
     """(C,) long: the target id of each emotion class (itself, or its sentiment's index in SENTIMENTS)."""
-    if config.labels == "emotion":
+    if resolved_labels(config, family, num_classes) == "emotion":
         return torch.arange(num_classes)
     mapping = config.class_sentiments
     if mapping is None:
@@ -131,7 +144,8 @@ class SentimentDynamics(nn.Module):
         self.self_pairs = config.self_pairs
         self.sentiment_weight = config.sentiment_weight
         self.shift_weight = config.shift_weight
-        self.classifier = nn.Linear(hidden_size, num_classes if config.labels == "emotion" else len(SENTIMENTS))
+        emotions = resolved_labels(config, family, num_classes) == "emotion"
+        self.classifier = nn.Linear(hidden_size, num_classes if emotions else len(SENTIMENTS))
         self.shift = nn.Linear(2 * hidden_size, 2)  # W_c on [e_i; e_j]
 
     def forward(
