@@ -152,7 +152,7 @@ def test_sentiment_targets_follow_the_authors_iemocap_mapping_and_refuse_unknown
     assert class_targets(explicit, "meld", 7).tolist()[:2] == [1, 2]  # surprise → positive on request
     with pytest.raises(UserError, match="no sentiment mapping for a 'meld' dataset with 4 classes"):
         class_targets(SentimentDynamicsConfig(labels="sentiment"), "meld", 4)
-    with pytest.raises(UserError, match="class_sentiments has 7 values, but the dataset has 6 classes"):
+    with pytest.raises(UserError, match="distiller.class_sentiments has 7 values, but the dataset has 6 classes"):
         class_targets(explicit, "iemocap", 6)
     assert set(map(len, FAMILY_SENTIMENTS.values())) == {6, 7}
 

@@ -97,11 +97,11 @@ def class_targets(config: SentimentDynamicsConfig, family: str, num_classes: int
             raise UserError(
                 f"the sentiment-dynamics distiller has no sentiment mapping for a {family!r} dataset with "
                 f"{num_classes} classes (it knows IEMOCAP's 6 and MELD's 7 classes): give one sentiment per "
-                "class with distiller.config.class_sentiments=[...], or set distiller.config.labels=emotion."
+                "class with --set distiller.class_sentiments=[...] (a JSON list), or --set distiller.labels=emotion."
             )
     elif len(mapping) != num_classes:
         raise UserError(
-            f"distiller.config.class_sentiments has {len(mapping)} values, but the dataset has {num_classes} "
+            f"distiller.class_sentiments has {len(mapping)} values, but the dataset has {num_classes} "
             "classes: give one sentiment (negative, neutral or positive) per class, in the dataset's class order."
         )
     return torch.tensor([SENTIMENTS.index(s) for s in mapping])
