@@ -223,3 +223,28 @@ def test_recipe_trains_end_to_end_with_its_auxiliary_terms(shape):
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0], losses
     assert 0.0 <= result.test["weighted_f1"] <= 1.0
+
+
+@pytest.mark.parametrize("family, dims, classes", [("meld", {"text": 1024, "audio": 300, "visual": 342}, 7),
+                                                   ("iemocap", {"text": 1024, "audio": 1582, "visual": 342}, 6)])
+def test_parameter_count_is_the_authors_architecture_without_their_edge_vectors(family, dims, classes):
+    """The authors' model (model.py/module.py) counted by hand: text batch norm, one Linear per modality,
+    per pair K GCN layers and K output layers (H² + H each), the shared fusion map, the emotion, sentiment
+    and shift heads — less their 500,000-slot edge vectors and unused fc_layer prototypes, plus the
+    2·(p + 1 + f) offset weights per pair used here instead."""
+    from merc_bench.config import RunConfig
+    from merc_bench.data import DatasetInfo
+    from merc_bench.model import build_model
+
+    registry = get_registry()
+    values = registry.get("recipe", "graphsmile").obj.resolve(family)
+    config = RunConfig.model_validate(dict(values, dataset={"name": "synthetic"}))
+    info = DatasetInfo("paper-shaped", family, tuple(f"c{i}" for i in range(classes)), dims, 2)
+    with torch.device("meta"):
+        model, distiller = build_model(config, info, registry, check_size=False)
+    h, k = config.model.hidden_size, config.fuser.config["layers"]
+    slots = config.fuser.config["window_past"] + 1 + config.fuser.config["window_future"]
+    square = h * h + h
+    expected = (2 * dims["text"] + sum(d * h + h for d in dims.values()) + 3 * (2 * k * square + 2 * slots)
+                + square + (h * classes + classes) + (h * 3 + 3) + (2 * h * 2 + 2))
+    assert sum(p.numel() for m in (model, distiller) for p in m.parameters()) == expected

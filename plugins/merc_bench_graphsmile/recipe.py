@@ -30,7 +30,8 @@ from __future__ import annotations
 from merc_bench import Recipe
 
 PAPER = ("Li, Wang, Zeng, Tracing Intricate Cues in Dialogue: Joint Graph Structure and Sentiment Dynamics "
-         "for Multimodal Emotion Recognition (GraphSmile), IEEE TPAMI 2025, doi:10.1109/TPAMI.2025.3581236, "
+         "for Multimodal Emotion Recognition (GraphSmile), IEEE TPAMI 47(10):8786–8803, 2025, "
+         "doi:10.1109/TPAMI.2025.3581236, "
          "arXiv:2407.21536")
 
 GRAPHSMILE = Recipe(
