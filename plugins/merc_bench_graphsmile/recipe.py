@@ -20,9 +20,13 @@ the authors' own mapping; on MELD the authors read MELD's annotated sentiment, w
 reproduces except for surprise utterances (mapped to negative, the majority). ``labels = "auto"``
 keeps the recipe usable on corpora with other label sets (their emotion shifts are the targets).
 
-Protocol note: the authors hold out the first 10% of the training dialogues as validation but
-report the best *test* epoch (max test accuracy and max test w-F1 taken separately), which is
-merc-bench's ``--protocol paper`` at best.
+Protocol note (as we read ``run.py``): the authors report the best *test* epoch, taking the maximum
+test accuracy and the maximum test w-F1 separately (possibly from different epochs), which is
+merc-bench's ``--protocol paper`` at best. Their validation split does not select anything, and
+it is not held out: ``DistributedSampler(idx[split:])`` samples *positions* 0..0.9N−1 of the list,
+so training sees the first 90% of the training dialogues, validation the first 10% of them (a
+subset of those), and the last 10% are never used. ``trainer.py`` also reseeds every epoch (the
+same shuffling and dropout masks each epoch); neither quirk is reproduced here.
 """
 
 from __future__ import annotations
