@@ -1,4 +1,4 @@
-"""GraphSmile's input projections (Li, Wang, Zeng, IEEE TPAMI 2025, arXiv:2407.21536, §III, the
+"""GraphSmile's input projections (Li, Wang, Zeng, IEEE TPAMI 2025, arXiv:2407.21536: the
 unimodal feature encoding before GSF; the authors' code ``GraphSmile.__init__``: ``batchnorms_t``
 and ``dim_layer_t/a/v``).
 

@@ -1,6 +1,6 @@
 """GraphSmile's GSF fuser, graph structure fusion (Li, Wang, Zeng, "Tracing Intricate Cues in
 Dialogue: Joint Graph Structure and Sentiment Dynamics for Multimodal Emotion Recognition", IEEE
-TPAMI 2025, arXiv:2407.21536, §III, GSF; the authors' code ``HeterGConv_Edge`` and
+TPAMI 2025, arXiv:2407.21536: the GSF module; the authors' code ``HeterGConv_Edge`` and
 ``GraphSmile.forward``). Equations are cited by what they compute: the paper's numbering was not
 at hand.
 

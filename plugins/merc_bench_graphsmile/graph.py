@@ -1,6 +1,6 @@
 """GraphSmile's inter-modal graph of one modality pair (Li, Wang, Zeng, "Tracing Intricate Cues in
 Dialogue: Joint Graph Structure and Sentiment Dynamics for Multimodal Emotion Recognition", IEEE
-TPAMI 2025, arXiv:2407.21536; §III, the GSF module's heterogeneous graph; the authors' code
+TPAMI 2025, arXiv:2407.21536: the GSF module's heterogeneous graph; the authors' code
 ``HeterGConv_Edge``), built for a whole padded batch at once as dense (B, 2L, 2L) tensors.
 
 Nodes: the utterances of one dialogue seen through two modalities a and b, ordered modality-major,

@@ -1,8 +1,9 @@
 """GraphSmile's SDP, sentiment dynamics perception, with its sentiment classification term, as a
 distiller (Li, Wang, Zeng, "Tracing Intricate Cues in Dialogue: Joint Graph Structure and Sentiment
-Dynamics for Multimodal Emotion Recognition", IEEE TPAMI 2025, arXiv:2407.21536, §III, SDP and the
-joint objective; the authors' code ``SenShift_Feat``, ``build_match_sen_shift_label`` and the
-``emo_sen_sft`` loss of ``trainer.py``).
+Dynamics for Multimodal Emotion Recognition", IEEE TPAMI 2025, arXiv:2407.21536: the SDP module
+and the joint objective; the authors' code ``SenShift_Feat``, ``build_match_sen_shift_label`` and
+the ``emo_sen_sft`` loss of ``trainer.py``). Terms are cited by what they compute: the paper's
+equation numbering was not at hand.
 
 From the fused representation e_i (B, L, H) (``output.hidden``, GraphSmile's ``feat_fusion``):
 * sentiment term: ŝ_i = W_s e_i + b_s over the target classes, loss_sen = CE(ŝ, s), mean over real
