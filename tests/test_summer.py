@@ -182,9 +182,16 @@ def test_sdmoe_defaults_are_the_dev_choice_and_summer_wide_keeps_the_literal_rul
     from merc_bench_summer.recipe import SUMMER, SUMMER_WIDE
 
     config = SDMoEConfig()
-    assert (config.routing, config.gate) == ("lower", "token")  # chosen on dev (sdmoe.py, RESULTS.md)
-    assert SDMoEConfig(**SUMMER.mixer["config"]).routing == "lower"
-    assert SDMoEConfig(**SUMMER_WIDE.mixer["config"]).routing == "two-sided"  # the model before issue 14
+    assert (config.routing, config.gate) == ("lower", "token")  # chosen on paper-meld's dev (sdmoe.py, RESULTS.md)
+
+    def routing(recipe, family: str) -> str:
+        return SDMoEConfig(**recipe.resolve(family)["mixer"]["config"]).routing
+
+    # Each family's routing was chosen on its own dev split: MELD took `lower`, IEMOCAP kept the literal rule.
+    assert routing(SUMMER, "meld") == "lower" and routing(SUMMER, "iemocap") == "two-sided"
+    assert routing(SUMMER_WIDE, "meld") == routing(SUMMER_WIDE, "iemocap") == "two-sided"  # the model before issue 14
+    # The family's routing does not displace the recipe's other mixer options.
+    assert SUMMER.resolve("iemocap")["mixer"]["config"]["experts"] == 6
 
 
 def _fuser_output(fuser: HCMFFuser) -> torch.Tensor:

@@ -37,8 +37,12 @@ lower/dialogue 67.99 ± 0.46, two-sided/token 67.43 ± 0.38. The rule, fixed bef
 the literal reading only for a variant that beats it on dev by more than either's seed spread;
 lower/token does (+0.70). The gate's two readings differ by less than their spread, so the gate
 keeps the token-wise reading §IV's "token-wise selection" names. Test, for the record only, did
-not separate the four (66.6–67.1). Not yet measured on paper-iemocap. ``summer-wide`` keeps the
-literal two-sided rule, so it still builds the model this project had before issue 14.
+not separate the four (66.6–67.1). On paper-iemocap's dev (10 epochs, batch 8, 3 seeds) no variant
+beat the literal reading by more than the spread — two-sided/dialogue 71.73 ± 0.26, lower/dialogue
+71.41 ± 0.41, two-sided/token 71.31 ± 0.45, lower/token 71.27 ± 0.66 — so the ``summer`` recipe sets
+``routing="two-sided"`` for the IEMOCAP family and keeps this default (``lower``) for MELD: the
+choice differs by family, each made on its own dev split. ``summer-wide`` keeps the literal
+two-sided rule on both, so it still builds the model this project had before issue 14.
 
 What α does for small n: with the population σ, no weight's z-score |w_i − μ| / σ can exceed
 √(n − 1) (it equals √(n − 1) only when the other n − 1 weights are all equal). So for
