@@ -41,7 +41,9 @@ error_console = Console(stderr=True)
 data_app = typer.Typer(help="Prepare, convert and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder", "encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
+KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder",
+                "audio_encoders": "audio_encoder", "audio-encoder": "audio_encoder",
+                "visual_encoders": "visual_encoder", "visual-encoder": "visual_encoder", "encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
                 "datasets": "dataset", "recipes": "recipe"}
 
 
@@ -110,7 +112,8 @@ def _modalities(value: Optional[str]) -> Optional[list[str]]:
 
 @app.command("list")
 def list_components(
-    kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset or recipe")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset, text_encoder, "
+                                                       "audio_encoder, visual_encoder or recipe")] = None,
     name: Annotated[Optional[str], typer.Argument(help="one registered name: its options in full (type, default, "
                                                        "description)")] = None,
 ) -> None:
