@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 # MLflow looks up a telemetry host at import; switch that off before anything imports it.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -472,9 +472,27 @@ def data_prepare(
     finetune_layers: Annotated[Optional[int], typer.Option(help=_finetune_help("layers"))] = None,
     finetune_seed: Annotated[Optional[int], typer.Option(help=_finetune_help("seed"))] = None,
     device: Annotated[Optional[str], typer.Option(help=_finetune_help("device"))] = None,
+    media_dir: Annotated[Optional[Path], typer.Option(help="folder of the dataset's audio/video clips (MELD: the "
+                                                           "MELD.Raw layout, see README): adds audio and visual "
+                                                           "features, decoded with ffmpeg")] = None,
+    audio_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered audio encoder (is10: "
+                                                              "1582-d, egemaps: 88-d; both need the `audio` extra), "
+                                                              "or none  [default: is10]")] = None,
+    visual_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered visual encoder, or "
+                                                               "none  [default: frame-stats, no face information]")
+                              ] = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="with --media-dir: give utterances whose "
+                                               "file is missing or undecodable zero features for that modality and "
+                                               "list them in the manifest, instead of refusing")] = False,
+    max_media_seconds: Annotated[Optional[float], typer.Option(help="with --media-dir: longest clip decoded, in "
+                                                                    "seconds; a longer one is a bad file  "
+                                                                    "[default: 600]")] = None,
 ) -> None:
     """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
     from merc_bench.prepare import prepare_command
+
+    media = _media_options(media_dir, audio_encoder=audio_encoder, visual_encoder=visual_encoder,
+                           skip_missing=skip_missing, max_media_seconds=max_media_seconds)
 
     # Only the options given reach the config: the defaults live in FinetuneConfig alone.
     given = {"epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
@@ -487,7 +505,28 @@ def data_prepare(
         raise UserError(f"{named} only apply with --finetune (fine-tuning the text encoder); add --finetune or "
                         "leave them out.")
     prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
-                    finetune=options if finetune else None)
+                    finetune=options if finetune else None, media=media)
+
+
+def _media_options(media_dir: Optional[Path], *, audio_encoder: Optional[str], visual_encoder: Optional[str],
+                   skip_missing: bool, max_media_seconds: Optional[float]) -> Any:
+    """``MediaOptions`` for ``--media-dir`` (None without it); its options alone are a mistake."""
+    given = {"--audio-encoder": audio_encoder, "--visual-encoder": visual_encoder,
+             "--skip-missing": skip_missing or None, "--max-media-seconds": max_media_seconds}
+    if media_dir is None:
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise UserError(f"{', '.join(named)} only apply with --media-dir (audio and visual features from the "
+                            "dataset's clips); add --media-dir PATH or leave them out.")
+        return None
+    from merc_bench.media_features import DEFAULT_MAX_SECONDS, MediaOptions
+
+    def chosen(value: Optional[str], default: str) -> Optional[str]:
+        return None if value is not None and value.lower() == "none" else (value or default)
+
+    return MediaOptions(media_dir=media_dir, audio_encoder=chosen(audio_encoder, "is10"),
+                        visual_encoder=chosen(visual_encoder, "frame-stats"), skip_missing=skip_missing,
+                        max_seconds=DEFAULT_MAX_SECONDS if max_media_seconds is None else max_media_seconds)
 
 
 # -- plugin commands --------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ import numpy as np
 from merc_bench.errors import UserError
 from merc_bench.media import Decoder, MediaError, decode_audio, decode_frames
 
-__all__ = ["MediaItem", "MediaResult", "build_media_encoder", "extract_media_features", "MEDIA_KINDS",
-           "LISTED_PROBLEMS", "MAX_MEDIA_FILE_BYTES", "DEFAULT_MAX_SECONDS"]
+__all__ = ["MediaItem", "MediaOptions", "MediaResult", "build_media_encoder", "extract_media_features", "MEDIA_KINDS",
+           "LISTED_PROBLEMS", "MAX_MEDIA_FILE_BYTES", "DEFAULT_MAX_SECONDS", "MAX_SECONDS_LIMIT"]
 
 #: modality -> the registry kind of its encoders
 MEDIA_KINDS = {"audio": "audio_encoder", "visual": "visual_encoder"}
@@ -59,6 +59,8 @@ LISTED_PROBLEMS = 20
 MAX_MEDIA_FILE_BYTES = 2 << 30
 #: Seconds of audio/video decoded per utterance at most (MELD's longest clip is about 305 s).
 DEFAULT_MAX_SECONDS = 600.0
+#: The largest per-utterance limit accepted: two hours.
+MAX_SECONDS_LIMIT = 7200.0
 # Files decoded at once (ffmpeg runs in threads while the encoders work): bounds the memory in flight.
 _CHUNK = 16
 
@@ -72,6 +74,22 @@ class MediaItem:
     utterance: int  # position in the dialogue, 0-based
     path: Path
     shown: str  # how messages name the file (relative to the media folder when inside it)
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """What ``data prepare --media-dir`` was asked for (encoders by registered name; None: that modality not)."""
+
+    media_dir: Path
+    audio_encoder: str | None = "is10"
+    visual_encoder: str | None = "frame-stats"
+    skip_missing: bool = False
+    max_seconds: float = DEFAULT_MAX_SECONDS
+
+    def encoder_names(self) -> dict[str, str]:
+        """modality -> encoder name, for the modalities asked for."""
+        names = {"audio": self.audio_encoder, "visual": self.visual_encoder}
+        return {modality: name for modality, name in names.items() if name}
 
 
 @dataclass
@@ -192,6 +210,84 @@ def _encode(modality: str, encoder: Any, clips: list[np.ndarray]) -> np.ndarray:
     return vectors
 
 
+class _Extraction:
+    """One pass over the items: cache look-ups, decoding in worker threads, encoding, the list of problems."""
+
+    def __init__(self, items: dict[str, list[MediaItem]], encoders: dict[str, Any], *, decoder: Decoder,
+                 read_dirs: Sequence[Path], write_dirs: Sequence[Path], max_seconds: float) -> None:
+        self.modalities = [m for m in MEDIA_KINDS if m in encoders]
+        self.encoders, self.decoder, self.max_seconds = encoders, decoder, max_seconds
+        self.read_dirs, self.write_dirs = [Path(f) for f in read_dirs], [Path(f) for f in write_dirs]
+        self.keys = {m: _encoder_key(m, encoders[m]) for m in self.modalities}
+        # (N, D) per modality and split, zeros until filled: a skipped utterance keeps its zeros
+        self.features = {m: {split: np.zeros((len(batch), int(encoders[m].dimension)), np.float32)
+                             for split, batch in items.items()} for m in self.modalities}
+        self.status = {m: {"computed": 0, "reused": 0, "skipped": 0} for m in self.modalities}
+        self.problems: list[tuple[MediaItem, str, str]] = []  # (item, "audio,visual", reason)
+        self._hashes: dict[Path, str] = {}
+
+    def _store(self, modality: str, sha: str, vector: np.ndarray, *, only_if_absent: bool) -> None:
+        for folder in self.write_dirs:
+            path = _cache_path(folder, self.keys[modality], sha)
+            if not only_if_absent or _read_vector(path, vector.shape[0]) is None:
+                _write_vector(path, vector)
+
+    def lookup(self, split: str, row: int, item: MediaItem) -> tuple[int, MediaItem, str, list[str]] | None:
+        """Fill what the cache holds; return what is left to decode (row, item, sha256, modalities), or None."""
+        problem = _file_problem(item.path)
+        if problem is not None:
+            self.problems.append((item, ",".join(self.modalities), problem))
+            return None
+        sha = self._hashes.get(item.path) or self._hashes.setdefault(item.path, _sha256(item.path))
+        missing = []
+        for modality in self.modalities:
+            dimension = int(self.encoders[modality].dimension)
+            vector = next((v for folder in self.read_dirs if (v := _read_vector(
+                _cache_path(folder, self.keys[modality], sha), dimension)) is not None), None)
+            if vector is None:
+                missing.append(modality)
+                continue
+            self.features[modality][split][row] = vector
+            self.status[modality]["reused"] += 1
+            self._store(modality, sha, vector, only_if_absent=True)
+        return (row, item, sha, missing) if missing else None
+
+    def compute(self, split: str, pending: list[tuple[int, MediaItem, str, list[str]]], pool: Any) -> None:
+        """Decode ``pending`` in the pool's threads, encode per modality, fill and cache the vectors."""
+        decoded = list(pool.map(lambda p: _decode(self.decoder, p[1].path, p[3], self.encoders, self.max_seconds),
+                                pending))
+        for modality in self.modalities:
+            good = []
+            for entry, clips in zip(pending, decoded):
+                clip = clips.get(modality)
+                if isinstance(clip, MediaError):
+                    self.problems.append((entry[1], modality, clip.reason))
+                elif clip is not None:
+                    good.append((entry, clip))
+            if not good:
+                continue
+            encoder = self.encoders[modality]
+            vectors = _encode(modality, encoder, [clip for _entry, clip in good])
+            for ((row, item, sha, _missing), _clip), vector in zip(good, vectors):
+                if not np.isfinite(vector).all():
+                    self.problems.append((item, modality, f"the {modality} encoder {encoder.name!r} returned NaN "
+                                                          "or infinite values for it"))
+                    continue
+                self.features[modality][split][row] = vector
+                self.status[modality]["computed"] += 1
+                self._store(modality, sha, vector, only_if_absent=False)
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """The problems as manifest entries, one per (utterance, modality); counts them in ``status``."""
+        entries = []
+        for item, modality_list, reason in self.problems:
+            for modality in modality_list.split(","):
+                self.status[modality]["skipped"] += 1
+                entries.append({"split": item.split, "dialogue": item.dialogue, "utterance": item.utterance,
+                                "file": item.shown, "modality": modality, "reason": reason})
+        return entries
+
+
 def extract_media_features(
     items: dict[str, list[MediaItem]],
     encoders: dict[str, Any],
@@ -214,73 +310,26 @@ def extract_media_features(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    modalities = [m for m in MEDIA_KINDS if m in encoders]
-    keys = {m: _encoder_key(m, encoders[m]) for m in modalities}
-    features = {m: {split: np.zeros((len(batch), int(encoders[m].dimension)), np.float32)
-                    for split, batch in items.items()} for m in modalities}
-    status = {m: {"computed": 0, "reused": 0, "skipped": 0} for m in modalities}
-    problems: list[tuple[MediaItem, str, str]] = []  # (item, modalities, reason)
-    hashes: dict[Path, str] = {}
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    extraction = _Extraction(items, encoders, decoder=decoder, read_dirs=read_dirs, write_dirs=write_dirs,
+                             max_seconds=max_seconds)
     total = sum(len(batch) for batch in items.values())
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console or Console(stderr=True), transient=False) as progress, \
             ThreadPoolExecutor(max_workers=workers) as pool:
-        task = progress.add_task(f"media features ({', '.join(modalities)})", total=total)
+        task = progress.add_task(f"media features ({', '.join(extraction.modalities)})", total=total)
         for split, batch in items.items():
             for start in range(0, len(batch), _CHUNK):
-                chunk = list(enumerate(batch[start : start + _CHUNK], start))
-                pending: list[tuple[int, MediaItem, str, list[str]]] = []  # (row, item, sha256, modalities to compute)
-                for row, item in chunk:
-                    problem = _file_problem(item.path)
-                    if problem is not None:
-                        problems.append((item, ",".join(modalities), problem))
-                        continue
-                    sha = hashes.get(item.path) or hashes.setdefault(item.path, _sha256(item.path))
-                    missing = []
-                    for modality in modalities:
-                        dimension = int(encoders[modality].dimension)
-                        vector = next((v for folder in read_dirs if (v := _read_vector(
-                            _cache_path(Path(folder), keys[modality], sha), dimension)) is not None), None)
-                        if vector is None:
-                            missing.append(modality)
-                            continue
-                        features[modality][split][row] = vector
-                        status[modality]["reused"] += 1
-                        for folder in write_dirs:
-                            if _read_vector(_cache_path(Path(folder), keys[modality], sha), dimension) is None:
-                                _write_vector(_cache_path(Path(folder), keys[modality], sha), vector)
-                    if missing:
-                        pending.append((row, item, sha, missing))
-                decoded = list(pool.map(lambda p: _decode(decoder, p[1].path, p[3], encoders, max_seconds), pending))
-                for modality in modalities:
-                    rows = [(p, d[modality]) for p, d in zip(pending, decoded) if modality in d]
-                    for (_row, item, _sha, _missing), clip in rows:
-                        if isinstance(clip, MediaError):
-                            problems.append((item, modality, clip.reason))
-                    good = [(p, clip) for p, clip in rows if not isinstance(clip, MediaError)]
-                    if not good:
-                        continue
-                    vectors = _encode(modality, encoders[modality], [clip for _p, clip in good])
-                    for ((row, item, sha, _missing), _clip), vector in zip(good, vectors):
-                        if not np.isfinite(vector).all():
-                            problems.append((item, modality, f"the {modality} encoder {encoders[modality].name!r} "
-                                                             "returned NaN or infinite values for it"))
-                            continue
-                        features[modality][split][row] = vector
-                        status[modality]["computed"] += 1
-                        for folder in write_dirs:
-                            _write_vector(_cache_path(Path(folder), keys[modality], sha), vector)
+                chunk = batch[start : start + _CHUNK]
+                pending = [left for row, item in enumerate(chunk, start)
+                           if (left := extraction.lookup(split, row, item)) is not None]
+                if pending:
+                    extraction.compute(split, pending, pool)
                 progress.advance(task, len(chunk))
-    if problems and not skip_missing:
-        raise UserError(_problems_message(problems, total, skip_hint))
-    skipped = []
-    for item, modality_list, reason in problems:
-        for modality in modality_list.split(","):
-            status[modality]["skipped"] += 1
-            skipped.append({"split": item.split, "dialogue": item.dialogue, "utterance": item.utterance,
-                            "file": item.shown, "modality": modality, "reason": reason})
-    return MediaResult(features=features, status=status, skipped=skipped)
+    if extraction.problems and not skip_missing:
+        raise UserError(_problems_message(extraction.problems, total, skip_hint))
+    skipped = extraction.skipped()
+    return MediaResult(features=extraction.features, status=extraction.status, skipped=skipped)
 
 
 def _problems_message(problems: list[tuple[MediaItem, str, str]], total: int, skip_hint: str) -> str:

@@ -13,7 +13,7 @@ The core reaches these only through the hook, as it would a third party's.
 from __future__ import annotations
 
 from merc_bench.data_sources import FeatureFormat, PreparableDataset
-from merc_bench_datasets import meld_prepare
+from merc_bench_datasets import meld_media, meld_prepare
 from merc_bench_datasets.layouts import MULTIEMO_FILES, read_source
 
 __all__ = ["DATA_SOURCES"]
@@ -21,7 +21,8 @@ __all__ = ["DATA_SOURCES"]
 DATA_SOURCES = [
     PreparableDataset(
         name="meld", description="MELD (Poria et al., ACL 2019) from its annotation CSVs at declare-lab/MELD "
-        f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read),
+        f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read,
+        media=meld_media.media_files, media_layouts=meld_media.LAYOUTS),
     FeatureFormat(
         name="feature-pickle", description="a community feature pickle (SDT, MMGCN, DialogueRNN or COSMIC layout, "
         "recognised by its structure)", read=read_source, suffixes=(".pkl", "")),
