@@ -74,6 +74,7 @@ class MediaItem:
     utterance: int  # position in the dialogue, 0-based
     path: Path
     shown: str  # how messages name the file (relative to the media folder when inside it)
+    problem: str | None = None  # why no file can be read for it at all (a refused path cell), found by the caller
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class _Extraction:
 
     def lookup(self, split: str, row: int, item: MediaItem) -> tuple[int, MediaItem, str, list[str]] | None:
         """Fill what the cache holds; return what is left to decode (row, item, sha256, modalities), or None."""
-        problem = _file_problem(item.path)
+        problem = item.problem or _file_problem(item.path)
         if problem is not None:
             self.problems.append((item, ",".join(self.modalities), problem))
             return None

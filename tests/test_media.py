@@ -267,3 +267,55 @@ def test_too_long_clips_are_refused_with_the_limit_named(meld_raw, audio_extra, 
         _prepare(tmp_path / "meld", MediaOptions(media_dir=meld_raw, max_seconds=1, visual_encoder=None))
     with pytest.raises(UserError, match=r"--max-media-seconds 0 is outside"):
         _prepare(tmp_path / "meld", MediaOptions(media_dir=meld_raw, max_seconds=0))
+
+
+# -- conversation-csv: a media column ---------------------------------------------------------------
+
+def _csv_corpus(root: Path, meld_raw: Path, cells: dict[str, list[str]]) -> dict[str, str]:
+    """One CSV per split (two dialogues of two utterances), the media cells as given, clips in root/clips."""
+    (root / "clips").mkdir(parents=True)
+    for index, clip in enumerate(sorted((meld_raw / "train" / "train_splits").glob("*.mp4"))[:8]):
+        shutil.copyfile(clip, root / "clips" / f"c{index}.mp4")
+    paths = {}
+    for split, media in cells.items():
+        lines = ["dialogue_id,utterance_id,speaker,label,clip"]
+        lines += [f"{split}-{i // 2},{i % 2},{'AB'[i % 2]},{'joy' if i % 3 else 'anger'},{cell}"
+                  for i, cell in enumerate(media)]
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+        paths[split] = str(root / f"{split}.csv")
+    return paths
+
+
+def test_conversation_csv_media_column(meld_raw, audio_extra, tmp_path):
+    from merc_bench.pipeline import load_corpus
+
+    good = {"train": ["clips/c0.mp4", "clips/c1.mp4", "clips/c2.mp4", "clips/c3.mp4"],
+            "dev": ["clips/c4.mp4", "clips/c5.mp4", "clips/c6.mp4", "clips/c7.mp4"],
+            "test": ["clips/c0.mp4", "clips/c5.mp4", "clips/c6.mp4", "./clips/c7.mp4"]}
+    paths = _csv_corpus(tmp_path / "ok", meld_raw, good)
+    options = {**paths, "text_column": None, "media_column": "clip", "audio_encoder": "egemaps"}
+    corpus = load_corpus(get_registry(), {"name": "conversation-csv", "config": options}, None)
+    assert corpus.info.feature_dims == {"audio": 88, "visual": 50}
+    assert corpus.provenance["media"]["features"]["audio"] == {"computed": 8, "reused": 4, "skipped": 0}
+    # The same clip gives the same vector wherever it is used (train c0 and test c0).
+    np.testing.assert_array_equal(corpus.train[0].features["audio"][0], corpus.test[0].features["audio"][0])
+
+    hostile = {**good, "train": ["clips/c0.mp4", "../ok/clips/c1.mp4", "/etc/hostname", ""],
+               "dev": ["clips/c4.mp4", "clips/nothing.mp4", "clips/c6.mp4", "clips"]}
+    paths = _csv_corpus(tmp_path / "bad", meld_raw, hostile)
+    options = {**paths, "text_column": None, "media_column": "clip", "visual_encoder": None}
+    with pytest.raises(UserError) as error:
+        load_corpus(get_registry(), {"name": "conversation-csv", "config": options}, None)
+    message = str(error.value)
+    assert message.startswith("5 of 12 utterances' media files cannot be used")
+    for expected in ("train.csv line 3: '../ok/clips/c1.mp4': has a '..' part",
+                     "train.csv line 4: '/etc/hostname': an absolute path", "train.csv line 5: '': the media path "
+                     "cell is empty", "dev.csv line 3: 'clips/nothing.mp4': missing",
+                     "dev.csv line 5: 'clips': not a regular file", "dataset.media_policy=skip"):
+        assert expected in message
+    corpus = load_corpus(get_registry(), {"name": "conversation-csv",
+                                          "config": {**options, "media_policy": "skip"}}, None)
+    skipped = corpus.provenance["media"]["skipped"]
+    assert [(entry["split"], entry["dialogue"], entry["utterance"]) for entry in skipped][:3] == [
+        ("train", "train-0", 1), ("train", "train-1", 0), ("train", "train-1", 1)]
+    assert not corpus.train[1].features["audio"].any() and corpus.train[0].features["audio"][0].any()
