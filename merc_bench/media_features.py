@@ -180,7 +180,7 @@ def _file_problem(path: Path) -> str | None:
     if size == 0:
         return "empty (0 bytes)"
     if size > MAX_MEDIA_FILE_BYTES:
-        return f"{size:,} bytes, more than the {MAX_MEDIA_FILE_BYTES >> 30} GiB a media file may have"
+        return f"{size:,} bytes, more than the {MAX_MEDIA_FILE_BYTES:,} a media file may have"
     return None
 
 

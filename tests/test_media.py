@@ -27,6 +27,7 @@ from test_meld_raw import MELD_DIR, HashEncoder, hash_encoder, leftovers, run_cl
 
 from merc_bench.errors import UserError
 from merc_bench.feature_store import read_corpus, read_manifest
+from merc_bench import media_features
 from merc_bench.media import MediaError, decode_audio, decode_frames, find_decoder
 from merc_bench.media_features import MediaOptions
 from merc_bench.plugins import get_registry
@@ -118,6 +119,8 @@ def test_decoder_reads_generated_speech_and_bounds_what_it_decodes(tools, tmp_pa
                     "-c:v", "mpeg4", str(silent)], check=True)
     with pytest.raises(MediaError, match="has no audio stream"):
         decode_audio(decoder, silent, sample_rate=16000, max_seconds=10)
+    with pytest.raises(MediaError, match=r"decoding the audio took more than 0.001 s \(killed\)"):
+        decode_audio(decoder, clip, sample_rate=16000, max_seconds=10, timeout_s=0.001)
     monkeypatch.setenv("MERC_BENCH_FFMPEG", "/bin/true")
     with pytest.raises(UserError, match="not a working ffmpeg"):
         find_decoder()
@@ -225,7 +228,7 @@ def _damaged_copy(meld_raw: Path, root: Path) -> dict[str, str]:
 
 
 @pytest.mark.usefixtures("hash_encoder")
-def test_bad_media_are_all_listed_or_skipped_and_recorded(meld_raw, audio_extra, tmp_path, capsys):
+def test_bad_media_are_all_listed_or_skipped_and_recorded(meld_raw, audio_extra, tmp_path, capsys, monkeypatch):
     damaged = tmp_path / "damaged"
     expected = _damaged_copy(meld_raw, damaged)
     work = tmp_path / "work"
@@ -238,6 +241,10 @@ def test_bad_media_are_all_listed_or_skipped_and_recorded(meld_raw, audio_extra,
     for name, reason in expected.items():
         assert f"train_splits/{name}: {reason}" in message
     assert "--skip-missing" in message and not target.exists() and leftovers(work) == []
+    with monkeypatch.context() as patch, pytest.raises(
+            UserError, match=r"19 of 19 .*dia0_utt0.mp4: [0-9,]+ bytes, more than the 1,000 a media file"):
+        patch.setattr(media_features, "MAX_MEDIA_FILE_BYTES", 1000)  # every clip is now "huge"
+        _prepare(target, MediaOptions(media_dir=damaged))
 
     corpus, out = _prepare(target, MediaOptions(media_dir=damaged, skip_missing=True))
     skipped = read_manifest(target)["provenance"]["media"]["skipped"]
