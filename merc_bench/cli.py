@@ -477,16 +477,16 @@ def data_prepare(
                                                            "features, decoded with ffmpeg")] = None,
     audio_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered audio encoder (is10: "
                                                               "1582-d, egemaps: 88-d; both need the `audio` extra), "
-                                                              "or none  [default: is10]")] = None,
+                                                              "or none (default is10)")] = None,
     visual_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered visual encoder, or "
-                                                               "none  [default: frame-stats, no face information]")
+                                                               "none (default frame-stats: no face information)")
                               ] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="with --media-dir: give utterances whose "
                                                "file is missing or undecodable zero features for that modality and "
                                                "list them in the manifest, instead of refusing")] = False,
     max_media_seconds: Annotated[Optional[float], typer.Option(help="with --media-dir: longest clip decoded, in "
-                                                                    "seconds; a longer one is a bad file  "
-                                                                    "[default: 600]")] = None,
+                                                                    "seconds; a longer one is a bad file "
+                                                                    "(default 600)")] = None,
 ) -> None:
     """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
     from merc_bench.prepare import prepare_command

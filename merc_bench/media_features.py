@@ -22,7 +22,7 @@ are fixed.
 is not finite) is collected, not raised on the spot: after the pass, without ``skip_missing`` one
 :class:`UserError` lists them all (the first :data:`LISTED_PROBLEMS` with their reasons, then a
 count) and nothing is written; with it, each such utterance gets a **zero vector** for that modality
-and is recorded (split, dialogue, utterance, file, modality, reason) in the result's ``skipped``,
+and is recorded (split, dialogue, utterance, file, modalities, reason) in the result's ``skipped``,
 which ``data prepare`` puts in the manifest. Zeros keep every dialogue whole and every labelled
 utterance in the evaluation, so scores stay comparable with the published splits; the alternative,
 dropping those utterances, would change the dialogues' context and the test set (MELD's test set is
@@ -279,14 +279,18 @@ class _Extraction:
                 self._store(modality, sha, vector, only_if_absent=False)
 
     def skipped(self) -> list[dict[str, Any]]:
-        """The problems as manifest entries, one per (utterance, modality); counts them in ``status``."""
-        entries = []
+        """The problems as manifest entries, one per (utterance, reason) with the modalities it lost (one entry
+        for a missing file, not one per modality: MELD's ~14k utterances stay well inside a manifest's bound);
+        counts them in ``status``."""
+        entries: dict[tuple[str, str, int, str], dict[str, Any]] = {}
         for item, modality_list, reason in self.problems:
+            entry = entries.setdefault((item.split, item.dialogue, item.utterance, reason), {
+                "split": item.split, "dialogue": item.dialogue, "utterance": item.utterance, "file": item.shown,
+                "modalities": [], "reason": reason})
             for modality in modality_list.split(","):
                 self.status[modality]["skipped"] += 1
-                entries.append({"split": item.split, "dialogue": item.dialogue, "utterance": item.utterance,
-                                "file": item.shown, "modality": modality, "reason": reason})
-        return entries
+                entry["modalities"].append(modality)
+        return list(entries.values())
 
 
 def extract_media_features(

@@ -444,6 +444,11 @@ def _add_media(parsed: RawCorpus, splits: dict[str, list[Dialogue]], preparable:
         console.print(f"{modality} features: {counts['computed']} computed, {counts['reused']} reused, "
                       f"{counts['skipped']} skipped ({encoders[modality].name}, {encoders[modality].dimension}-d)",
                       markup=False, highlight=False)
+    if result.skipped:
+        utterances = len({(entry["split"], entry["dialogue"], entry["utterance"]) for entry in result.skipped})
+        console.print(f"warning: --skip-missing gave {utterances} utterances zero features for a modality "
+                      "(their file was missing or unusable); each is listed in the manifest's provenance.media.skipped",
+                      style="yellow", markup=False, highlight=False)
     provenance = {
         "media_dir": str(media_dir.resolve()), "layout": found.layout, "decoder": decoder.describe(),
         "max_seconds": media.max_seconds, "skip_missing": media.skip_missing,

@@ -248,12 +248,14 @@ def test_bad_media_are_all_listed_or_skipped_and_recorded(meld_raw, audio_extra,
 
     corpus, out = _prepare(target, MediaOptions(media_dir=damaged, skip_missing=True))
     skipped = read_manifest(target)["provenance"]["media"]["skipped"]
-    by_modality = {(entry["file"], entry["modality"]): entry for entry in skipped}
-    assert len(skipped) == 9  # four files lack both modalities, one only audio
-    assert by_modality[("train_splits/dia0_utt1.mp4", "visual")]["reason"] == "missing"
-    assert ("train_splits/dia0_utt5.mp4", "visual") not in by_modality
-    entry = by_modality[("train_splits/dia0_utt5.mp4", "audio")]
+    lost = {(entry["file"], modality): entry for entry in skipped for modality in entry["modalities"]}
+    assert len(lost) == 9  # four files lack both modalities, one only audio
+    assert lost[("train_splits/dia0_utt1.mp4", "visual")]["reason"] == "missing"
+    assert lost[("train_splits/dia0_utt1.mp4", "audio")]["modalities"] == ["audio", "visual"]
+    assert ("train_splits/dia0_utt5.mp4", "visual") not in lost
+    entry = lost[("train_splits/dia0_utt5.mp4", "audio")]
     assert (entry["split"], entry["dialogue"], entry["utterance"]) == ("train", "0", 5)
+    assert "warning: --skip-missing gave 5 utterances zero features" in out
     dialogue = corpus.train[0]
     assert not dialogue.features["audio"][1:6].any() and dialogue.features["audio"][[0, 6]].any(axis=1).all()
     assert dialogue.features["visual"][5].any() and not dialogue.features["visual"][1:5].any()
