@@ -18,7 +18,12 @@ manifest. Every call is bounded, because a media folder is hostile input like an
 * **bytes** — ffmpeg is also told the most bytes it may write (``-fs``), computed from the limit
   above, and the output is checked against it;
 * **messages** — ffmpeg's own messages go to a temporary file, of which the last few hundred
-  characters are quoted in the error.
+  characters are quoted in the error;
+* **reach** — the input is always a local file (``file:`` plus the absolute path, so a name that
+  starts with ``-`` or looks like a URL stays a file name), read only through the ``file``
+  protocol and the container demuxers of :data:`FORMAT_WHITELIST` (MP4/MOV, Matroska/WebM, AVI,
+  WAV, MP3, FLAC, Ogg, AAC, MPEG-PS/TS, FLV, ASF): a "video" that is really an HLS or concat
+  playlist cannot make ffmpeg open other files or the network.
 
 Audio is decoded to mono float samples at the rate the audio encoder asks for (resampled by
 ffmpeg); video to RGB frames sampled at the visual encoder's frame rate and scaled to its frame size
@@ -39,13 +44,17 @@ import numpy as np
 
 from merc_bench.errors import UserError
 
-__all__ = ["Decoder", "MediaError", "find_decoder", "decode_audio", "decode_frames", "DEFAULT_TIMEOUT_S"]
+__all__ = ["Decoder", "MediaError", "find_decoder", "decode_audio", "decode_frames", "DEFAULT_TIMEOUT_S",
+           "FORMAT_WHITELIST"]
 
 DEFAULT_TIMEOUT_S = 120.0
 ENVIRONMENT_VARIABLE = "MERC_BENCH_FFMPEG"
 # A margin past the limit: enough to tell "longer than the limit" from "exactly the limit".
 _OVERSHOOT_S = 0.5
 _MESSAGE_CHARS = 300
+#: The demuxers ffmpeg may use: audio/video containers. Not playlists or indirections (hls, concat, image2
+#: sequences, lavfi), which would let a hostile file make ffmpeg read other files or URLs.
+FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,wav,mp3,flac,ogg,aac,mpegts,mpeg,flv,asf"
 
 
 class MediaError(Exception):
@@ -104,7 +113,10 @@ def find_decoder() -> Decoder:
 def _run(decoder: Decoder, path: Path, output_arguments: list[str], *, max_bytes: int, timeout_s: float,
          what: str) -> bytes:
     """ffmpeg ``-i path`` with the given output arguments writing raw bytes to stdout (at most ``max_bytes``)."""
-    command = [decoder.path, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
+    # "file:" + an absolute path: a name starting with "-" or looking like a URL ("http:", "concat:") is still
+    # a local file; the whitelists stop a file that is really a playlist (HLS, concat) from opening others.
+    command = [decoder.path, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+               "-format_whitelist", FORMAT_WHITELIST, "-i", "file:" + os.path.abspath(path),
                *output_arguments, "-fs", str(max_bytes), "pipe:1"]
     with tempfile.TemporaryFile() as messages:
         try:
@@ -118,7 +130,8 @@ def _run(decoder: Decoder, path: Path, output_arguments: list[str], *, max_bytes
         messages.seek(max(0, messages.tell() - 4 * _MESSAGE_CHARS))
         said = " ".join(messages.read().decode("utf-8", "replace").split())
     # ffmpeg prefixes its messages with "[demuxer @ 0xADDRESS]" and repeats the path: noise in a list of files.
-    said = re.sub(r"\[[^\]]{0,80} @ 0x[0-9a-f]+\]\s*", "", said).replace(f"{path}: ", "")[-_MESSAGE_CHARS:]
+    said = re.sub(r"\[[^\]]{0,80} @ 0x[0-9a-f]+\]\s*", "", said)
+    said = said.replace(f"file:{os.path.abspath(path)}: ", "")[-_MESSAGE_CHARS:]
     if done.returncode != 0:
         if "matches no streams" in said or "does not contain any stream" in said:
             raise MediaError(path, f"has no {what} stream")
