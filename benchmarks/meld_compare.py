@@ -20,10 +20,18 @@
    On 2 cores two one-thread jobs beat one two-thread process: the recurrent models barely use a
    second thread.
 
+5. With ``--features DIR`` the features are that prepared folder instead (e.g. the output of
+   ``merc-bench data prepare meld --finetune``): the block then also gives the context-free
+   references on the same features — the majority class, a logistic regression on the utterance
+   vectors (as ``meld_text.py``), and, for fine-tuned features, the fine-tuned classifier's own
+   utterance-level scores from the manifest — and a paired bootstrap of every recipe against the
+   logistic regression (its deterministic predictions repeated for each seed).
+
 Appends the comparison table with the machine facts and the exact command to benchmarks/RESULTS.md.
 
     python benchmarks/meld_compare.py --jobs 2             # all recipes, 5 seeds
     python benchmarks/meld_compare.py --recipes sdt,early-fusion --seeds 2 --no-write
+    python benchmarks/meld_compare.py --features /tmp/meld-ft --work /tmp/merc-bench-meld-ft --jobs 2
 """
 
 from __future__ import annotations
@@ -37,10 +45,16 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
+
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
+from meld_text import references  # benchmarks/meld_text.py: majority class and logistic regression
 
 import merc_bench
+from merc_bench.feature_store import read_corpus, read_manifest
+from merc_bench.pipeline import load_predictions
 from merc_bench.prepare import prepare_command
+from merc_bench.significance import paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
@@ -72,6 +86,57 @@ def fill_cache(recipes: list[str], seeds: int, jobs: int, common: dict, work: Pa
     return time.perf_counter() - started
 
 
+def _features_line(prepared: Path, given: bool) -> str:
+    if not given:
+        return "features: `merc-bench data prepare meld --from ../shared/data/meld` (minilm, 384-d)."
+    provenance = read_manifest(prepared)["provenance"]
+    encoder, finetune = provenance["text_encoder"], provenance.get("finetune")
+    line = f"features: the prepared folder `{prepared}` ({encoder['name']}, {encoder['dimension']}-d"
+    if finetune is None:
+        return line + ", frozen)."
+    options = " ".join(f"{key}={value}" for key, value in finetune["config"].items())
+    return (line + f", fine-tuned on train: {options}; epoch {finetune['selected_epoch']} selected on dev, "
+            f"dev w-F1 {100 * finetune['dev']['weighted_f1']:.2f}; {finetune['epoch_seconds_total'] / 60:.1f} min "
+            "of fine-tuning).")
+
+
+def reference_block(prepared: Path, comparison: merc_bench.Comparison, recipes: list[str]) -> str:
+    """Context-free references on the same features, and every recipe against the logistic regression."""
+    corpus = read_corpus(prepared)
+    rows = references(corpus)
+    finetune = read_manifest(prepared)["provenance"].get("finetune")
+    lines = ["| reference (context-free, deterministic) | dev w-F1 | test w-F1 | test acc | test macro-F1 |",
+             "|---|---|---|---|---|"]
+    for name, by_split in rows.items():
+        dev, test = by_split["dev"], by_split["test"]
+        lines.append(f"| {name} | {100 * dev['weighted_f1']:.2f} | {100 * test['weighted_f1']:.2f} | "
+                     f"{100 * test['accuracy']:.2f} | {100 * test['macro_f1']:.2f} |")
+    if finetune is not None and "head_scores" in finetune:
+        head = finetune["head_scores"]
+        lines.append(f"| the fine-tuned classifier itself (its head, measured after selection) | "
+                     f"{100 * head['dev']['weighted_f1']:.2f} | {100 * head['test']['weighted_f1']:.2f} | "
+                     f"{100 * head['test']['accuracy']:.2f} | — |")
+    # The logistic regression again, on the test utterances in the order the runs wrote their predictions.
+    from sklearn.linear_model import LogisticRegression
+
+    train_x = np.concatenate([d.features["text"] for d in corpus.train])
+    train_y = np.concatenate([d.labels for d in corpus.train])
+    test_x = np.concatenate([d.features["text"] for d in corpus.test])
+    logistic = LogisticRegression(C=1.0, max_iter=2000).fit(train_x, train_y).predict(test_x)
+    lines += ["", "| recipe | Δw-F1 vs logistic regression | p (paired bootstrap over test dialogues) |", "|---|---|---|"]
+    for recipe in recipes:
+        if recipe not in comparison.runs:
+            continue
+        saved = load_predictions(comparison.runs[recipe].out_dir / "predictions.npz")
+        if not np.array_equal(saved["labels"], np.concatenate([d.labels for d in corpus.test])):
+            raise SystemExit(f"{recipe}: its test predictions are not in the corpus' utterance order")
+        repeated = np.broadcast_to(logistic, saved["predictions"].shape)
+        test = paired_bootstrap(saved["labels"], saved["predictions"], repeated, saved["dialogue"],
+                                num_classes=len(corpus.info.classes))
+        lines.append(f"| {recipe} | {100 * test.difference:+.2f} | {test.p_value:.3f}{' †' if test.p_value < 0.05 else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/merc-bench-meld-text"))
@@ -83,13 +148,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--no-write", action="store_true", help="print, do not append to RESULTS.md")
     parser.add_argument("--jobs", type=int, default=1, help="fill the seed cache with this many 1-thread processes")
+    parser.add_argument("--features", type=Path, help="a prepared MELD folder to use instead of frozen MiniLM")
     args = parser.parse_args()
 
     from rich.console import Console
 
-    prepared = args.work / "meld-minilm"
-    prepare_command(dataset="meld", target=prepared, source=MELD_DIR, url=None, text_encoder="minilm",
-                    console=Console(file=io.StringIO(), width=120))
+    prepared = args.features if args.features is not None else args.work / "meld-minilm"
+    if args.features is None:
+        prepare_command(dataset="meld", target=prepared, source=MELD_DIR, url=None, text_encoder="minilm",
+                        console=Console(file=io.StringIO(), width=120))
     recipes = args.recipes.split(",")
     reference = "sdt" if "sdt" in recipes else recipes[0]
     out = args.work / "compare"
@@ -113,11 +180,12 @@ def main() -> None:
         f"Machine: {machine_facts()}. Wall time {seconds / 60:.1f} min for {len(recipes)} recipes × {args.seeds} seeds"
         + (f", after {filled / 60:.1f} min filling the seed cache with {args.jobs} one-thread jobs "
            f"(`--jobs {args.jobs}`)." if filled is not None else "."),
-        f"Command (`merc_bench.compare` from Python; the same as): `{shlex.join(command)}`; features: "
-        "`merc-bench data prepare meld --from ../shared/data/meld` (minilm, 384-d).",
+        f"Command (`merc_bench.compare` from Python; the same as): `{shlex.join(command)}`; "
+        + _features_line(prepared, args.features is not None),
         "",
         table.strip(),
         "",
+        *([reference_block(prepared, comparison, recipes), ""] if args.features is not None else []),
     ])
     print(block)
     if not args.no_write:

@@ -39,7 +39,7 @@ __all__ = ["hookimpl", "UserError", "__version__", "PUBLIC_MODULES", *_LAZY]
 #: plugin's imports, function-level ones included).
 PUBLIC_MODULES = (
     "merc_bench",  # hookimpl, component, BuildContext, Recipe, the data and output types, UserError, ...
-    "merc_bench.layers",  # building blocks several papers share: masked attention, gated fusion, positions
+    "merc_bench.layers",  # building blocks several papers share: masked attention, gated fusion, positions, graphs
     "merc_bench.losses",  # masked cross-entropy and KL divergence
     "merc_bench.class_weights",  # published class weights (dataset facts)
     "merc_bench.data",  # Dialogue, Corpus, DatasetInfo, Batch, collate, MODALITIES

@@ -31,7 +31,7 @@ from merc_bench.errors import UserError
 
 __all__ = ["run", "compare", "ablate", "tune", "load_results", "Comparison", "Ablation", "Study", "LoadedResults"]
 
-PROTOCOLS = ("clean", "paper")
+PROTOCOLS = ("clean", "paper", "holdout")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -144,6 +144,10 @@ def _announce(console: Any, config: Any, corpus: Any, where: str) -> None:
     if config.protocol == "clean":
         console.print(f"protocol   clean: train on train ({len(corpus.train)} dialogues), select the epoch on dev "
                       f"({len(corpus.dev)}), evaluate test once")
+    elif config.protocol == "holdout":
+        held = corpus.with_holdout_dev()
+        console.print(f"protocol   holdout: train on the rest of train + dev ({len(held.train)} dialogues), select "
+                      f"the epoch on the first {len(held.dev)} train dialogues, evaluate test once")
     else:
         console.print(f"protocol   paper: train on train + dev ({len(corpus.train) + len(corpus.dev)} dialogues), "
                       "report the best test epoch (not a clean estimate)")

@@ -235,7 +235,7 @@ def run(
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="number of seeds (mean ± std over them)", min=1)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override the recipe's epochs", min=1)] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev) or paper (best test epoch)")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev), paper (best test epoch) or holdout (select on the first 10 % of train)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/<recipe>-<dataset>-...)")] = None,
@@ -269,7 +269,7 @@ def ablate(
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="seeds per row", min=1)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override every row's epochs", min=1)] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="clean or paper")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean, paper or holdout")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
     modalities_grid: Annotated[bool, typer.Option("--modalities-grid",
                                                   help="the same as --grid modalities (Table I)")] = False,
@@ -314,7 +314,7 @@ def compare(
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset for every recipe, e.g. text")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per recipe (the same seeds for every recipe)", min=1)] = 5,
     epochs: Annotated[Optional[int], typer.Option(help="override every recipe's epochs", min=1)] = None,
-    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev) or paper (best test epoch)")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev), paper (best test epoch) or holdout (select on the first 10 % of train)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
     reference: Annotated[Optional[str], typer.Option(help="recipe the others are tested against (default: the first)")] = None,
     significance: Annotated[str, typer.Option(help="bootstrap (paired, over test dialogues, seeds pooled) or "
@@ -455,7 +455,8 @@ def _finetune_help(name: str) -> str:
 @data_app.command("prepare")
 def data_prepare(
     dataset: Annotated[str, typer.Argument(help="dataset to prepare from its raw annotations, one a plugin "
-                                                  "declares (built in: meld)")],
+                                                  "declares (built in: meld; csv: a conversation-csv corpus "
+                                                  "described by --dataset-config / --set dataset.*)")],
     to: Annotated[Path, typer.Option("--to", help="folder to write the prepared dataset into")],
     from_: Annotated[Optional[Path], typer.Option("--from", help="local copy of the raw files (no download)")] = None,
     url: Annotated[Optional[str], typer.Option(help="base URL to download the raw files from")] = None,
@@ -487,25 +488,37 @@ def data_prepare(
     max_media_seconds: Annotated[Optional[float], typer.Option(help="with --media-dir: longest clip decoded, in "
                                                                     "seconds; a longer one is a bad file "
                                                                     "(default 600)")] = None,
+    dataset_config: DatasetConfig = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="a dataset option of csv, e.g. --set "
+                                                      "dataset.speaker_policy=first (overrides --dataset-config)")] = None,
 ) -> None:
-    """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset."""
+    """Download (or copy) raw annotations, verify checksums, compute text features, write the dataset.
+
+    `data prepare csv --dataset-config corpus.toml --to DIR [--finetune]` does the same for any corpus the
+    conversation-csv dataset reads; `merc-bench run RECIPE --dataset prepared --data-dir DIR` then trains on it.
+    """
     from merc_bench.prepare import prepare_command
 
     media = _media_options(media_dir, audio_encoder=audio_encoder, visual_encoder=visual_encoder,
                            skip_missing=skip_missing, max_media_seconds=max_media_seconds)
 
-    # Only the options given reach the config: the defaults live in FinetuneConfig alone.
-    given = {"epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
-             "batch_size": finetune_batch_size, "max_tokens": finetune_max_tokens,
-             "context_turns": finetune_context_turns, "layers": finetune_layers, "seed": finetune_seed,
-             "device": device}
+    options = _finetune_options(finetune, {
+        "epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
+        "batch_size": finetune_batch_size, "max_tokens": finetune_max_tokens, "context_turns": finetune_context_turns,
+        "layers": finetune_layers, "seed": finetune_seed, "device": device})
+    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
+                    finetune=options if finetune else None, media=media,
+                    dataset_config=dataset_config, dataset_overrides=set_ or [])
+
+
+def _finetune_options(finetune: bool, given: dict[str, Any]) -> dict[str, Any]:
+    """The --finetune-* options given (the defaults live in FinetuneConfig alone); without --finetune, a mistake."""
     options = {name: value for name, value in given.items() if value is not None}
     if options and not finetune:
         named = ", ".join("--device" if n == "device" else "--finetune-" + n.replace("_", "-") for n in options)
         raise UserError(f"{named} only apply with --finetune (fine-tuning the text encoder); add --finetune or "
                         "leave them out.")
-    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
-                    finetune=options if finetune else None, media=media)
+    return options
 
 
 def _media_options(media_dir: Optional[Path], *, audio_encoder: Optional[str], visual_encoder: Optional[str],

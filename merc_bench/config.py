@@ -102,7 +102,7 @@ class RunConfig(_Strict):
     distiller: ComponentChoice
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    protocol: Literal["clean", "paper"] = "clean"
+    protocol: Literal["clean", "paper", "holdout"] = "clean"
     seeds: int = Field(1, gt=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,10 @@ class DatasetInfo:
         return len(self.classes)
 
 
+#: The ``holdout`` protocol's dev split: this fraction of the labelled (train + dev) dialogues.
+HOLDOUT_FRACTION = 0.1
+
+
 @dataclass
 class Corpus:
     """A dataset's splits. ``dev`` is the validation split the clean protocol selects on."""
@@ -114,6 +119,22 @@ class Corpus:
                     digest.update(modality.encode())
                     digest.update(np.ascontiguousarray(dialogue.features[modality]).tobytes())
         return digest.hexdigest()[:16]
+
+    def with_holdout_dev(self, fraction: float = HOLDOUT_FRACTION) -> Corpus:
+        """The ``holdout`` protocol's splits: dev = the first ``fraction`` of the labelled dialogues.
+
+        The pool is train + dev (what a train-only feature file calls "train"); its size times
+        ``fraction``, rounded down (at least 1), is taken from the start of train, in the dataset's
+        train order, as the new dev; the rest of train and the dataset's own dev are trained on.
+        This is the validation rule of COGMEN's and CORECT's preprocessing (10 % of the train
+        dialogues, taken from the front). Test is unchanged.
+        """
+        size = max(1, int((len(self.train) + len(self.dev)) * fraction))
+        if size >= len(self.train):
+            raise UserError(f"the holdout protocol takes the first {size} train dialogues as its dev split, but "
+                            f"dataset {self.info.name!r} has only {len(self.train)} train dialogues: nothing "
+                            "would be left to train on; use --protocol clean.")
+        return dataclasses.replace(self, train=self.train[size:] + self.dev, dev=self.train[:size])
 
     def standardized(self) -> Corpus:
         """A copy whose features are z-scored per dimension with the *train* split's mean and std.

@@ -10,6 +10,9 @@ them through the ``merc_bench_data_sources`` hook, returning any mix of
   and the atomic write. A dataset whose raw release has audio/video also says where each
   utterance's media file is (``media``, returning :class:`MediaFiles`), so ``data prepare NAME
   --media-dir PATH`` adds audio and visual features (:mod:`merc_bench.media_features`).
+  A source configured like a registered dataset (``options_of``: the CSV
+  corpora of ``data prepare csv`` take the ``conversation-csv`` dataset's options) receives those
+  options from ``--dataset-config FILE`` and ``--set dataset.*``, validated by that dataset's config.
 * :class:`FeatureFormat` — a file or folder layout ``data convert`` and ``data inspect`` read: the
   file-name endings or the set of files that make one source, and a function reading it into a
   checked :class:`~merc_bench.data.Corpus`. What ``data inspect`` shows is that corpus's summary
@@ -46,6 +49,10 @@ class PrepareRequest:
     source: Path | None  # --from: a local folder holding the raw files (no download)
     url: str | None  # --url: another base URL to download the raw files from
     console: Any  # a rich Console for progress lines
+    #: with ``PreparableDataset.options_of``: that dataset's config object, built from --dataset-config and
+    #: --set dataset.* (its ``model_fields_set`` tells the options given from the defaults); else None
+    dataset_config: Any = None
+    text_encoder: str = "minilm"  # --text-encoder: the registered encoder the core embeds the texts with
 
 
 class TextDialogue(Protocol):
@@ -59,6 +66,10 @@ class TextDialogue(Protocol):
 
     @property
     def labels(self) -> np.ndarray: ...  # (n,) int64 class ids in ``RawCorpus.classes`` order
+
+    # Optional: ``speaker_names`` (n names, for fine-tuning's "speaker: utterance" inputs; else
+    # "speaker 1", ...) and ``features``, modality -> (n, D) float32 of modalities other than text the
+    # source already has (``.npy`` audio/visual of a CSV corpus), carried into the folder as they are.
 
 
 @dataclass
@@ -82,6 +93,8 @@ class RawCorpus:
     #: printed after a successful prepare; ``{target}`` is replaced by the prepared folder and
     #: ``{modalities}`` by its modalities, comma-separated
     next_step: str = ""
+    #: modality -> size of the non-text features every dialogue carries in ``features`` (none: text only)
+    feature_dims: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,9 @@ class PreparableDataset:
     media: Callable[[Path, RawCorpus], MediaFiles] | None = None
     #: the media layouts ``media`` accepts, one line for ``--help`` and errors
     media_layouts: str = ""
+    #: the registered dataset whose options configure this source (``PrepareRequest.dataset_config``);
+    #: None: the source takes no dataset options, and ``--dataset-config`` / ``--set dataset.*`` are refused
+    options_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,16 +51,23 @@ _KIND = FileKind(noun="corpus config file", wanted="the TOML file of the dataset
                  dotted="a corpus config file needs at most 3 (features.audio.train)")
 
 
-def read_dataset_config(path: Path, registry: Registry, dataset: str | None) -> dict[str, Any]:
+def read_dataset_config(path: Path, registry: Registry, dataset: str | None, *, command: str | None = None
+                        ) -> dict[str, Any]:
     """The dataset choice ``{"name": ..., "config": {...}}`` a corpus config file describes.
 
     ``dataset`` is ``--dataset`` (None when not given); the file's ``dataset`` key must agree with it.
-    Relative paths of the dataset's path options are resolved against the file's folder.
+    ``command`` names a command that reads only ``dataset`` (``data prepare csv``), for the message
+    when the file names another. Relative paths of the dataset's path options are resolved against
+    the file's folder.
     """
     path = Path(path).expanduser()
     where = f"--dataset-config {str(path)!r}"
     values = parse_toml(read_text_file(path, where, _KIND), where, _KIND)
-    name, named_by = _dataset_name(values.pop("dataset", None), dataset, where)
+    in_file = values.pop("dataset", None)
+    if command is not None and in_file not in (None, dataset):
+        raise UserError(f"{where} names the dataset {preview(in_file)}, but `{command}` reads {dataset} corpora; "
+                        f"remove its dataset key, or set it to {dataset!r}.")
+    name, named_by = _dataset_name(in_file, dataset, where)
     try:
         entry = registry.get("dataset", name)
     except UserError as error:

@@ -16,6 +16,11 @@ seeded initialisations and the golden outputs are unchanged.
   bias-free ``Linear(H, H)`` scores every modality per feature, a softmax across modalities weighs
   them, fused = Σ_m weight_m ⊙ h_m. SUMMER combines its HCMF branches the same way.
 * :func:`sinusoidal_positions` — Vaswani et al. (2017) §3.5, used unscaled by SDT's encoder.
+* :func:`window_mask`, :func:`multimodal_edge_mask`, :func:`symmetric_normalise` — dense dialogue
+  graphs for a whole padded batch: utterance windows (the context windows of DialogueGCN, Ghosal et
+  al., EMNLP 2019, §3.3, and of CORECT's relational temporal graph, Nguyen et al., Findings of EMNLP
+  2023), the (modality, utterance) node graph with intra-modal and same-utterance inter-modal edges
+  (MMGCN's and M3Net's), and the renormalised adjacency D^-1/2 A D^-1/2 of graph convolutions.
 
 B dialogues, L utterances (padded), H hidden size, M modalities; the mask (B, L) is True for real
 utterances.
@@ -29,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "sinusoidal_positions"]
+__all__ = ["GatedFusion", "MaskedMultiHeadAttention", "gated_fusion", "masked_attention", "multimodal_edge_mask",
+           "sinusoidal_positions", "symmetric_normalise", "window_mask"]
 
 
 def masked_attention(query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, heads: int,
@@ -114,3 +120,50 @@ def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency)
     return table
+
+
+def window_mask(mask: torch.Tensor, past: int, future: int) -> torch.Tensor:
+    """(B, L) real-utterance mask → (B, L, L) bool, [b, i, j] True when utterance j is in i's window.
+
+    The window is i − past ≤ j ≤ i + future and includes i itself; both ends must be real.
+    """
+    length = mask.shape[1]
+    position = torch.arange(length, device=mask.device)
+    offset = position[None, :] - position[:, None]  # (L, L): j − i
+    inside = (offset >= -past) & (offset <= future)  # (L, L)
+    return inside[None] & mask[:, :, None] & mask[:, None, :]  # (B, L, L)
+
+
+def multimodal_edge_mask(mask: torch.Tensor, modalities: int, *, past: int | None = None, future: int | None = None,
+                         self_loops: bool = True) -> torch.Tensor:
+    """(B, L) real-utterance mask → (B, M·L, M·L) bool: which (modality, utterance) nodes are connected.
+
+    Nodes are ordered modality-major: node ``m·L + i`` is utterance i seen through modality m.
+    ``[b, m·L + i, n·L + j]`` is True for m = n when j lies in i's window (``past``/``future``;
+    ``None`` for either reaches the dialogue's end on that side) and for m ≠ n when i = j (the same
+    utterance in two modalities). ``self_loops`` keeps or drops each node's edge with itself.
+    Padded utterances have no edges.
+    """
+    length = mask.shape[1]
+    device = mask.device
+    modality = torch.arange(modalities, device=device).repeat_interleave(length)  # (N,): node → modality
+    utterance = torch.arange(length, device=device).repeat(modalities)  # (N,): node → utterance
+    same_modality = modality[:, None] == modality[None, :]  # (N, N)
+    offset = utterance[None, :] - utterance[:, None]  # (N, N): j − i
+    near = torch.ones_like(same_modality)
+    if past is not None:
+        near = near & (offset >= -past)
+    if future is not None:
+        near = near & (offset <= future)
+    connected = (same_modality & near) | (offset == 0)  # (N, N)
+    if not self_loops:
+        connected = connected & ~torch.eye(len(modality), dtype=torch.bool, device=device)
+    real = mask.repeat(1, modalities)  # (B, N)
+    return connected[None] & real[:, :, None] & real[:, None, :]  # (B, N, N)
+
+
+def symmetric_normalise(adjacency: torch.Tensor) -> torch.Tensor:
+    """(B, N, N) weighted adjacency A → D^-1/2 A D^-1/2 (D = row sums; empty rows stay empty)."""
+    degree = adjacency.sum(dim=-1)  # (B, N)
+    scale = torch.where(degree > 0, degree, torch.ones_like(degree)).rsqrt()  # (B, N)
+    return scale[:, :, None] * adjacency * scale[:, None, :]

@@ -387,6 +387,9 @@ def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[
     if config.protocol == "paper":
         notes = ["paper protocol: trained on train + dev, epoch chosen on test (first epoch reaching the "
                  "best test score); dev metrics are on training data. Not an unbiased estimate."]
+    elif config.protocol == "holdout":
+        notes = ["holdout protocol: epoch chosen on the first 10 % of train + dev (dev metrics are on those "
+                 "dialogues), trained on the rest, test evaluated once per seed."]
     else:
         notes = ["clean protocol: epoch chosen on dev, test evaluated once per seed."]
     teacher = _teacher_summary(config, results, classes)

@@ -3,8 +3,13 @@
 Which datasets can be prepared, and how their raw files are fetched, verified and parsed, is what
 plugins declare through the ``merc_bench_data_sources`` hook (:class:`merc_bench.data_sources.
 PreparableDataset`; the built-in datasets plugin declares MELD, Poria et al., ACL 2019, in
-:mod:`merc_bench_datasets.meld_prepare`). This module does the rest, the same for every dataset:
-every utterance is embedded with a registered text encoder (default ``minilm``).
+:mod:`merc_bench_datasets.meld_prepare`, and any ``conversation-csv`` corpus, ``data prepare csv``,
+in :mod:`merc_bench_datasets.csv_prepare`). This module does the rest, the same for every dataset:
+every utterance is embedded with a registered text encoder (default ``minilm``). A source that
+declares ``options_of`` receives that registered dataset's options, read as ``run`` reads them
+(``--dataset-config FILE``, then ``--set dataset.*``, validated by the dataset's config); features
+of other modalities its dialogues carry (a CSV corpus's ``.npy`` audio/visual) go into the folder
+as they are, the generic ``nonfinite`` option applied.
 
 The prepared folder ``DIR`` is a feature store (:mod:`merc_bench.feature_store`: ``manifest.json``
 and ``train/dev/test.npz``) that ``merc-bench run ... --dataset NAME --data-dir DIR`` reads, plus
@@ -56,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from merc_bench.data import Corpus, DatasetInfo, Dialogue
+from merc_bench.data import Corpus, DatasetInfo, Dialogue, validate_corpus
 from merc_bench.data_sources import DataSources, PreparableDataset, PrepareRequest, RawCorpus, data_sources
 from merc_bench.errors import UserError, unknown_name_message
 from merc_bench.feature_store import MANIFEST, write_corpus
@@ -250,6 +255,39 @@ def _preparable(dataset: str, sources: DataSources) -> PreparableDataset:
     return found
 
 
+def _dataset_options(preparable: PreparableDataset, dataset_config: Path | None,
+                     overrides: Sequence[str]) -> tuple[Any, str]:
+    """The source's dataset options — its ``options_of`` dataset's config object, from the corpus config file
+    then ``--set dataset.*``, as ``run`` reads them — and the generic ``nonfinite`` policy."""
+    overrides = list(overrides)
+    other = [o for o in overrides if o.split("=", 1)[0].split(".")[0].strip() != "dataset"]
+    if other:
+        raise UserError(f"--set {other[0]!r}: `data prepare` takes only dataset options (--set dataset.KEY=VALUE); "
+                        "training settings belong to `merc-bench run`.")
+    if preparable.options_of is None:
+        if dataset_config is not None or overrides:
+            given = "--dataset-config" if dataset_config is not None else f"--set {overrides[0]!r}"
+            raise UserError(f"{given}: `data prepare {preparable.name}` takes no dataset options (its raw files define "
+                            "the corpus); leave it out.")
+        return None, "refuse"
+    from merc_bench.config import apply_overrides
+    from merc_bench.data import nonfinite_option
+    from merc_bench.dataset_config import read_dataset_config
+    from merc_bench.plugins import get_registry
+
+    registry = get_registry()
+    base = (read_dataset_config(dataset_config, registry, preparable.options_of,
+                                command=f"data prepare {preparable.name}") if dataset_config is not None
+            else {"name": preparable.options_of, "config": {}})
+    choice = apply_overrides({"dataset": base}, overrides)["dataset"]
+    if choice["name"] != preparable.options_of:
+        raise UserError(f"--set dataset={choice['name']}: `data prepare {preparable.name}` reads a "
+                        f"{preparable.options_of} corpus; set its options (--set dataset.KEY=VALUE), not another dataset.")
+    entry = registry.get("dataset", preparable.options_of)
+    options, nonfinite = nonfinite_option(choice.get("config", {}), entry.config.model_fields)
+    return entry.make_config(options, where="dataset"), nonfinite
+
+
 def _read_raw(preparable: PreparableDataset, request: PrepareRequest, raw: Path,
               limit_dialogues: int | None) -> RawCorpus:
     """The source's parse of its raw files (in ``raw``), its warnings printed, cut to the first N dialogues."""
@@ -283,11 +321,16 @@ def _embed(parsed: RawCorpus, encoder: Any, *, read_dirs: list[Path], write_dir:
                       markup=False, highlight=False)
         bounds = np.cumsum([0] + [len(d) for d in dialogues])
         splits[split] = [
-            Dialogue(id=d.id, features={"text": vectors[bounds[i] : bounds[i + 1]]}, speakers=d.speakers,
+            Dialogue(id=d.id, features=_with_carried(d, vectors[bounds[i] : bounds[i + 1]]), speakers=d.speakers,
                      labels=d.labels)
             for i, d in enumerate(dialogues)
         ]
     return splits, embedding_status
+
+
+def _with_carried(dialogue: Any, text: np.ndarray) -> dict[str, np.ndarray]:
+    """A dialogue's features: its text vectors plus the other modalities its source already had (CSV ``.npy``)."""
+    return {"text": text, **getattr(dialogue, "features", {})}
 
 
 class _FinetunedVectors:
@@ -353,7 +396,7 @@ def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[
                       f"{f', {config.layers} layers' if config.layers > 1 else ''})", markup=False, highlight=False)
         bounds = np.cumsum([0] + [len(d) for d in dialogues])
         splits[split] = [
-            Dialogue(id=d.id, features={"text": np.ascontiguousarray(layered[split][bounds[i] : bounds[i + 1], 0])},
+            Dialogue(id=d.id, features=_with_carried(d, np.ascontiguousarray(layered[split][bounds[i] : bounds[i + 1], 0])),
                      speakers=d.speakers, labels=d.labels)
             for i, d in enumerate(dialogues)
         ]
@@ -468,6 +511,17 @@ def _shown(path: Path, media_dir: Path) -> str:
         return str(path)
 
 
+def _check_training_splits(parsed: RawCorpus) -> None:
+    """Fine-tuning needs dialogues in train (to learn) and dev (to select the epoch); test never stands in."""
+    from merc_bench.text_finetune import TRAINING_SPLITS
+
+    empty = [split for split in TRAINING_SPLITS if not parsed.splits.get(split)]
+    if empty:
+        raise UserError(f"--finetune: {parsed.name} has no {' and no '.join(empty)} dialogues; fine-tuning trains on "
+                        "the train split and selects its epoch on the dev split (the test split is never used for "
+                        "either). Give the corpus a non-empty dev split, or leave out --finetune.")
+
+
 def finetune_work_dir(target: Path, key: str) -> Path:
     """Where a fine-tuning run keeps its per-epoch checkpoints: beside ``target``, named by the run's digest."""
     return target.parent / f".{target.name}.finetune-{key}"
@@ -475,7 +529,7 @@ def finetune_work_dir(target: Path, key: str) -> Path:
 
 def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, request: PrepareRequest,
                 encoder: Any, limit_dialogues: int | None, finetune: Any = None, media: Any = None,
-                media_setup: Any = None) -> tuple[Corpus, RawCorpus]:
+                media_setup: Any = None, nonfinite: str = "refuse") -> tuple[Corpus, RawCorpus]:
     """Fetch, parse and embed into ``staging``; publish the finished folder at ``request.target``."""
     parsed = _read_raw(preparable, request, staging / "raw", limit_dialogues)
     # Embeddings: read from an earlier prepare's DIR/cache or the shared cache ($MERC_BENCH_CACHE/
@@ -489,13 +543,16 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
     else:
         from merc_bench.text_finetune import finetune_key
 
+        _check_training_splits(parsed)
         key = finetune_key(encoder=encoder, config=finetune, source_sha256=parsed.source_sha256,
                            num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
         work_dir = finetune_work_dir(request.target, key)
         splits, embedding_status, report, layered = _finetuned(
             parsed, encoder, finetune, read_dirs=read_dirs, write_dir=staging / "cache", work_dir=work_dir,
             console=request.console, limit_dialogues=limit_dialogues)
-    dims, media_provenance, described = {"text": int(encoder.dimension)}, None, f"text features: {encoder.name}"
+    # text, then the modalities the source carries (a CSV corpus's .npy audio/visual), then those from media
+    dims: dict[str, int] = {"text": int(encoder.dimension), **parsed.feature_dims}
+    media_provenance, described = None, f"text features: {encoder.name}"
     if media is not None:
         splits, media_dims, media_provenance = _add_media(parsed, splits, preparable, media, media_setup,
                                                           staging=staging, target=request.target,
@@ -506,7 +563,9 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
         name=parsed.name, family=parsed.family, classes=tuple(parsed.classes),
         feature_dims=dims, num_speakers=parsed.num_speakers, description=f"{parsed.description}; {described}",
     )
-    corpus = Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"])
+    # The generic `nonfinite` option (zero: NaN/inf in carried .npy features replaced, counted in the provenance).
+    corpus = validate_corpus(Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"]),
+                             nonfinite=nonfinite)
     store = staging / "dataset"
     provenance = _provenance(name, parsed, encoder, embedding_status, limit_dialogues)
     if media_provenance is not None:
@@ -530,6 +589,21 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
     return corpus, parsed
 
 
+def _text_encoder(name: str, finetune: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The text encoder (built now, before any download, so a missing extra fails first) and the validated
+    fine-tuning configuration (None without ``--finetune``)."""
+    finetune_config = None
+    if finetune is not None:
+        from merc_bench.text_finetune import finetune_config as validated
+
+        finetune_config = validated(finetune)
+    encoder = build_text_encoder(name)
+    if finetune_config is not None and not callable(getattr(encoder, "trainable", None)):
+        raise UserError(f"--finetune: the text encoder {name!r} cannot be fine-tuned (it has no trainable "
+                        "model); use --text-encoder minilm or leave out --finetune.")
+    return encoder, finetune_config
+
+
 def prepare_command(
     *,
     dataset: str,
@@ -541,6 +615,8 @@ def prepare_command(
     limit_dialogues: int | None = None,
     finetune: dict[str, Any] | None = None,
     media: Any = None,
+    dataset_config: Path | None = None,
+    dataset_overrides: Sequence[str] = (),
 ) -> Path:
     """Prepare ``dataset`` (one a plugin declares, e.g. ``meld``) into the folder ``target``; return the manifest.
 
@@ -550,24 +626,19 @@ def prepare_command(
     fine-tunes the text encoder on the train split, selected on dev, before extracting the features.
     ``media`` (a :class:`merc_bench.media_features.MediaOptions`) adds audio and visual features from
     the dataset's media files.
+    ``dataset_config`` (a corpus config file) and ``dataset_overrides`` (``dataset.KEY=VALUE``) are the
+    options of a source configured like a registered dataset (``data prepare csv``).
     """
     preparable = _preparable(dataset, data_sources())
     target = Path(target)
+    options, nonfinite = _dataset_options(preparable, dataset_config, dataset_overrides)
     request = PrepareRequest(target=target, source=Path(source) if source is not None else None, url=url,
-                             console=console)
+                             console=console, dataset_config=options, text_encoder=text_encoder)
     preparable.check(request)
     if limit_dialogues is not None and limit_dialogues < 1:
         raise ValueError("limit_dialogues must be at least 1")
     replacing = _check_target(target)
-    finetune_config = None
-    if finetune is not None:
-        from merc_bench.text_finetune import finetune_config as validated
-
-        finetune_config = validated(finetune)
-    encoder = build_text_encoder(text_encoder)  # fails now, before any download, if the extra is missing
-    if finetune_config is not None and not callable(getattr(encoder, "trainable", None)):
-        raise UserError(f"--finetune: the text encoder {text_encoder!r} cannot be fine-tuned (it has no trainable "
-                        "model); use --text-encoder minilm or leave out --finetune.")
+    encoder, finetune_config = _text_encoder(text_encoder, finetune)
     # Before anything is fetched: a missing extra, decoder or media folder fails now, not after the text.
     media_setup = _media_setup(preparable, media) if media is not None else None
 
@@ -576,7 +647,7 @@ def prepare_command(
     try:
         corpus, parsed = _build_into(staging, name=dataset, preparable=preparable, request=request,
                                      encoder=encoder, limit_dialogues=limit_dialogues, finetune=finetune_config,
-                                     media=media, media_setup=media_setup)
+                                     media=media, media_setup=media_setup, nonfinite=nonfinite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     others = "".join(f", {m} {d}-d" for m, d in corpus.info.feature_dims.items() if m != "text")

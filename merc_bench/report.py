@@ -194,7 +194,8 @@ def results_table(result: dict[str, Any]):
     for split, summary in rows:
         if not summary:
             continue
-        label = split if not (split == "dev" and result["protocol"] == "paper") else "dev (trained on)"
+        label = {"paper": "dev (trained on)", "holdout": "dev (holdout)"}.get(result["protocol"], "dev") \
+            if split == "dev" else split
         table.add_row(
             label, "ACC", *(_cell(summary["per_class"][c]["accuracy"]) for c in result["classes"]),
             _cell(summary["accuracy"]), "",

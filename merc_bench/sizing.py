@@ -179,6 +179,8 @@ def _estimate(config: RunConfig, corpus: Corpus, registry: Registry, device: tor
     from merc_bench.model import build_model, select_modalities
 
     modalities = select_modalities(corpus.info, config.modalities)
+    if config.protocol == "holdout":
+        corpus = corpus.with_holdout_dev()
     train = corpus.train + corpus.dev if config.protocol == "paper" else corpus.train
     dialogues = max(1, min(config.training.batch_size, len(train)))
     utterances = max((len(d) for d in train), default=1)

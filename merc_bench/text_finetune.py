@@ -313,16 +313,21 @@ def finetune_and_extract(encoder: Any, splits: dict[str, Sequence[Any]], *, conf
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         fitted = _fit(model, examples["train"], examples["dev"], config, work_dir, progress)
-        vectors = {}
+        vectors, head_scores = {}, {}
         for split, split_examples in examples.items():  # test is first seen here, by the selected model
             task = progress.add_task(f"extracting {split} ({len(split_examples.inputs)} utterances)", total=1)
-            vectors[split] = _predict(model, split_examples, config.batch_size)[1].astype(np.float32)
+            predictions, pooled = _predict(model, split_examples, config.batch_size)
+            vectors[split] = pooled.astype(np.float32)
+            head_scores[split] = _scores(split_examples.labels, predictions)
             progress.advance(task)
     report = {
         "encoder": {"name": encoder.name, "version": str(encoder.version), "weights_sha256": encoder.weights_sha256},
         "config": config.model_dump(),
         "selected_epoch": fitted["selected_epoch"],
         "dev": fitted["dev"],  # utterance-level scores of the selected epoch
+        # The fine-tuned classifier itself, utterance by utterance, on every split — measured after the epoch was
+        # chosen on dev, while extracting: a reference beside the context models, it selects nothing.
+        "head_scores": head_scores,
         "history": fitted["history"],
         "resumed_after_epoch": fitted["resumed_after_epoch"],
         "seconds": round(time.perf_counter() - started, 1),  # this invocation: load, remaining epochs, extraction

@@ -135,6 +135,8 @@ class Trainer:
     ) -> None:
         self.config = config
         self.label = label  # prefixes errors, e.g. "the teacher's " for a distiller's teacher
+        if config.protocol == "holdout":  # dev = the first 10 % of train + dev (COGMEN's and CORECT's rule)
+            corpus = corpus.with_holdout_dev()
         self.corpus = corpus.standardized() if config.training.standardize_features else corpus
         self.registry = registry
         self.device = device or resolve_device(config.device)

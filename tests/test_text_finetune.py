@@ -1,7 +1,8 @@
 """``data prepare meld --finetune``: fine-tuned MiniLM text features on a few real MELD dialogues.
 
 Every prepare here reads the first 3 dialogues per split of the real CSVs (../shared/data/meld,
-read-only), trains 1–2 epochs with 24 word pieces per input, so a run takes seconds on a CPU.
+read-only), trains 1–2 epochs with 24 word pieces per input, so a run takes seconds on a CPU. The
+test-split guard also runs on a conversation-csv corpus (``data prepare csv``, tests/test_csv_prepare.py).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def test_manifest_records_the_whole_finetuning(finetuned):
     assert report["dev"] == selected and 0 <= report["dev"]["weighted_f1"] <= 1 and 0 <= report["dev"]["accuracy"] <= 1
     assert max(h["dev"]["weighted_f1"] for h in report["history"]) == report["dev"]["weighted_f1"]
     assert [h["epoch"] for h in report["history"]] == [1, 2] and report["seconds"] > 0
+    # The head's own scores, measured while extracting with the restored selected epoch: on dev they are the
+    # selection's scores again (a different model state would give different predictions).
+    assert sorted(report["head_scores"]) == ["dev", "test", "train"]
+    assert report["head_scores"]["dev"] == pytest.approx(report["dev"])
     assert report["resumed_after_epoch"] == 0 and len(report["cache_key"]) == 16
     assert provenance["embeddings"] == {"train": "computed", "dev": "computed", "test": "computed"}
     assert "fine-tuning epoch 2/2" in output and "fine-tuned" in output
@@ -105,7 +110,19 @@ def test_finetuned_folder_trains_with_sdt(finetuned, tmp_path, capsys):
     assert result["dataset_fingerprint"] == read_corpus(target).fingerprint()
 
 
-def test_training_never_sees_the_test_split(tmp_path, monkeypatch):
+def prepared_meld_or_csv(source: str, target: Path, options: dict) -> set[str]:
+    """Prepare MELD's first dialogues or a conversation-csv corpus (``data prepare csv``); return the test texts."""
+    if source == "meld":
+        prepare(target, options)
+        return {t for d in read_split(MELD_DIR / SPLIT_FILES["test"], "test")[0][:LIMIT] for t in d.texts}
+    from test_csv_prepare import prepare_csv, text_rows, write_friends
+
+    prepare_csv(write_friends(target.parent / "friends"), target, options)
+    return {row["text"] for row in text_rows("test")}
+
+
+@pytest.mark.parametrize("source", ["meld", "csv"])
+def test_training_never_sees_the_test_split(tmp_path, monkeypatch, source):
     seen: dict[str, list] = {"ids": [], "pairs": []}
     real_fit = text_finetune._fit
 
@@ -124,14 +141,13 @@ def test_training_never_sees_the_test_split(tmp_path, monkeypatch):
             monkeypatch.setattr(model, "forward", forward)
 
     monkeypatch.setattr(text_finetune, "_fit", recording_fit)
-    target = tmp_path / "meld"
-    prepare(target, {"epochs": 1, "max_tokens": 16, "batch_size": 16})
+    target = tmp_path / source
+    test_texts = prepared_meld_or_csv(source, target, {"epochs": 1, "max_tokens": 16, "batch_size": 16})
     corpus = read_corpus(target)
     expected = {f"{d.id}/{i}" for split in ("train", "dev") for d in corpus.split(split) for i in range(len(d))}
     assert set(seen["ids"]) == expected
     test_dialogues = {d.id for d in corpus.test}
-    assert not {i.split("/")[0] for i in seen["ids"]} & test_dialogues
-    test_texts = {t for d in read_split(MELD_DIR / SPLIT_FILES["test"], "test")[0][:LIMIT] for t in d.texts}
+    assert not {i.rsplit("/", 1)[0] for i in seen["ids"]} & test_dialogues  # CSV ids hold '/' themselves
     trained_texts = {target_text.split(": ", 1)[1] for _, target_text in seen["pairs"]}
     assert trained_texts and not trained_texts & test_texts
     # And the loop itself refuses any other split.

@@ -67,6 +67,11 @@ A file too large to parse in the memory left is refused before it is read.
 Every mistake — a missing column, an empty file, a label outside ``classes``, a feature file
 whose row count differs from the CSV's — is a :class:`~merc_bench.errors.UserError` naming the
 file, the column or dialogue and the value, and what was expected.
+
+**Prepared once.** ``merc-bench data prepare csv --dataset-config corpus.toml --to DIR [--finetune]``
+reads the corpus with the same options and this parser (:meth:`ConversationCSVDataset.text_dialogues`),
+computes the text features once — frozen, or fine-tuned on train — and writes a feature-store folder
+that ``--dataset prepared --data-dir DIR`` reads (:mod:`merc_bench_datasets.csv_prepare`).
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ from merc_bench.errors import UserError, preview
 from merc_bench.safe_arrays import memory_budget, read_npy_file, read_npy_header
 from merc_bench_datasets.meld_annotations import decode_csv_bytes
 
-__all__ = ["ConversationCSVConfig", "ConversationCSVDataset"]
+__all__ = ["ConversationCSVConfig", "ConversationCSVDataset", "DialogueTexts", "CorpusTexts"]
 
 SPLITS = ("train", "dev", "test")
 #: Parsed rows (a dict of strings per row) take about this many times the CSV's bytes.
@@ -171,6 +176,33 @@ class _Table:
     positions: list[int]  # each row's index among the file's data rows (aligns .npy files)
     file_rows: int  # data rows in the whole file
     encoding: str = "utf-8"  # as decode_csv_bytes found it
+
+
+@dataclass
+class DialogueTexts:
+    """One dialogue as ``data prepare csv`` reads it: the texts still to embed, in speaking order."""
+
+    id: str
+    texts: list[str]
+    speaker_names: list[str]  # after speaker_policy: "speaker: utterance" inputs when fine-tuning
+    speakers: np.ndarray  # (n,) int64
+    labels: np.ndarray  # (n,) int64
+    features: dict[str, np.ndarray]  # the .npy modalities (audio, visual), (n, D) float32
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class CorpusTexts:
+    """What :meth:`ConversationCSVDataset.text_dialogues` read: the corpus before its text is embedded."""
+
+    splits: dict[str, list[DialogueTexts]]
+    classes: list[str]
+    num_speakers: int
+    feature_dims: dict[str, int]  # of the .npy modalities
+    tables: dict[str, _Table]  # per split: the file read, its sha256 and encoding
+    provenance: dict
 
 
 @component("dataset", "conversation-csv", config=ConversationCSVConfig,
@@ -508,6 +540,41 @@ class ConversationCSVDataset:
                 "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}
         return Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"],
                       provenance=provenance)
+
+    def text_dialogues(self) -> CorpusTexts:
+        """The corpus for ``data prepare csv`` (:mod:`merc_bench_datasets.csv_prepare`): read and checked exactly as
+        :meth:`load` reads it — the same files, columns, speaker policy, classes, dialogue keys and .npy
+        features — but with each dialogue's texts instead of text features, which the prepare computes."""
+        if not self._embeds_text():
+            raise UserError("conversation-csv: `data prepare csv` embeds the text column, so it needs text_column set "
+                            "and no .npy text features (dataset.features.text); the corpus config gives "
+                            + ("text features as .npy files" if "text" in self.features else "no text column") + ".")
+        self._check_feature_options()
+        tables = self._tables()
+        classes = self._classes(tables)
+        index = {name: i for i, name in enumerate(classes)}
+        structure, several = {}, {}
+        for split, table in tables.items():
+            structure[split], several[split] = self._structure(table, index)
+        modalities = [m for m in MODALITIES if m in self.features]
+        features, dims = self._npy_features(tables, modalities, None)
+        built, prefixed = self._dialogues(tables, structure, features)
+        column, splits = self.columns["text_column"], {}
+        for split, table in tables.items():
+            names = self._speaker_names(table)[0]  # as _structure read them, the policy applied
+            splits[split] = [DialogueTexts(id=d.id, texts=[table.rows[i][column] for i in members],
+                                          speaker_names=[names[i] for i in members], speakers=d.speakers,
+                                          labels=d.labels, features=d.features)
+                             for d, (_, members, _, _) in zip(built[split], structure[split])]
+        max_speakers = max(int(d.speakers.max()) + 1 for dialogues in built.values() for d in dialogues)
+        counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
+                  for split, dialogues in built.items()}
+        provenance = self._provenance(tables, classes, counts, max_speakers, modalities, None, {}, prefixed)
+        if any(several.values()):
+            provenance["speaker_cells_listing_several"] = {
+                "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}
+        return CorpusTexts(splits=splits, classes=classes, num_speakers=max_speakers, feature_dims=dims,
+                          tables=tables, provenance=provenance)
 
     def _classes(self, tables: dict[str, _Table]) -> list[str]:
         column = self.columns["label_column"]

@@ -29,6 +29,8 @@ from typing import Literal
 
 import torch
 
+from merc_bench.layers import window_mask  # shared with other graph fusers; the fuser imports it from here
+
 RelationScheme = Literal["speaker_pairs", "same_or_different"]
 SpeakerOrder = Literal["dataset", "first_appearance"]
 
@@ -38,18 +40,6 @@ PAST, FUTURE = 0, 1
 def relation_count(scheme: RelationScheme, max_speakers: int) -> int:
     """R, the number of relation types of a scheme."""
     return 2 * max_speakers**2 if scheme == "speaker_pairs" else 4
-
-
-def window_mask(mask: torch.Tensor, past: int, future: int) -> torch.Tensor:
-    """(B, L) real-utterance mask → (B, L, L) bool, [b, i, j] True when utterance j is in i's window.
-
-    The window includes i itself (the attention of Eq. 1 normalises over it); both ends must be real.
-    """
-    length = mask.shape[1]
-    position = torch.arange(length, device=mask.device)
-    offset = position[None, :] - position[:, None]  # (L, L): j − i
-    inside = (offset >= -past) & (offset <= future)  # (L, L)
-    return inside[None] & mask[:, :, None] & mask[:, None, :]  # (B, L, L)
 
 
 def first_appearance_order(speakers: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from merc_bench.layers import multimodal_edge_mask, symmetric_normalise
+
 #: keeps arccos away from ±1, where its derivative is infinite
 COSINE_SHRINK = 1.0 - 1e-5
 
@@ -37,14 +39,7 @@ def edge_mask(mask: torch.Tensor, modalities: int) -> torch.Tensor:
     ``[b, m·L + i, n·L + j]`` is True for m = n (same modality, any real i, j, including i = j)
     and for m ≠ n with i = j (same utterance, two modalities).
     """
-    length = mask.shape[1]
-    device = mask.device
-    modality = torch.arange(modalities, device=device).repeat_interleave(length)  # (N,): node → modality
-    utterance = torch.arange(length, device=device).repeat(modalities)  # (N,): node → utterance
-    same_modality = modality[:, None] == modality[None, :]  # (N, N)
-    same_utterance = utterance[:, None] == utterance[None, :]  # (N, N)
-    real = mask.repeat(1, modalities)  # (B, N)
-    return (same_modality | same_utterance)[None] & real[:, :, None] & real[:, None, :]  # (B, N, N)
+    return multimodal_edge_mask(mask, modalities)  # the whole dialogue, self-loops kept
 
 
 def angular_similarity(nodes: torch.Tensor) -> torch.Tensor:
@@ -56,13 +51,6 @@ def angular_similarity(nodes: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(nodes.float(), dim=-1)  # eps inside: a zero vector gives cosine 0, not NaN
         cosine = (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0) * COSINE_SHRINK  # (B, N, N)
         return 1.0 - torch.arccos(cosine) / math.pi
-
-
-def symmetric_normalise(adjacency: torch.Tensor) -> torch.Tensor:
-    """(B, N, N) weighted adjacency A → D^-1/2 A D^-1/2 (D = row sums; empty rows stay empty)."""
-    degree = adjacency.sum(dim=-1)  # (B, N)
-    scale = torch.where(degree > 0, degree, torch.ones_like(degree)).rsqrt()  # (B, N)
-    return scale[:, :, None] * adjacency * scale[:, None, :]
 
 
 def multimodal_adjacency(nodes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
