@@ -339,3 +339,23 @@ def test_conversation_csv_media_column(meld_raw, audio_extra, tmp_path):
     assert [(entry["split"], entry["dialogue"], entry["utterance"]) for entry in skipped][:3] == [
         ("train", "train-0", 1), ("train", "train-1", 0), ("train", "train-1", 1)]
     assert not corpus.train[1].features["audio"].any() and corpus.train[0].features["audio"][0].any()
+
+
+@pytest.mark.usefixtures("hash_encoder")
+def test_data_prepare_csv_carries_the_media_column(meld_raw, audio_extra, tmp_path):
+    cells = {split: [f"clips/c{i}.mp4" for i in range(4)] for split in ("train", "dev", "test")}
+    paths = _csv_corpus(tmp_path / "corpus", meld_raw, cells)
+    for path in paths.values():  # a text column for the prepare to embed
+        lines = Path(path).read_text().splitlines()
+        Path(path).write_text("\n".join([lines[0] + ",text"] + [f"{line},words {i}" for i, line in
+                                                                enumerate(lines[1:])]) + "\n")
+    config = tmp_path / "corpus" / "corpus.toml"
+    config.write_text('train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"\nmedia_column = "clip"\n'
+                      'audio_encoder = "egemaps"\n')
+    prepare_command(dataset="csv", target=tmp_path / "prepared", source=None, url=None, text_encoder=HashEncoder.name,
+                    console=Console(file=io.StringIO()), dataset_config=config)
+    corpus = read_corpus(tmp_path / "prepared")
+    assert corpus.info.feature_dims == {"text": 8, "audio": 88, "visual": 50}
+    media = read_manifest(tmp_path / "prepared")["provenance"]["media"]
+    assert media["features"]["audio"] == {"computed": 4, "reused": 8, "skipped": 0}
+    assert corpus.train[0].features["audio"].any(axis=1).all()

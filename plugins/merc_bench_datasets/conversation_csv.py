@@ -556,8 +556,12 @@ class ConversationCSVDataset:
         structure, several = {}, {}
         for split, table in tables.items():
             structure[split], several[split] = self._structure(table, index)
-        modalities = [m for m in MODALITIES if m in self.features]
-        features, dims = self._npy_features(tables, modalities, None)
+        features, dims = self._npy_features(tables, [m for m in MODALITIES if m in self.features], None)
+        media, media_dims, media_provenance = self._media_rows(tables, structure)  # the media column's clips
+        for split in tables:
+            features[split].update(media[split])
+        dims = {m: {**dims, **media_dims}[m] for m in MODALITIES if m in dims or m in media_dims}
+        modalities = list(dims)
         built, prefixed = self._dialogues(tables, structure, features)
         column, splits = self.columns["text_column"], {}
         for split, table in tables.items():
@@ -570,6 +574,10 @@ class ConversationCSVDataset:
         counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
                   for split, dialogues in built.items()}
         provenance = self._provenance(tables, classes, counts, max_speakers, modalities, None, {}, prefixed)
+        if media_provenance is not None:
+            provenance["media"] = media_provenance
+            provenance["features"].update({m: f"media column, {media_provenance[f'{m}_encoder']['name']}"
+                                           for m in media_dims})
         if any(several.values()):
             provenance["speaker_cells_listing_several"] = {
                 "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}
