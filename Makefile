@@ -3,6 +3,9 @@
 #   make test  — create .venv, install the pinned set, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
+# The optional extras installed with the project; .ci/run adds `audio` (opensmile, research-only licence)
+# for the media tests: `make test EXTRAS=test,text,audio`.
+EXTRAS ?= test,text
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the CPU wheel on disk is only chosen for an exact version.
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt torch
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,text]"
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -48,6 +48,7 @@ PUBLIC_MODULES = (
     # for dataset plugins: hostile input read safely, within memory bounds
     "merc_bench.safe_pickle", "merc_bench.safe_arrays", "merc_bench.feature_store",
     "merc_bench.prepare",  # text encoders and the embedding cache (features from text)
+    "merc_bench.media", "merc_bench.media_features",  # decoding media with ffmpeg; audio/visual features, cached
     "merc_bench.data_sources",  # what `data prepare` / `data convert` sources declare (PreparableDataset, FeatureFormat)
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 # MLflow looks up a telemetry host at import; switch that off before anything imports it.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -41,7 +41,9 @@ error_console = Console(stderr=True)
 data_app = typer.Typer(help="Prepare, convert and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder", "encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
+KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder",
+                "audio_encoders": "audio_encoder", "audio-encoder": "audio_encoder",
+                "visual_encoders": "visual_encoder", "visual-encoder": "visual_encoder", "encoders": "encoder", "mixers": "mixer", "fusers": "fuser", "distillers": "distiller",
                 "datasets": "dataset", "recipes": "recipe"}
 
 
@@ -110,7 +112,8 @@ def _modalities(value: Optional[str]) -> Optional[list[str]]:
 
 @app.command("list")
 def list_components(
-    kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset or recipe")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="encoder, mixer, fuser, distiller, dataset, text_encoder, "
+                                                       "audio_encoder, visual_encoder or recipe")] = None,
     name: Annotated[Optional[str], typer.Argument(help="one registered name: its options in full (type, default, "
                                                        "description)")] = None,
 ) -> None:
@@ -470,6 +473,21 @@ def data_prepare(
     finetune_layers: Annotated[Optional[int], typer.Option(help=_finetune_help("layers"))] = None,
     finetune_seed: Annotated[Optional[int], typer.Option(help=_finetune_help("seed"))] = None,
     device: Annotated[Optional[str], typer.Option(help=_finetune_help("device"))] = None,
+    media_dir: Annotated[Optional[Path], typer.Option(help="folder of the dataset's audio/video clips (MELD: the "
+                                                           "MELD.Raw layout, see README): adds audio and visual "
+                                                           "features, decoded with ffmpeg")] = None,
+    audio_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered audio encoder (is10: "
+                                                              "1582-d, egemaps: 88-d; both need the `audio` extra), "
+                                                              "or none (default is10)")] = None,
+    visual_encoder: Annotated[Optional[str], typer.Option(help="with --media-dir: registered visual encoder, or "
+                                                               "none (default frame-stats: no face information)")
+                              ] = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="with --media-dir: give utterances whose "
+                                               "file is missing or undecodable zero features for that modality and "
+                                               "list them in the manifest, instead of refusing")] = False,
+    max_media_seconds: Annotated[Optional[float], typer.Option(help="with --media-dir: longest clip decoded, in "
+                                                                    "seconds; a longer one is a bad file "
+                                                                    "(default 600)")] = None,
     dataset_config: DatasetConfig = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="a dataset option of csv, e.g. --set "
                                                       "dataset.speaker_policy=first (overrides --dataset-config)")] = None,
@@ -481,19 +499,47 @@ def data_prepare(
     """
     from merc_bench.prepare import prepare_command
 
-    # Only the options given reach the config: the defaults live in FinetuneConfig alone.
-    given = {"epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
-             "batch_size": finetune_batch_size, "max_tokens": finetune_max_tokens,
-             "context_turns": finetune_context_turns, "layers": finetune_layers, "seed": finetune_seed,
-             "device": device}
+    media = _media_options(media_dir, audio_encoder=audio_encoder, visual_encoder=visual_encoder,
+                           skip_missing=skip_missing, max_media_seconds=max_media_seconds)
+
+    options = _finetune_options(finetune, {
+        "epochs": finetune_epochs, "lr": finetune_lr, "weight_decay": finetune_weight_decay,
+        "batch_size": finetune_batch_size, "max_tokens": finetune_max_tokens, "context_turns": finetune_context_turns,
+        "layers": finetune_layers, "seed": finetune_seed, "device": device})
+    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
+                    finetune=options if finetune else None, media=media,
+                    dataset_config=dataset_config, dataset_overrides=set_ or [])
+
+
+def _finetune_options(finetune: bool, given: dict[str, Any]) -> dict[str, Any]:
+    """The --finetune-* options given (the defaults live in FinetuneConfig alone); without --finetune, a mistake."""
     options = {name: value for name, value in given.items() if value is not None}
     if options and not finetune:
         named = ", ".join("--device" if n == "device" else "--finetune-" + n.replace("_", "-") for n in options)
         raise UserError(f"{named} only apply with --finetune (fine-tuning the text encoder); add --finetune or "
                         "leave them out.")
-    prepare_command(dataset=dataset, target=to, source=from_, url=url, text_encoder=text_encoder, console=console,
-                    finetune=options if finetune else None, dataset_config=dataset_config,
-                    dataset_overrides=set_ or [])
+    return options
+
+
+def _media_options(media_dir: Optional[Path], *, audio_encoder: Optional[str], visual_encoder: Optional[str],
+                   skip_missing: bool, max_media_seconds: Optional[float]) -> Any:
+    """``MediaOptions`` for ``--media-dir`` (None without it); its options alone are a mistake."""
+    given = {"--audio-encoder": audio_encoder, "--visual-encoder": visual_encoder,
+             "--skip-missing": skip_missing or None, "--max-media-seconds": max_media_seconds}
+    if media_dir is None:
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise UserError(f"{', '.join(named)} only apply with --media-dir (audio and visual features from the "
+                            "dataset's clips); add --media-dir PATH or leave them out.")
+        return None
+    from merc_bench.media_features import DEFAULT_MAX_SECONDS, MediaOptions
+
+    def chosen(value: Optional[str], default: str) -> Optional[str]:
+        return None if value is not None and value.lower() == "none" else (value or default)
+
+    return MediaOptions(media_dir=media_dir, audio_encoder=chosen(audio_encoder, "is10"),
+                        visual_encoder=chosen(visual_encoder, "frame-stats"), skip_missing=skip_missing,
+                        max_seconds=DEFAULT_MAX_SECONDS if max_media_seconds is None else max_media_seconds)
 
 
 # -- plugin commands --------------------------------------------------------------------------------

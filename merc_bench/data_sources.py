@@ -7,7 +7,10 @@ them through the ``merc_bench_data_sources`` hook, returning any mix of
   the raw files in a folder, verify and parse them into dialogues of utterance texts with speakers
   and labels (:class:`RawCorpus`). The core (:mod:`merc_bench.prepare`) does the rest for every
   dataset alike: the target-folder rules, the text encoder and its embedding cache, the manifest
-  and the atomic write. A source configured like a registered dataset (``options_of``: the CSV
+  and the atomic write. A dataset whose raw release has audio/video also says where each
+  utterance's media file is (``media``, returning :class:`MediaFiles`), so ``data prepare NAME
+  --media-dir PATH`` adds audio and visual features (:mod:`merc_bench.media_features`).
+  A source configured like a registered dataset (``options_of``: the CSV
   corpora of ``data prepare csv`` take the ``conversation-csv`` dataset's options) receives those
   options from ``--dataset-config FILE`` and ``--set dataset.*``, validated by that dataset's config.
 * :class:`FeatureFormat` — a file or folder layout ``data convert`` and ``data inspect`` read: the
@@ -34,8 +37,8 @@ if TYPE_CHECKING:
 
     from merc_bench.data import Corpus
 
-__all__ = ["PrepareRequest", "TextDialogue", "RawCorpus", "PreparableDataset", "FeatureFormat", "DataSources",
-           "declared_data_sources"]
+__all__ = ["PrepareRequest", "TextDialogue", "RawCorpus", "MediaFiles", "PreparableDataset", "FeatureFormat",
+           "DataSources", "declared_data_sources"]
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,22 @@ class RawCorpus:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: differences from the published counts: printed as warnings, stored as ``count_warnings``
     warnings: list[str] = field(default_factory=list)
-    #: printed after a successful prepare; ``{target}`` is replaced by the prepared folder
+    #: printed after a successful prepare; ``{target}`` is replaced by the prepared folder and
+    #: ``{modalities}`` by its modalities, comma-separated
     next_step: str = ""
     #: modality -> size of the non-text features every dialogue carries in ``features`` (none: text only)
     feature_dims: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaFiles:
+    """Where each utterance's media file should be, as a :class:`PreparableDataset`'s ``media`` finds them."""
+
+    #: split -> one path per utterance, in the order of the split's dialogues and their utterances (the
+    #: order of ``RawCorpus.splits``); a path may not exist: the core lists missing files as errors
+    files: dict[str, list[Path]]
+    #: how the files were found, for the manifest (e.g. "MELD.Raw: train/train_splits/dia{D}_utt{U}.mp4")
+    layout: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,12 @@ class PreparableDataset:
     #: (request, raw folder) -> RawCorpus: copies or downloads the raw files into the folder (it becomes
     #: ``DIR/raw/``), verifies them and parses them; raises :class:`UserError` on bad input
     read: Callable[[PrepareRequest, Path], RawCorpus]
+    #: (media folder, parsed corpus) -> MediaFiles for ``data prepare --media-dir``: where each utterance's
+    #: audio/video file is in the dataset's own layout; raises :class:`UserError` when the folder is in no
+    #: layout it accepts. None: the dataset has no media layout (``--media-dir`` is refused).
+    media: Callable[[Path, RawCorpus], MediaFiles] | None = None
+    #: the media layouts ``media`` accepts, one line for ``--help`` and errors
+    media_layouts: str = ""
     #: the registered dataset whose options configure this source (``PrepareRequest.dataset_config``);
     #: None: the source takes no dataset options, and ``--dataset-config`` / ``--set dataset.*`` are refused
     options_of: str | None = None

@@ -34,7 +34,7 @@ def merc_bench_register(registry: ScopedRegistry) -> None:
     needs components). ``registry`` is a :class:`~merc_bench.registry.ScopedRegistry`:
     ``registry.register(kind, name, cls, config=..., search_space=..., description=..., paper=...)``
     adds one entry; ``kind`` is one of encoder, mixer, fuser, distiller, dataset, text_encoder,
-    recipe. A third-party ``name`` is stored as ``<distribution>:<name>`` and also found by its
+    audio_encoder, visual_encoder, recipe. A third-party ``name`` is stored as ``<distribution>:<name>`` and also found by its
     bare name while unambiguous. Raising here (or breaking a registry rule) rolls back what this
     plugin registered and reports it with its distribution; the other plugins still load.
     """

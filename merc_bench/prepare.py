@@ -32,6 +32,13 @@ with the run's report beside them, so frozen and fine-tuned vectors, or two conf
 never mixed; ``provenance.finetune`` holds that report. The per-epoch checkpoints live in
 ``.DIR.finetune-<digest>/`` beside ``DIR`` until the folder is published, so a killed run resumes.
 
+With ``--media-dir PATH`` (a dataset whose source declares a media layout, as MELD does for
+MELD.Raw) every utterance's clip is decoded with ffmpeg and gets audio features from a registered
+``audio_encoder`` (default ``is10``, 1582-d; ``egemaps``, 88-d) and visual features from a
+``visual_encoder`` (default ``frame-stats``, a placeholder without faces), cached per file content and
+encoder (:mod:`merc_bench.media_features`). Bad files are listed in one error, or with
+``--skip-missing`` get zero features and are listed in ``provenance.media.skipped``.
+
 The manifest's provenance records what the source reports (where the files came from, their sha256
 and size, how the text was decoded, ...), the text encoder's name, version and dimension, which
 splits were computed or reused, the source's count warnings and the creation time. The whole folder
@@ -425,6 +432,85 @@ def _provenance(name: str, parsed: RawCorpus, encoder: Any, embedding_status: di
     return provenance
 
 
+def _media_setup(preparable: PreparableDataset, media: Any) -> tuple[dict[str, Any], Any]:
+    """Check ``--media-dir`` and its options and build the encoders and the decoder, before anything is fetched."""
+    from merc_bench.media import find_decoder
+    from merc_bench.media_features import MAX_SECONDS_LIMIT, MEDIA_KINDS, build_media_encoder
+
+    if preparable.media is None:
+        raise UserError(f"--media-dir: the dataset {preparable.name!r} declares no media layout, so only its text "
+                        "features can be prepared; leave out --media-dir.")
+    if not Path(media.media_dir).is_dir():
+        raise UserError(f"--media-dir {str(media.media_dir)!r} is not a folder; give the folder of the dataset's "
+                        f"clips ({preparable.media_layouts or 'see the dataset documentation'}).")
+    if not media.encoder_names():
+        raise UserError("--media-dir with --audio-encoder none and --visual-encoder none extracts nothing; name at "
+                        "least one encoder (`merc-bench list audio_encoder`, `merc-bench list visual_encoder`).")
+    if not 1 <= media.max_seconds <= MAX_SECONDS_LIMIT:
+        raise UserError(f"--max-media-seconds {media.max_seconds:g} is outside 1..{MAX_SECONDS_LIMIT:g}.")
+    encoders = {modality: build_media_encoder(MEDIA_KINDS[modality], name)
+                for modality, name in media.encoder_names().items()}
+    return encoders, find_decoder()
+
+
+def _add_media(parsed: RawCorpus, splits: dict[str, list[Dialogue]], preparable: PreparableDataset, media: Any,
+               setup: tuple[dict[str, Any], Any], *, staging: Path, target: Path, console: Any
+               ) -> tuple[dict[str, list[Dialogue]], dict[str, int], dict[str, Any]]:
+    """The dialogues with audio/visual features added, their dimensions, and the manifest's ``media`` entry."""
+    from merc_bench.media_features import MediaItem, extract_media_features
+    from merc_bench.paths import cache_dir
+
+    encoders, decoder = setup
+    media_dir = Path(media.media_dir)
+    found = preparable.media(media_dir, parsed)
+    items = {}
+    for split, dialogues in parsed.splits.items():
+        places = [(d.id, u) for d in dialogues for u in range(len(d.texts))]
+        paths = found.files[split]
+        if len(paths) != len(places):
+            raise RuntimeError(f"{preparable.name}: media layout gave {len(paths)} files for {len(places)} {split} "
+                               "utterances")
+        items[split] = [MediaItem(split, dialogue, utterance, path, _shown(path, media_dir))
+                        for (dialogue, utterance), path in zip(places, paths)]
+    result = extract_media_features(items, encoders, decoder=decoder, read_dirs=[target / "cache", cache_dir()],
+                                    write_dirs=[staging / "cache", cache_dir()], skip_missing=media.skip_missing,
+                                    max_seconds=media.max_seconds, console=console)
+    with_media = {}
+    for split, dialogues in splits.items():
+        bounds = np.cumsum([0] + [len(d) for d in dialogues])
+        with_media[split] = [
+            Dialogue(id=d.id, features={**d.features, **{m: result.features[m][split][bounds[i] : bounds[i + 1]]
+                                                         for m in encoders}},
+                     speakers=d.speakers, labels=d.labels)
+            for i, d in enumerate(dialogues)]
+    for modality, counts in result.status.items():
+        console.print(f"{modality} features: {counts['computed']} computed, {counts['reused']} reused, "
+                      f"{counts['skipped']} skipped ({encoders[modality].name}, {encoders[modality].dimension}-d)",
+                      markup=False, highlight=False)
+    if result.skipped:
+        utterances = len({(entry["split"], entry["dialogue"], entry["utterance"]) for entry in result.skipped})
+        console.print(f"warning: --skip-missing gave {utterances} utterances zero features for a modality "
+                      "(their file was missing or unusable); each is listed in the manifest's provenance.media.skipped",
+                      style="yellow", markup=False, highlight=False)
+    provenance = {
+        "media_dir": str(media_dir.resolve()), "layout": found.layout, "decoder": decoder.describe(),
+        "max_seconds": media.max_seconds, "skip_missing": media.skip_missing,
+        **{f"{m}_encoder": {"name": e.name, "version": str(e.version), "dimension": int(e.dimension),
+                            "options": getattr(e, "options", {})} for m, e in encoders.items()},
+        "features": result.status, "skipped_policy": "zero features for that modality (utterance kept)",
+        "skipped": result.skipped,
+    }
+    return with_media, {m: int(e.dimension) for m, e in encoders.items()}, provenance
+
+
+def _shown(path: Path, media_dir: Path) -> str:
+    """``path`` relative to the media folder when inside it (how errors and the manifest name files)."""
+    try:
+        return str(path.relative_to(media_dir))
+    except ValueError:
+        return str(path)
+
+
 def _check_training_splits(parsed: RawCorpus) -> None:
     """Fine-tuning needs dialogues in train (to learn) and dev (to select the epoch); test never stands in."""
     from merc_bench.text_finetune import TRAINING_SPLITS
@@ -442,8 +528,8 @@ def finetune_work_dir(target: Path, key: str) -> Path:
 
 
 def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, request: PrepareRequest,
-                encoder: Any, limit_dialogues: int | None, finetune: Any = None,
-                nonfinite: str = "refuse") -> tuple[Corpus, RawCorpus]:
+                encoder: Any, limit_dialogues: int | None, finetune: Any = None, media: Any = None,
+                media_setup: Any = None, nonfinite: str = "refuse") -> tuple[Corpus, RawCorpus]:
     """Fetch, parse and embed into ``staging``; publish the finished folder at ``request.target``."""
     parsed = _read_raw(preparable, request, staging / "raw", limit_dialogues)
     # Embeddings: read from an earlier prepare's DIR/cache or the shared cache ($MERC_BENCH_CACHE/
@@ -464,16 +550,26 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
         splits, embedding_status, report, layered = _finetuned(
             parsed, encoder, finetune, read_dirs=read_dirs, write_dir=staging / "cache", work_dir=work_dir,
             console=request.console, limit_dialogues=limit_dialogues)
+    # text, then the modalities the source carries (a CSV corpus's .npy audio/visual), then those from media
+    dims: dict[str, int] = {"text": int(encoder.dimension), **parsed.feature_dims}
+    media_provenance, described = None, f"text features: {encoder.name}"
+    if media is not None:
+        splits, media_dims, media_provenance = _add_media(parsed, splits, preparable, media, media_setup,
+                                                          staging=staging, target=request.target,
+                                                          console=request.console)
+        dims.update(media_dims)
+        described += "".join(f", {m} features: {media_provenance[f'{m}_encoder']['name']}" for m in media_dims)
     info = DatasetInfo(
         name=parsed.name, family=parsed.family, classes=tuple(parsed.classes),
-        feature_dims={"text": int(encoder.dimension), **parsed.feature_dims}, num_speakers=parsed.num_speakers,
-        description=f"{parsed.description}; text features: {encoder.name}",
+        feature_dims=dims, num_speakers=parsed.num_speakers, description=f"{parsed.description}; {described}",
     )
     # The generic `nonfinite` option (zero: NaN/inf in carried .npy features replaced, counted in the provenance).
     corpus = validate_corpus(Corpus(info=info, train=splits["train"], dev=splits["dev"], test=splits["test"]),
                              nonfinite=nonfinite)
     store = staging / "dataset"
     provenance = _provenance(name, parsed, encoder, embedding_status, limit_dialogues)
+    if media_provenance is not None:
+        provenance["media"] = media_provenance
     if finetune is not None:
         provenance["text_encoder"].update(weights_sha256=encoder.weights_sha256, finetuned=True)
         provenance["finetune"] = {**report, "cache_key": key}
@@ -493,6 +589,21 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
     return corpus, parsed
 
 
+def _text_encoder(name: str, finetune: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The text encoder (built now, before any download, so a missing extra fails first) and the validated
+    fine-tuning configuration (None without ``--finetune``)."""
+    finetune_config = None
+    if finetune is not None:
+        from merc_bench.text_finetune import finetune_config as validated
+
+        finetune_config = validated(finetune)
+    encoder = build_text_encoder(name)
+    if finetune_config is not None and not callable(getattr(encoder, "trainable", None)):
+        raise UserError(f"--finetune: the text encoder {name!r} cannot be fine-tuned (it has no trainable "
+                        "model); use --text-encoder minilm or leave out --finetune.")
+    return encoder, finetune_config
+
+
 def prepare_command(
     *,
     dataset: str,
@@ -503,6 +614,7 @@ def prepare_command(
     console: Any,
     limit_dialogues: int | None = None,
     finetune: dict[str, Any] | None = None,
+    media: Any = None,
     dataset_config: Path | None = None,
     dataset_overrides: Sequence[str] = (),
 ) -> Path:
@@ -512,6 +624,8 @@ def prepare_command(
     the full files); tests use it to keep encoding short. The command line always prepares everything.
     ``finetune`` (options of :class:`merc_bench.text_finetune.FinetuneConfig`, ``{}`` for the defaults)
     fine-tunes the text encoder on the train split, selected on dev, before extracting the features.
+    ``media`` (a :class:`merc_bench.media_features.MediaOptions`) adds audio and visual features from
+    the dataset's media files.
     ``dataset_config`` (a corpus config file) and ``dataset_overrides`` (``dataset.KEY=VALUE``) are the
     options of a source configured like a registered dataset (``data prepare csv``).
     """
@@ -524,27 +638,23 @@ def prepare_command(
     if limit_dialogues is not None and limit_dialogues < 1:
         raise ValueError("limit_dialogues must be at least 1")
     replacing = _check_target(target)
-    finetune_config = None
-    if finetune is not None:
-        from merc_bench.text_finetune import finetune_config as validated
-
-        finetune_config = validated(finetune)
-    encoder = build_text_encoder(text_encoder)  # fails now, before any download, if the extra is missing
-    if finetune_config is not None and not callable(getattr(encoder, "trainable", None)):
-        raise UserError(f"--finetune: the text encoder {text_encoder!r} cannot be fine-tuned (it has no trainable "
-                        "model); use --text-encoder minilm or leave out --finetune.")
+    encoder, finetune_config = _text_encoder(text_encoder, finetune)
+    # Before anything is fetched: a missing extra, decoder or media folder fails now, not after the text.
+    media_setup = _media_setup(preparable, media) if media is not None else None
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".prepare"))
     try:
         corpus, parsed = _build_into(staging, name=dataset, preparable=preparable, request=request,
                                      encoder=encoder, limit_dialogues=limit_dialogues, finetune=finetune_config,
-                                     nonfinite=nonfinite)
+                                     media=media, media_setup=media_setup, nonfinite=nonfinite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    others = "".join(f", {m} {d}-d" for m, d in corpus.info.feature_dims.items() if m != "text")
     console.print(f"{'replaced' if replacing else 'wrote'} {target}: {corpus.summary()}; text {encoder.dimension}-d "
-                  f"({encoder.name}{', fine-tuned' if finetune_config is not None else ''})", markup=False,
+                  f"({encoder.name}{', fine-tuned' if finetune_config is not None else ''}){others}", markup=False,
                   highlight=False)
     if parsed.next_step:
-        console.print(f"next: {parsed.next_step.format(target=target)}", markup=False, highlight=False)
+        step = parsed.next_step.format(target=target, modalities=",".join(corpus.info.feature_dims))
+        console.print(f"next: {step}", markup=False, highlight=False)
     return target / MANIFEST

@@ -1,4 +1,4 @@
-"""The component registry: every encoder, mixer, fuser, distiller, dataset and recipe by name.
+"""The component registry: every encoder, mixer, fuser, distiller, dataset, feature extractor and recipe by name.
 
 A component is declared once, beside its class, with :func:`component` (exported as
 ``merc_bench.component``)::
@@ -59,7 +59,8 @@ __all__ = ["KINDS", "CONTEXT_NAMES", "BUILTIN_DISTRIBUTION", "BuildContext", "Bu
 #: The distribution whose plugins register bare (un-namespaced) names.
 BUILTIN_DISTRIBUTION = "merc-bench"
 
-KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "text_encoder", "recipe")
+KINDS = ("encoder", "mixer", "fuser", "distiller", "dataset", "text_encoder", "audio_encoder", "visual_encoder",
+         "recipe")
 
 
 
@@ -69,7 +70,7 @@ class BuildContext(TypedDict):
     :func:`merc_bench.model.build_context` makes them from the run configuration and the dataset;
     :data:`merc_bench.testing.SMALL_CONTEXT` is the small one the contract kit builds with. A
     constructor asks only for the names it uses: ``__init__(self, config, *, modalities, hidden_size)``.
-    Datasets are built with ``data_dir`` alone and text encoders with none.
+    Datasets are built with ``data_dir`` alone and text, audio and visual encoders with none.
     """
 
     #: H, the size of every component's per-utterance representation (``model.hidden_size``).
@@ -106,6 +107,10 @@ _REQUIRED_METHODS = {
     "distiller": ("forward",),
     "dataset": ("load",),
     "text_encoder": ("encode",),  # encode(texts: list[str]) -> float32 array (len(texts), D)
+    # encode(clips) -> float32 (len(clips), D); clips: mono samples (S,) at .sample_rate, or RGB frames
+    # (T, height, width, 3) uint8 at .frame_rate and .frame_size (merc_bench.media_features)
+    "audio_encoder": ("encode",),
+    "visual_encoder": ("encode",),
 }
 _MODEL_KINDS = ("encoder", "mixer", "fuser", "distiller")
 

@@ -20,7 +20,8 @@ run may pick any of them with ``--modalities``: a component must either work on 
 for exactly the run's modalities, nothing looked up by a hard-coded modality name — or refuse to
 build there with a :class:`~merc_bench.errors.UserError`, ``ValueError`` or ``TypeError`` from its
 constructor, which the registry turns into a one-paragraph error naming the component. It must
-build on all three. :func:`check_dataset` checks a dataset plugin's corpus;
+build on all three. :func:`check_dataset` checks a dataset plugin's corpus; :func:`check_media_encoder`
+an ``audio_encoder`` or ``visual_encoder`` (synthetic clips in, (n, D) float32 out);
 :func:`plugin_entries` lists what one distribution registered, for a parametrised test in a
 plugin's own suite.
 """
@@ -40,7 +41,7 @@ from merc_bench.model import FuserOutput, MixerOutput, ModelOutput, wants_speake
 from merc_bench.registry import BuildContext, Entry, Registry
 
 __all__ = ["SMALL_CONTEXT", "MODALITY_SUBSETS", "component_entries", "plugin_entries", "check_component",
-           "check_search_space", "check_dataset", "make_batch", "subset_context"]
+           "check_search_space", "check_dataset", "check_media_encoder", "make_batch", "subset_context"]
 
 #: The build context every contract check uses.
 SMALL_CONTEXT: BuildContext = {
@@ -294,6 +295,44 @@ def check_dataset(entry: Entry) -> None:
                 f"dataset {entry.name!r}: speakers of {dialogue.id!r} outside [0, {info.num_speakers})")
     again = entry.build(entry.make_config({}), {"data_dir": None}).load()
     assert again.fingerprint() == corpus.fingerprint(), f"dataset {entry.name!r}: two loads differ"
+
+
+def _synthetic_clips(kind: str, encoder: Any) -> list[np.ndarray]:
+    """Clips of several lengths the way the decoder hands them over: noisy tones (S,), or random frames."""
+    generator = np.random.default_rng(0)
+    if kind == "audio_encoder":
+        rate = int(encoder.sample_rate)
+        clips = []
+        for seconds, pitch in ((0.05, 180.0), (0.5, 220.0), (1.5, 300.0)):  # the first shorter than most frame windows
+            time = np.arange(int(seconds * rate)) / rate
+            tone = 0.3 * np.sin(2 * np.pi * pitch * time) + 0.02 * generator.standard_normal(time.size)
+            clips.append(tone.astype(np.float32))
+        return clips
+    width, height = (int(v) for v in encoder.frame_size)
+    return [generator.integers(0, 256, size=(steps, height, width, 3), dtype=np.uint8) for steps in (1, 3, 5)]
+
+
+def check_media_encoder(entry: Entry) -> None:
+    """An audio or visual encoder: builds from its default config, has the attributes ``data prepare`` reads, and
+    maps clips to finite (n, D) float32 rows that do not depend on the other clips of the call."""
+    assert entry.kind in ("audio_encoder", "visual_encoder"), f"{entry.name!r} is a {entry.kind}, not a media encoder"
+    check_config(entry)
+    encoder = entry.build(entry.make_config({}), {})
+    where = f"{entry.kind} {entry.name!r}"
+    needed = ("sample_rate",) if entry.kind == "audio_encoder" else ("frame_rate", "frame_size")
+    for attribute in ("name", "version", "dimension", *needed):
+        assert getattr(encoder, attribute, None) not in (None, ""), f"{where}: lacks the attribute {attribute!r}"
+    dimension = int(encoder.dimension)
+    clips = _synthetic_clips(entry.kind, encoder)
+    vectors = np.asarray(encoder.encode(clips))
+    assert vectors.shape == (len(clips), dimension), f"{where}: encode gave {vectors.shape}, expected " \
+                                                     f"{(len(clips), dimension)}"
+    assert vectors.dtype == np.float32, f"{where}: encode gave {vectors.dtype}, expected float32"
+    assert np.isfinite(vectors).all(), f"{where}: NaN or infinite values (clips of 0.05 s included)"
+    alone = np.asarray(encoder.encode(clips[::-1]))[::-1]
+    np.testing.assert_allclose(alone, vectors, rtol=1e-5, atol=1e-6,
+                               err_msg=f"{where}: a clip's row depends on the order or company of other clips")
+    assert np.asarray(encoder.encode([])).shape == (0, dimension), f"{where}: encode([]) must be (0, D)"
 
 
 def check_config(entry: Entry) -> None:

@@ -48,6 +48,10 @@ emotion label and the text. This dataset reads such files with a configurable co
   ``cache_dir`` (default ``embeddings/`` in ``$MERC_BENCH_CACHE``, else ``~/.cache/merc-bench``) keyed by
   the CSV's sha256, the text column and the encoder's name and version (see
   :mod:`merc_bench.prepare`).
+* **Media**: ``media_column`` names each utterance's audio/video file (relative to ``media_root``,
+  default the CSV's folder); audio and visual features then come from the clips through the
+  registered ``audio_encoder`` / ``visual_encoder`` for each modality without ``.npy`` files. Path
+  rules, bad files and ``media_policy``: :mod:`merc_bench_datasets.csv_media`.
 * **Family** (``meld`` or ``iemocap``) selects a recipe's per-family defaults (learning rate,
   batch size, epochs, class weights, SDT's temperature and gates). ``meld`` is the default because
   its defaults assume nothing about the classes; ``iemocap``'s SDT defaults carry six class
@@ -139,6 +143,18 @@ class ConversationCSVConfig(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1, description="the CSV's field delimiter")
     cache_dir: Annotated[str | None, PATH_OPTION] = Field(
         None, description="embedding cache folder (default embeddings/ in $MERC_BENCH_CACHE, else ~/.cache/merc-bench)")
+    media_column: str | None = Field(None, description="column naming each utterance's audio/video file, relative "
+                                                       "to media_root: audio and visual features from the clips")
+    media_root: Annotated[str | None, PATH_OPTION] = Field(
+        None, description="folder the media_column paths are relative to (default: each CSV's folder)")
+    audio_encoder: str | None = Field("is10", description="with media_column: registered audio encoder; null: none")
+    visual_encoder: str | None = Field("frame-stats", description="with media_column: registered visual encoder "
+                                                                  "(frame-stats has no face information); null: none")
+    media_policy: Literal["error", "skip"] = Field(
+        "error", description="missing or undecodable media: error lists them all; skip gives those utterances zero "
+        "features for that modality and lists them in the provenance")
+    max_media_seconds: float = Field(600.0, ge=1.0, le=7200.0, description="longest clip decoded, in seconds; a "
+                                                                         "longer one is a bad file")
 
     @field_validator("dialogue_column")
     @classmethod
@@ -211,6 +227,8 @@ class ConversationCSVDataset:
         self.name = config.name
         self.delimiter = config.delimiter
         self.cache_dir = config.cache_dir
+        self.media = config.model_dump(include={"media_column", "media_root", "audio_encoder", "visual_encoder",
+                                                "media_policy", "max_media_seconds"})
         self.data_dir = Path(data_dir) if data_dir is not None else None
 
     # -- reading -----------------------------------------------------------------------------
@@ -295,7 +313,36 @@ class ConversationCSVDataset:
             if value is None or (option == "text_column" and not self._embeds_text()):
                 continue
             needed += [(column, option) for column in ([value] if isinstance(value, str) else value)]
+        if self.media["media_column"] is not None and self._media_encoders():
+            needed.append((self.media["media_column"], "media_column"))
         return needed + ([(self.split_column, "split_column")] if self.file is not None else [])
+
+    def _media_encoders(self) -> dict[str, str]:
+        """modality -> encoder name for the modalities the media column provides (those without .npy files)."""
+        if self.media["media_column"] is None:
+            return {}
+        names = {"audio": self.media["audio_encoder"], "visual": self.media["visual_encoder"]}
+        return {m: name for m, name in names.items() if name and m not in self.features}
+
+    def _media_rows(self, tables: dict[str, _Table], structure: dict) -> tuple[dict, dict[str, int], dict | None]:
+        """split -> modality -> rows from the media column's clips, each modality's size, the provenance entry."""
+        encoders = self._media_encoders()
+        if not encoders:
+            return {split: {} for split in tables}, {}, None
+        from merc_bench.prepare import default_cache_dir
+        from merc_bench_datasets.csv_media import media_features
+
+        root = self.media["media_root"]
+        if root is not None:
+            root_path = Path(root).expanduser()
+            root_path = self.data_dir / root_path if not root_path.is_absolute() and self.data_dir else root_path
+            if not root_path.is_dir():
+                raise UserError(f"conversation-csv: dataset.media_root {str(root_path)!r} is not a folder.")
+        cache = (Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()).parent
+        return media_features(tables, structure, column=self.media["media_column"],
+                              root=root_path if root is not None else None, encoder_names=encoders,
+                              skip=self.media["media_policy"] == "skip", max_seconds=self.media["max_media_seconds"],
+                              cache=cache)
 
     def _tables(self) -> dict[str, _Table]:
         if self.file is not None:
@@ -383,9 +430,10 @@ class ConversationCSVDataset:
                 raise UserError(f"conversation-csv: dataset.features.{modality} has the key {wrong[0]!r}; keys are "
                                 f"{', '.join(sorted(allowed_keys))}" + ("" if self.file is not None else
                                 " ('all' only with dataset.file)") + ".")
-        if not self.features and not self._embeds_text():
+        if not self.features and not self._embeds_text() and not self._media_encoders():
             raise UserError("conversation-csv has no features: give .npy files with dataset.features.<modality>.<split>"
-                            " or a text column and a text encoder (dataset.text_column, dataset.text_encoder=minilm).")
+                            ", a text column and a text encoder (dataset.text_column, dataset.text_encoder=minilm), "
+                            "or a media column (dataset.media_column).")
 
     def _npy_features(self, tables: dict[str, _Table], modalities: list[str], encoder) -> tuple[dict, dict[str, int]]:
         """split -> modality -> rows from the .npy files (not the embedded text), and each modality's size."""
@@ -457,12 +505,18 @@ class ConversationCSVDataset:
             from merc_bench.prepare import build_text_encoder
 
             encoder = build_text_encoder(self.text_encoder)
-        modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)]
+        media_modalities = self._media_encoders()
+        modalities = [m for m in MODALITIES if m in self.features or (m == "text" and encoder is not None)
+                      or m in media_modalities]
         # Everything that can be wrong with the files is checked before any text is embedded.
         structure, several = {}, {}
         for split, table in tables.items():
             structure[split], several[split] = self._structure(table, index)
-        features, dims = self._npy_features(tables, modalities, encoder)
+        features, dims = self._npy_features(tables, [m for m in modalities if m not in media_modalities], encoder)
+        media, media_dims, media_provenance = self._media_rows(tables, structure)
+        for split in tables:
+            features[split].update(media[split])
+        dims.update(media_dims)
         embedding_status: dict[str, str] = {}
         if encoder is not None:
             for split, table in tables.items():
@@ -477,6 +531,10 @@ class ConversationCSVDataset:
                            description="conversations from CSV files (conversation-csv)")
         provenance = self._provenance(tables, classes, counts, max_speakers, modalities, encoder, embedding_status,
                                       prefixed)
+        if media_provenance is not None:
+            provenance["media"] = media_provenance
+            provenance["features"].update({m: f"media column, {media_provenance[f'{m}_encoder']['name']}"
+                                           for m in media_dims})
         if any(several.values()):  # how the policy read them, so a run's record says what a speaker was
             provenance["speaker_cells_listing_several"] = {
                 "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}
@@ -498,8 +556,12 @@ class ConversationCSVDataset:
         structure, several = {}, {}
         for split, table in tables.items():
             structure[split], several[split] = self._structure(table, index)
-        modalities = [m for m in MODALITIES if m in self.features]
-        features, dims = self._npy_features(tables, modalities, None)
+        features, dims = self._npy_features(tables, [m for m in MODALITIES if m in self.features], None)
+        media, media_dims, media_provenance = self._media_rows(tables, structure)  # the media column's clips
+        for split in tables:
+            features[split].update(media[split])
+        dims = {m: {**dims, **media_dims}[m] for m in MODALITIES if m in dims or m in media_dims}
+        modalities = list(dims)
         built, prefixed = self._dialogues(tables, structure, features)
         column, splits = self.columns["text_column"], {}
         for split, table in tables.items():
@@ -512,6 +574,10 @@ class ConversationCSVDataset:
         counts = {split: np.bincount(np.concatenate([d.labels for d in dialogues]), minlength=len(classes)).tolist()
                   for split, dialogues in built.items()}
         provenance = self._provenance(tables, classes, counts, max_speakers, modalities, None, {}, prefixed)
+        if media_provenance is not None:
+            provenance["media"] = media_provenance
+            provenance["features"].update({m: f"media column, {media_provenance[f'{m}_encoder']['name']}"
+                                           for m in media_dims})
         if any(several.values()):
             provenance["speaker_cells_listing_several"] = {
                 "policy": self.speaker_policy, "separators": self.speaker_separators, "cells": several}

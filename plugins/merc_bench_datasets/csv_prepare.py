@@ -9,7 +9,8 @@ corpus is described by the same options as the dataset (``--dataset-config FILE`
 conversation_csv.ConversationCSVConfig`) and read by the same parser
 (:meth:`ConversationCSVDataset.text_dialogues`): the same column mapping, dialogue keys, speaker
 policy, classes and checks of hostile input. ``.npy`` features of other modalities (audio, visual)
-are carried into the folder as they are; ``.npy`` text features are refused (there would be
+are carried into the folder as they are, as are audio/visual features computed from a
+``media_column`` (:mod:`merc_bench_datasets.csv_media`); ``.npy`` text features are refused (there would be
 nothing to prepare). The folder is read by ``merc-bench run ... --dataset prepared --data-dir DIR``
 (:mod:`merc_bench_datasets.prepared`).
 

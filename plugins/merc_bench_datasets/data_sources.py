@@ -15,7 +15,7 @@ The core reaches these only through the hook, as it would a third party's.
 from __future__ import annotations
 
 from merc_bench.data_sources import FeatureFormat, PreparableDataset
-from merc_bench_datasets import csv_prepare, meld_prepare
+from merc_bench_datasets import csv_prepare, meld_media, meld_prepare
 from merc_bench_datasets.layouts import MULTIEMO_FILES, read_source
 
 __all__ = ["DATA_SOURCES"]
@@ -26,7 +26,8 @@ _CSV = "any conversation corpus as CSV files, described by the conversation-csv 
 DATA_SOURCES = [
     PreparableDataset(
         name="meld", description="MELD (Poria et al., ACL 2019) from its annotation CSVs at declare-lab/MELD "
-        f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read),
+        f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read,
+        media=meld_media.media_files, media_layouts=meld_media.LAYOUTS),
     PreparableDataset(name="csv", description=_CSV, check=csv_prepare.check, read=csv_prepare.read,
                       options_of="conversation-csv"),
     PreparableDataset(name="conversation-csv", description=f"the same as csv: {_CSV}", check=csv_prepare.check,

@@ -148,5 +148,5 @@ def read(request: PrepareRequest, raw: Path) -> RawCorpus:
         description="MELD (Poria et al., ACL 2019) from its annotation CSVs",
         splits=parsed, source_sha256={split: files[name]["sha256"] for split, name in SPLIT_FILES.items()},
         provenance=provenance, warnings=check_counts(parsed),
-        next_step="merc-bench run sdt --dataset meld --data-dir {target} --modalities text",
+        next_step="merc-bench run sdt --dataset meld --data-dir {target} --modalities {modalities}",
     )
