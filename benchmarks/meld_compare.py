@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from machine import append_results, git_commit, machine_facts  # benchmarks/machine.py, beside this script
-from meld_text import references  # benchmarks/meld_text.py: majority class and logistic regression
+from meld_text import fit_logistic, flat, references  # benchmarks/meld_text.py: the context-free references
 
 import merc_bench
 from merc_bench.feature_store import read_corpus, read_manifest
@@ -103,7 +103,8 @@ def _features_line(prepared: Path, given: bool) -> str:
 def reference_block(prepared: Path, comparison: merc_bench.Comparison, recipes: list[str]) -> str:
     """Context-free references on the same features, and every recipe against the logistic regression."""
     corpus = read_corpus(prepared)
-    rows = references(corpus)
+    fitted = fit_logistic(corpus)  # once: its scores in the reference table, its predictions in the paired tests
+    rows = references(corpus, fitted)
     finetune = read_manifest(prepared)["provenance"].get("finetune")
     lines = ["| reference (context-free, deterministic) | dev w-F1 | test w-F1 | test acc | test macro-F1 |",
              "|---|---|---|---|---|"]
@@ -116,19 +117,14 @@ def reference_block(prepared: Path, comparison: merc_bench.Comparison, recipes: 
         lines.append(f"| the fine-tuned classifier itself (its head, measured after selection) | "
                      f"{100 * head['dev']['weighted_f1']:.2f} | {100 * head['test']['weighted_f1']:.2f} | "
                      f"{100 * head['test']['accuracy']:.2f} | — |")
-    # The logistic regression again, on the test utterances in the order the runs wrote their predictions.
-    from sklearn.linear_model import LogisticRegression
-
-    train_x = np.concatenate([d.features["text"] for d in corpus.train])
-    train_y = np.concatenate([d.labels for d in corpus.train])
-    test_x = np.concatenate([d.features["text"] for d in corpus.test])
-    logistic = LogisticRegression(C=1.0, max_iter=2000).fit(train_x, train_y).predict(test_x)
+    test_x, test_y = flat(corpus, "test")  # the utterance order the runs wrote their predictions in
+    logistic = fitted[0].predict(test_x)
     lines += ["", "| recipe | Δw-F1 vs logistic regression | p (paired bootstrap over test dialogues) |", "|---|---|---|"]
     for recipe in recipes:
         if recipe not in comparison.runs:
             continue
         saved = load_predictions(comparison.runs[recipe].out_dir / "predictions.npz")
-        if not np.array_equal(saved["labels"], np.concatenate([d.labels for d in corpus.test])):
+        if not np.array_equal(saved["labels"], test_y):
             raise SystemExit(f"{recipe}: its test predictions are not in the corpus' utterance order")
         repeated = np.broadcast_to(logistic, saved["predictions"].shape)
         test = paired_bootstrap(saved["labels"], saved["predictions"], repeated, saved["dialogue"],

@@ -36,6 +36,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,17 +56,23 @@ def flat(corpus: Corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate([d.features["text"] for d in dialogues]), np.concatenate([d.labels for d in dialogues]))
 
 
-def references(corpus: Corpus) -> dict[str, dict[str, dict]]:
-    """Majority class and a context-free logistic regression on the frozen embeddings."""
+def fit_logistic(corpus: Corpus) -> tuple[Any, float]:
+    """The context-free logistic regression on the train split's utterance vectors, and its fit seconds."""
     from sklearn.linear_model import LogisticRegression
 
-    classes = corpus.info.classes
     x_train, y_train = flat(corpus, "train")
-    majority = int(np.bincount(y_train).argmax())
     model = LogisticRegression(C=1.0, max_iter=2000)
     started = time.perf_counter()
     model.fit(x_train, y_train)
-    seconds = time.perf_counter() - started
+    return model, time.perf_counter() - started
+
+
+def references(corpus: Corpus, fitted: tuple[Any, float] | None = None) -> dict[str, dict[str, dict]]:
+    """Majority class and a context-free logistic regression (``fitted`` by :func:`fit_logistic`, or fitted here)."""
+    classes = corpus.info.classes
+    _, y_train = flat(corpus, "train")
+    majority = int(np.bincount(y_train).argmax())
+    model, seconds = fitted if fitted is not None else fit_logistic(corpus)
     out: dict[str, dict[str, dict]] = {"majority class": {}, "logistic regression (no context)": {}}
     for split in ("dev", "test"):
         x, y = flat(corpus, split)
