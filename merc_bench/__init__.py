@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # running things
     "run": "merc_bench.api", "compare": "merc_bench.api", "ablate": "merc_bench.api",
-    "tune": "merc_bench.api", "load_results": "merc_bench.api",
+    "tune": "merc_bench.api", "load_results": "merc_bench.api", "predict": "merc_bench.api",
     "Comparison": "merc_bench.api", "Ablation": "merc_bench.api", "Study": "merc_bench.api",
     "LoadedResults": "merc_bench.api", "RunResult": "merc_bench.pipeline",
     # data

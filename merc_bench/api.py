@@ -7,6 +7,7 @@
     table = merc_bench.compare(["sdt", "bigru-concat"], seeds=2, epochs=2, track=False)
     table.to_frame()                       # one row per recipe: means, stds, Δw-F1, p
     merc_bench.load_results(result.out_dir).to_frame()
+    merc_bench.predict(result.out_dir, "dialogues.csv")   # per-utterance labels and probabilities
 
 Every function resolves and validates everything it will train before the first epoch (through
 :func:`merc_bench.pipeline.resolve`), raises :class:`~merc_bench.errors.UserError` for a mistake,
@@ -29,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from merc_bench.errors import UserError
 
-__all__ = ["run", "compare", "ablate", "tune", "load_results", "Comparison", "Ablation", "Study", "LoadedResults"]
+__all__ = ["run", "compare", "ablate", "tune", "predict", "load_results", "Comparison", "Ablation", "Study", "LoadedResults"]
 
 PROTOCOLS = ("clean", "paper", "holdout")
 DEVICES = ("auto", "cpu", "cuda")
@@ -447,6 +448,44 @@ class LoadedResults:
         from merc_bench.pipeline import summary_frame
 
         return pd.concat([summary_frame(s) for s in self.summaries], ignore_index=True)
+
+
+def predict(source: str | Path, input: str | Path, *, out: str | Path | None = None, split: str | None = None,
+            seed: int | None = None, columns: dict[str, str] | Sequence[str] | None = None, hidden: bool = False,
+            device: str = "cpu") -> Any:
+    """Predict the emotions of ``input``'s utterances with a trained model (``merc-bench predict``).
+
+    ``source``: a run folder (its first seed's checkpoint, or ``seed``'s) or a checkpoint file;
+    ``input``: a feature folder or a CSV of dialogues (:mod:`merc_bench.prediction`); ``columns``: the
+    CSV's column per role, as a dict or ``"role=name"`` strings. Returns a pandas DataFrame, one row
+    per utterance; with ``out`` it is also written there as CSV (whole or not at all).
+    """
+    from merc_bench.prediction import predict as predict_rows
+    from merc_bench.report import atomic_write_text
+
+    _check("device", device, DEVICES)
+    if out is not None:
+        from merc_bench.pipeline import check_writable
+
+        check_writable(Path(out).parent)
+    with _session(None) as registry:
+        frame = predict_rows(source, input, split=split, seed=seed, columns=_columns(columns), hidden=hidden,
+                             device=device, registry=registry)
+    if out is not None:
+        atomic_write_text(Path(out), frame.to_csv(index=False))
+    return frame
+
+
+def _columns(value: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    columns = {}
+    for item in value:
+        role, sep, name = item.partition("=")
+        if not sep or not role.strip() or not name.strip():
+            raise UserError(f"--column {item!r} is not ROLE=NAME (e.g. --column text=Utterance).")
+        columns[role.strip()] = name.strip()
+    return columns
 
 
 def load_results(path: str | Path) -> LoadedResults:

@@ -259,6 +259,38 @@ def run(
 
 
 @app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(help="a run folder (its first seed's checkpoint) or a checkpoint file")],
+    input: Annotated[Path, typer.Option("--input", help="a feature folder, or a CSV of dialogues (text models)")],
+    out: Annotated[Optional[Path], typer.Option(help="write the predictions here as CSV")] = None,
+    split: Annotated[Optional[str], typer.Option(help="only this split of a feature folder (train, dev, test)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="the seed whose checkpoint predicts (default: the first)")] = None,
+    column: Annotated[Optional[list[str]], typer.Option(help="a CSV's column for a role: dialogue, order, speaker, "
+                                                         "text, label; e.g. --column text=Utterance")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="add the fused representation (h_0 ...)")] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+) -> None:
+    """Predict each utterance's emotion with a trained model: label, probabilities, optionally the fused vector."""
+    from merc_bench import api
+
+    _registry()  # plugin warnings first
+    frame = api.predict(source, input, out=out, split=split, seed=seed, columns=column, hidden=hidden, device=device)
+    known = frame[frame["label"] != ""]
+    line = f"predicted {len(frame)} utterances in {frame['dialogue'].nunique()} dialogues"
+    if len(known):
+        from sklearn.metrics import f1_score
+
+        accuracy = 100 * float((known["label"] == known["prediction"]).mean())
+        weighted = 100 * f1_score(known["label"], known["prediction"], average="weighted", zero_division=0)
+        line += f"; on the {len(known)} labelled: accuracy {accuracy:.2f}, weighted F1 {weighted:.2f}"
+    console.print(line)
+    if out is not None:
+        console.print(f"predictions {out}")
+    else:
+        console.print(frame.drop(columns=[c for c in frame.columns if c.startswith("h_")]).head(20).to_string(index=False))
+
+
+@app.command()
 def ablate(
     recipe: Annotated[Optional[str], typer.Argument(help="the recipe to ablate (default: the grid's own, e.g. "
                                                          "summer)")] = None,

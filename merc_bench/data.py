@@ -23,7 +23,7 @@ import torch
 from merc_bench.errors import UserError, preview
 
 __all__ = ["MODALITIES", "NONFINITE_POLICIES", "Dialogue", "DatasetInfo", "Corpus", "Batch", "collate", "batches",
-           "validate_corpus", "nonfinite_option", "PATH_OPTION"]
+           "validate_corpus", "nonfinite_option", "PATH_OPTION", "standardize"]
 
 #: Modality names, in the order tables and configs list them.
 MODALITIES = ("text", "audio", "visual")
@@ -136,31 +136,26 @@ class Corpus:
                             "would be left to train on; use --protocol clean.")
         return dataclasses.replace(self, train=self.train[size:] + self.dev, dev=self.train[:size])
 
-    def standardized(self) -> Corpus:
-        """A copy whose features are z-scored per dimension with the *train* split's mean and std.
-
-        Unit-norm sentence embeddings (MiniLM: each value ≈ 0.05) are otherwise drowned by the
-        speaker and position embeddings SDT-style encoders add. Statistics come from train only, so
-        nothing is learned from dev or test.
-        """
+    def standardization(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per modality, the *train* split's per-dimension mean and std (floored at 1e-6), float64."""
         scales = {}
         for modality in self.info.feature_dims:
             stacked = np.concatenate([d.features[modality] for d in self.train]).astype(np.float64)
             scales[modality] = (stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-6))
+        return scales
 
-        def transform(dialogues: list[Dialogue]) -> list[Dialogue]:
-            return [
-                Dialogue(
-                    id=d.id,
-                    features={m: ((x - scales[m][0]) / scales[m][1]).astype(np.float32) for m, x in d.features.items()},
-                    speakers=d.speakers,
-                    labels=d.labels,
-                )
-                for d in dialogues
-            ]
+    def standardized(self, scales: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Corpus:
+        """A copy whose features are z-scored per dimension with the *train* split's mean and std.
 
-        provenance = dict(self.provenance, standardized="per dimension, train mean and std")
-        return Corpus(self.info, transform(self.train), transform(self.dev), transform(self.test), provenance)
+        Unit-norm sentence embeddings (MiniLM: each value ≈ 0.05) are otherwise drowned by the
+        speaker and position embeddings SDT-style encoders add. Statistics come from train only, so
+        nothing is learned from dev or test. ``scales`` (:meth:`standardization` of the corpus a
+        model trained on, as its checkpoint keeps them) standardise new dialogues the same way.
+        """
+        scales = self.standardization() if scales is None else scales
+        return Corpus(self.info, standardize(self.train, scales), standardize(self.dev, scales),
+                      standardize(self.test, scales),
+                      dict(self.provenance, standardized="per dimension, train mean and std"))
 
     def summary(self) -> str:
         sizes = ", ".join(
@@ -168,6 +163,13 @@ class Corpus:
             for split in ("train", "dev", "test")
         )
         return sizes
+
+
+def standardize(dialogues: list[Dialogue], scales: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[Dialogue]:
+    """``dialogues`` with every modality's features z-scored by ``scales`` (modality -> (mean, std))."""
+    return [Dialogue(id=d.id, speakers=d.speakers, labels=d.labels,
+                     features={m: ((x - scales[m][0]) / scales[m][1]).astype(np.float32) for m, x in d.features.items()})
+            for d in dialogues]
 
 
 @dataclass

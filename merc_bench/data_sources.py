@@ -125,6 +125,11 @@ class PreparableDataset:
     media: Callable[[Path, RawCorpus], MediaFiles] | None = None
     #: the media layouts ``media`` accepts, one line for ``--help`` and errors
     media_layouts: str = ""
+    #: path -> the dialogues of one raw file in this dataset's own format (labels from its label column),
+    #: parsed exactly as ``read`` parses a split; ``merc-bench predict --input FILE`` uses it for a model
+    #: whose features this source prepared, so new text is read as the training text was. None: the
+    #: generic CSV of :mod:`merc_bench.prediction`.
+    read_file: Callable[[Path], Sequence[TextDialogue]] | None = None
     #: the registered dataset whose options configure this source (``PrepareRequest.dataset_config``);
     #: None: the source takes no dataset options, and ``--dataset-config`` / ``--set dataset.*`` are refused
     options_of: str | None = None

@@ -27,8 +27,10 @@ from collections.abc import Iterable
 
 import numpy as np
 import pydantic
+import torch
 
 from merc_bench import __version__
+from merc_bench.checkpoint import save_checkpoint, with_config
 from merc_bench.config import RunConfig, apply_flags, apply_overrides
 from merc_bench.data import Corpus, nonfinite_option, validate_corpus
 from merc_bench.dataset_config import DEFAULT_DATASET, read_dataset_config
@@ -200,10 +202,13 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
     embeddings, counts = None, None
     for seed in seeds:
         key = seed_key(config, corpus, seed, device.type, code) if cache is not None else None
-        cached, why = _cached_seed(cache, key, needs_embeddings=keep_embeddings and not results)
+        cached, why = _cached_seed(cache, key, needs_embeddings=keep_embeddings and not results,
+                                   needs_checkpoint=checkpoint_dir is not None and config.training.save_checkpoint)
         events.seed_started(SeedStarted(config, seed, reused=cached is not None, why_not_reused=why or ""))
         if cached is not None:
             result, seed_embeddings = cached
+            if result.checkpoint is not None:  # the reused seed's checkpoint, describing this run
+                result.checkpoint = _reuse_checkpoint(result.checkpoint, checkpoint_dir, config, seed)
             if result.teacher is not None:  # the teacher came back with its seed; nothing was trained now
                 result.teacher = dict(result.teacher, status="reused")
         else:
@@ -227,18 +232,31 @@ def _train_seeds(config: RunConfig, corpus: Corpus, seeds: list[int], device: An
     return RunResult(config=config, summary=summary, seeds=results, embeddings=embeddings)
 
 
-def _cached_seed(cache: SeedCache | None, key: Any, *, needs_embeddings: bool) -> tuple[Any, str]:
+def _cached_seed(cache: SeedCache | None, key: Any, *, needs_embeddings: bool,
+                 needs_checkpoint: bool) -> tuple[Any, str]:
     """The cached (result, embeddings) of a seed, or None, and why a stored one was not reused ("")."""
     if cache is None:
         return None, ""
     cached = cache.load(key)
     if cached is None:
         return None, cache.why_not_reused(key) or ""
+    if needs_checkpoint and cached[0].checkpoint is None:
+        # A run folder holds a checkpoint per seed (to predict with): train again rather than leave a gap.
+        return None, "it was cached without its checkpoint"
     if needs_embeddings and cached[1] is None:
         # The t-SNE plot needs the first seed's fused test representations, which only a run that
         # asked for them cached: train the seed again (and cache them) rather than skip the plot.
         return None, "its fused test representations (for the t-SNE plot) were not cached"
     return cached, ""
+
+
+def _reuse_checkpoint(cached: Path, checkpoint_dir: Path | None, config: RunConfig, seed: int) -> Path | None:
+    """The cached checkpoint written into ``checkpoint_dir``, its header naming ``config`` (which may
+    differ from the cached run's in what the seed's key leaves out: the display name, the seed count)."""
+    if checkpoint_dir is None or not config.training.save_checkpoint:
+        return None
+    payload = torch.load(cached, map_location="cpu", weights_only=True)
+    return save_checkpoint(checkpoint_dir / f"checkpoint-seed{seed}.pt", with_config(payload, config))
 
 
 def train_seed(trainer: Trainer, seed: int, *, checkpoint_dir: Path | None = None,
@@ -411,8 +429,8 @@ def _summary(config: RunConfig, corpus: Corpus, seeds: list[int], results: list[
         "teacher": teacher,
         "runs": [
             {"seed": r.seed, "selected_epoch": r.selected_epoch, "seconds": round(r.seconds, 3),
-             # relative to results.json; a seed reused from the cache brought no checkpoint along
-             "checkpoint": r.checkpoint.name if r.checkpoint and not was_reused else None, "history": r.history,
+             # relative to results.json; a reused seed's checkpoint was copied from the cache
+             "checkpoint": r.checkpoint.name if r.checkpoint else None, "history": r.history,
              "reused": was_reused}
             for r, was_reused in zip(results, reused)
         ],

@@ -29,7 +29,9 @@ the train split, the epoch selected on dev (:mod:`merc_bench.text_finetune`; the
 a ``trainable(...)`` model, as ``minilm`` has). Its vectors are cached under the encoder's name plus
 ``-ft`` and a digest of the encoder version, weights hash, raw files and the whole configuration,
 with the run's report beside them, so frozen and fine-tuned vectors, or two configurations', are
-never mixed; ``provenance.finetune`` holds that report. The per-epoch checkpoints live in
+never mixed; ``provenance.finetune`` holds that report. The selected weights are kept in
+``DIR/encoder/finetuned.pt`` (sha256 in ``provenance.finetune.weights``; cached with the vectors), so
+``merc-bench predict`` embeds new text exactly as the corpus was. The per-epoch checkpoints live in
 ``.DIR.finetune-<digest>/`` beside ``DIR`` until the folder is published, so a killed run resumes.
 
 With ``--media-dir PATH`` (a dataset whose source declares a media layout, as MELD does for
@@ -64,7 +66,7 @@ import numpy as np
 from merc_bench.data import Corpus, DatasetInfo, Dialogue, validate_corpus
 from merc_bench.data_sources import DataSources, PreparableDataset, PrepareRequest, RawCorpus, data_sources
 from merc_bench.errors import UserError, unknown_name_message
-from merc_bench.feature_store import MANIFEST, write_corpus
+from merc_bench.feature_store import MANIFEST, sha256_file, write_corpus
 
 __all__ = [
     "prepare_command", "build_text_encoder", "cached_embeddings", "encode_texts", "texts_digest",
@@ -72,6 +74,8 @@ __all__ = [
 ]
 
 PREPARED_BY = "merc-bench data prepare"
+#: Where a ``--finetune`` folder keeps the fine-tuned encoder's weights (a ``state_dict``, for ``predict``).
+FINETUNED_WEIGHTS = "encoder/finetuned.pt"
 # Texts per encoder call: small enough for a smooth progress bar, large enough to batch well.
 _ENCODE_CHUNK = 256
 
@@ -343,19 +347,13 @@ class _FinetunedVectors:
         self.dimension = int(encoder.dimension) * layers
 
 
-def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[Path], write_dir: Path,
-               work_dir: Path, console: Any, limit_dialogues: int | None
-               ) -> tuple[dict[str, list[Dialogue]], dict[str, str], dict[str, Any], dict[str, np.ndarray]]:
-    """Fine-tuned text features (:mod:`merc_bench.text_finetune`), from the cache when the same run made them.
+def _finetune_cache(parsed: RawCorpus, described: _FinetunedVectors, config: Any, key: str, read_dirs: list[Path],
+                    limit_dialogues: int | None) -> tuple[dict, dict, dict, dict | None, Path | None]:
+    """Per split the cache file name, the inputs' digest and the cached vectors found; the cached report
+    and the fine-tuned weights (each None when absent). The weights travel with the vectors:
+    ``merc-bench predict`` embeds new text with them."""
+    from merc_bench.text_finetune import dialogue_inputs
 
-    Returns the dialogues with ``text`` = pooled last layer, the per-split cache status, the fine-tuning
-    report (for the manifest) and per split the (N, layers, D) pooled vectors.
-    """
-    from merc_bench.text_finetune import dialogue_inputs, finetune_and_extract, finetune_key
-
-    key = finetune_key(encoder=encoder, config=config, source_sha256=parsed.source_sha256,
-                       num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
-    described = _FinetunedVectors(encoder, key, config.layers)
     names, digests, found = {}, {}, {}
     for split, dialogues in parsed.splits.items():
         inputs = [" \x1f ".join(pair) for d in dialogues for pair in dialogue_inputs(d, config.context_turns)]
@@ -368,15 +366,36 @@ def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[
             if vectors is not None:
                 found[split] = vectors
                 break
-    report_name = f"finetune-{key}.json"
     report = None
     for folder in read_dirs:
         try:
-            report = json.loads((Path(folder) / report_name).read_text())
+            report = json.loads((Path(folder) / f"finetune-{key}.json").read_text())
             break
         except (OSError, ValueError):
             continue
-    if report is not None and len(found) == len(parsed.splits):
+    weights = next((Path(folder) / f"finetune-{key}.weights.pt" for folder in read_dirs
+                    if (Path(folder) / f"finetune-{key}.weights.pt").is_file()), None)
+    return names, digests, found, report, weights
+
+
+def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[Path], write_dir: Path,
+               work_dir: Path, console: Any, limit_dialogues: int | None
+               ) -> tuple[dict[str, list[Dialogue]], dict[str, str], dict[str, Any], dict[str, np.ndarray]]:
+    """Fine-tuned text features (:mod:`merc_bench.text_finetune`), from the cache when the same run made them.
+
+    Returns the dialogues with ``text`` = pooled last layer, the per-split cache status, the fine-tuning
+    report (for the manifest; ``weights`` names the fine-tuned weights' file in the prepared folder and
+    its sha256) and per split the (N, layers, D) pooled vectors. The weights are cached with the vectors;
+    cached vectors without them are computed again.
+    """
+    from merc_bench.text_finetune import finetune_and_extract, finetune_key
+
+    key = finetune_key(encoder=encoder, config=config, source_sha256=parsed.source_sha256,
+                       num_classes=len(parsed.classes), limit_dialogues=limit_dialogues)
+    described = _FinetunedVectors(encoder, key, config.layers)
+    names, digests, found, report, weights = _finetune_cache(parsed, described, config, key, read_dirs, limit_dialogues)
+    weights_name = f"finetune-{key}.weights.pt"
+    if report is not None and weights is not None and len(found) == len(parsed.splits):
         status = dict.fromkeys(parsed.splits, "reused")
         flat = found
     else:  # a fine-tuned run never mixes its vectors with another run's: all splits come from this one
@@ -384,10 +403,14 @@ def _finetuned(parsed: RawCorpus, encoder: Any, config: Any, *, read_dirs: list[
                                       work_dir=work_dir, console=console)
         report, status = result.report, dict.fromkeys(parsed.splits, "computed")
         flat = {split: vectors.reshape(len(vectors), -1) for split, vectors in result.vectors.items()}
+        weights = work_dir / "best.pt"
     write_dir.mkdir(parents=True, exist_ok=True)
     for split, vectors in flat.items():
         _write_cache(write_dir / names[split], vectors, encoder=described, digest=digests[split])
-    _write_text(write_dir / report_name, json.dumps(report, indent=2))
+    _write_text(write_dir / f"finetune-{key}.json", json.dumps(report, indent=2))
+    if weights != write_dir / weights_name:
+        shutil.copyfile(weights, write_dir / weights_name)
+    report = {**report, "weights": {"file": FINETUNED_WEIGHTS, "sha256": sha256_file(write_dir / weights_name)}}
     splits, layered = {}, {}
     dimension = int(encoder.dimension)
     for split, dialogues in parsed.splits.items():
@@ -577,16 +600,24 @@ def _build_into(staging: Path, *, name: str, preparable: PreparableDataset, requ
             provenance["text_layers"] = {"files": "text_layers/<split>.npz", "array": "layers", **{
                 split: list(vectors.shape) for split, vectors in layered.items()}}
     write_corpus(corpus, store, provenance=provenance)
-    if finetune is not None and finetune.layers > 1:
-        # Beside the feature store (which holds the modalities recipes read): the last K layers' pooled
-        # vectors, (N, K, D) per split in the manifest's utterance order, index 0 the last layer.
-        (store / "text_layers").mkdir()
-        for split, vectors in layered.items():
-            np.savez(store / "text_layers" / f"{split}.npz", layers=vectors.astype(np.float32))
+    if finetune is not None:
+        _write_finetuned_extras(store, staging / "cache" / f"finetune-{key}.weights.pt", layered)
     _publish(store, staging, request.target)
     if finetune is not None:
         shutil.rmtree(finetune_work_dir(request.target, key), ignore_errors=True)  # done: checkpoints not needed
     return corpus, parsed
+
+
+def _write_finetuned_extras(store: Path, weights: Path, layered: dict[str, np.ndarray]) -> None:
+    """Beside the feature store (which holds the modalities recipes read): the fine-tuned encoder, so new
+    text is embedded as this corpus was, and with more than one layer the last K layers' pooled vectors,
+    (N, K, D) per split in the manifest's utterance order, index 0 the last layer."""
+    (store / FINETUNED_WEIGHTS).parent.mkdir()
+    shutil.copyfile(weights, store / FINETUNED_WEIGHTS)
+    if next(iter(layered.values())).shape[1] > 1:
+        (store / "text_layers").mkdir()
+        for split, vectors in layered.items():
+            np.savez(store / "text_layers" / f"{split}.npz", layers=vectors.astype(np.float32))
 
 
 def _text_encoder(name: str, finetune: dict[str, Any] | None) -> tuple[Any, Any]:

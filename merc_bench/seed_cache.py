@@ -4,7 +4,9 @@ A seed's result is fully determined (on one device type) by the resolved run con
 dataset's content, the seed and the code that trains it. :class:`SeedCache` stores what a finished
 seed produced — metrics, history, selected epoch, teacher facts, the test labels and predictions
 (for paired significance tests) and optionally the fused test representations (for t-SNE) — under
-the hash of those four things, in ``<cache>/seeds/``. Labels that do not change the result (the
+the hash of those four things, in ``<cache>/seeds/``, with the seed's self-describing checkpoint
+(:mod:`merc_bench.checkpoint`; hard-linked from the run folder where the file system allows, so it
+costs no second copy) that a reusing run writes into its own folder. Labels that do not change the result (the
 recipe's display name, the number of seeds, checkpoint saving) are left out of the hash, so
 ``--seeds 5`` after ``--seeds 2`` trains only seeds 2–4.
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +61,8 @@ def seed_key(config: RunConfig, corpus: Corpus, seed: int, device_type: str, cod
 
 
 class SeedCache:
-    """Finished seeds on disk: ``<root>/<key>.json`` (metrics) and ``<root>/<key>.npz`` (arrays)."""
+    """Finished seeds on disk: ``<root>/<key>.json`` (metrics), ``<root>/<key>.npz`` (arrays) and
+    ``<root>/<key>.pt`` (the checkpoint, when the run wrote one)."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "seeds"
@@ -75,6 +80,7 @@ class SeedCache:
                 embeddings = arrays["test_embeddings"] if "test_embeddings" in arrays.files else None
         except (OSError, ValueError, KeyError):
             return None  # a half-written or foreign file: train again rather than trust it
+        checkpoint = self.root / f"{key}.pt"
         result = SeedResult(
             seed=meta["seed"],
             selected_epoch=meta["selected_epoch"],
@@ -82,7 +88,7 @@ class SeedCache:
             test=meta["test"],
             history=meta["history"],
             seconds=meta["seconds"],
-            checkpoint=None,  # a reused seed brings no checkpoint into the new run's folder
+            checkpoint=checkpoint if checkpoint.is_file() else None,  # the pipeline copies it into the run
             test_labels=labels,
             test_predictions=predictions,
             teacher=meta.get("teacher"),
@@ -108,6 +114,8 @@ class SeedCache:
         if embeddings is not None:
             arrays["test_embeddings"] = embeddings.astype(np.float16)
         atomic_write(self.root / f"{key}.npz", lambda stream: np.savez_compressed(stream, **arrays))
+        if result.checkpoint is not None:
+            _link_or_copy(result.checkpoint, self.root / f"{key}.pt")
         meta = {
             "seed": result.seed,
             "selected_epoch": result.selected_epoch,
@@ -123,6 +131,20 @@ class SeedCache:
         index = json.dumps({"key": key, "code": seed_key.code}).encode()
         (self.root / "by-identity").mkdir(exist_ok=True)
         atomic_write(self.root / "by-identity" / f"{seed_key.identity}.json", lambda stream: stream.write(index))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s content: a hard link (no second copy) or, across devices, a copy."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _json_default(value: Any) -> Any:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from merc_bench.errors import UserError
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune_config", "finetune_key", "finetune_and_extract",
-           "dialogue_inputs", "TRAINING_SPLITS"]
+           "dialogue_inputs", "TRAINING_SPLITS", "finetuned_text_features"]
 
 #: The only splits the fine-tuning step may see (test is extracted afterwards, never trained on or selected by).
 TRAINING_SPLITS = ("train", "dev")
@@ -337,3 +337,23 @@ def finetune_and_extract(encoder: Any, splits: dict[str, Sequence[Any]], *, conf
         "layers": "text = pooled last layer; text_layers/<split>.npz 'layers' (N, layers, D): index 0 is the last layer",
     }
     return FinetuneResult(vectors=vectors, report=report)
+
+
+def finetuned_text_features(encoder: Any, dialogues: Sequence[Any], *, report: dict[str, Any], weights: Path,
+                            num_classes: int, device: str = "cpu") -> np.ndarray:
+    """The ``text`` features (N, D) of ``dialogues`` from the fine-tuned encoder a ``--finetune`` folder keeps.
+
+    ``report`` is the folder's ``provenance.finetune``; the inputs are built as for the corpus (the same
+    context turns and speaker names) and pooled by the same step, so the corpus's own dialogues get its
+    own vectors back. ``weights`` must be the file whose sha256 the report records (checked by the caller).
+    """
+    import torch
+
+    config = finetune_config({**report["config"], "device": device})
+    model = encoder.trainable(num_classes=num_classes, max_tokens=config.max_tokens, layers=config.layers,
+                              device=device)
+    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    examples = Examples(split="predict", inputs=[pair for d in dialogues for pair in dialogue_inputs(d, config.context_turns)],
+                        labels=np.zeros(0, dtype=np.int64), utterance_ids=[])
+    _, pooled = _predict(model, examples, config.batch_size)
+    return np.ascontiguousarray(pooled[:, 0], dtype=np.float32)  # index 0: the last layer, the `text` feature

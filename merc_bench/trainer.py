@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from merc_bench.checkpoint import build_checkpoint, save_checkpoint
 from merc_bench.config import RunConfig
 from merc_bench.data import Batch, Corpus, Dialogue, batches
 from merc_bench.errors import TrainingDiverged, UserError
@@ -135,9 +136,12 @@ class Trainer:
     ) -> None:
         self.config = config
         self.label = label  # prefixes errors, e.g. "the teacher's " for a distiller's teacher
+        self.source = corpus  # as loaded: its fingerprint identifies the data in checkpoints
         if config.protocol == "holdout":  # dev = the first 10 % of train + dev (COGMEN's and CORECT's rule)
             corpus = corpus.with_holdout_dev()
-        self.corpus = corpus.standardized() if config.training.standardize_features else corpus
+        # Kept for the checkpoint, so that new dialogues are standardised as the training data was.
+        self.scales = corpus.standardization() if config.training.standardize_features else None
+        self.corpus = corpus.standardized(self.scales) if self.scales is not None else corpus
         self.registry = registry
         self.device = device or resolve_device(config.device)
         self.modalities = build_context(config, corpus.info)["modalities"]  # checks the config against the data
@@ -254,11 +258,8 @@ class Trainer:
             history.append(row)
         assert best_state is not None
         model.load_state_dict(best_state)
-        checkpoint = None
-        if checkpoint_dir is not None and self.config.training.save_checkpoint:
-            checkpoint = checkpoint_dir / f"checkpoint-seed{seed}.pt"
-            torch.save(best_state, checkpoint)
         dev, _, _ = self.evaluate(model, "dev") if self.corpus.dev else ({}, None, None)
+        checkpoint = self._checkpoint(checkpoint_dir, best_state, seed, best_epoch, dev)
         test, test_labels, test_predictions = (
             self.evaluate(model, "test") if evaluate_test else ({}, np.zeros(0, np.int64), np.zeros(0, np.int64))
         )  # the one evaluation of test (clean)
@@ -274,6 +275,16 @@ class Trainer:
             test_predictions=test_predictions,
             model=model,
         )
+
+    def _checkpoint(self, folder: Path | None, state: dict[str, torch.Tensor], seed: int, epoch: int,
+                    dev: dict[str, Any]) -> Path | None:
+        """The selected epoch's self-describing checkpoint in ``folder`` (:mod:`merc_bench.checkpoint`)."""
+        if folder is None or not self.config.training.save_checkpoint:
+            return None
+        return save_checkpoint(folder / f"checkpoint-seed{seed}.pt", build_checkpoint(
+            state=state, config=self.config, info=self.corpus.info, modalities=self.modalities, scales=self.scales,
+            provenance=self.corpus.provenance, fingerprint=self.source.fingerprint(), seed=seed, selected_epoch=epoch,
+            dev=dev, registry=self.registry))
 
     def _train_epoch(self, step_model: torch.nn.Module, model: MERCModel, distiller: torch.nn.Module,
                      optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], shuffle: np.random.Generator,

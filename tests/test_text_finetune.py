@@ -7,6 +7,8 @@ test-split guard also runs on a conversation-csv corpus (``data prepare csv``, t
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -16,6 +18,7 @@ import torch
 import pytest
 from rich.console import Console
 
+import merc_bench
 import merc_bench.text_finetune as text_finetune
 from merc_bench.cli import main
 from merc_bench.errors import UserError
@@ -108,6 +111,21 @@ def test_finetuned_folder_trains_with_sdt(finetuned, tmp_path, capsys):
     assert code == 0, err
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["dataset_fingerprint"] == read_corpus(target).fingerprint()
+    # Predicting on MELD's own CSV of those test dialogues embeds them again with the kept fine-tuned
+    # encoder (same context turns) and reproduces the run's test predictions.
+    weights = read_manifest(target)["provenance"]["finetune"]["weights"]
+    assert hashlib.sha256((target / weights["file"]).read_bytes()).hexdigest() == weights["sha256"]
+    test_csv = tmp_path / "test.csv"
+    with open(MELD_DIR / SPLIT_FILES["test"], newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))
+    first = sorted({int(r["Dialogue_ID"]) for r in rows})[:LIMIT]
+    with open(test_csv, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["Dialogue_ID"]) in first)
+    frame = merc_bench.predict(tmp_path / "run", test_csv)
+    saved = np.load(tmp_path / "run" / "predictions.npz")
+    assert list(frame["prediction"]) == [result["classes"][i] for i in saved["predictions"][0]]
 
 
 def prepared_meld_or_csv(source: str, target: Path, options: dict) -> set[str]:

@@ -27,7 +27,7 @@ DATA_SOURCES = [
     PreparableDataset(
         name="meld", description="MELD (Poria et al., ACL 2019) from its annotation CSVs at declare-lab/MELD "
         f"commit {meld_prepare.MELD_COMMIT[:7]}, checksummed", check=meld_prepare.check, read=meld_prepare.read,
-        media=meld_media.media_files, media_layouts=meld_media.LAYOUTS),
+        media=meld_media.media_files, media_layouts=meld_media.LAYOUTS, read_file=meld_prepare.read_file),
     PreparableDataset(name="csv", description=_CSV, check=csv_prepare.check, read=csv_prepare.read,
                       options_of="conversation-csv"),
     PreparableDataset(name="conversation-csv", description=f"the same as csv: {_CSV}", check=csv_prepare.check,

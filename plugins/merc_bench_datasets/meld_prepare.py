@@ -17,6 +17,7 @@ and the atomic write. It is declared through the ``merc_bench_data_sources`` hoo
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import urllib.error
 import urllib.parse
@@ -28,10 +29,10 @@ from merc_bench.data_sources import PrepareRequest, RawCorpus
 from merc_bench.errors import UserError
 from merc_bench.feature_store import sha256_file
 from merc_bench_datasets.meld_annotations import (
-    ID_OFFSETS, MAX_SPEAKERS, MELD_CLASSES, SPLIT_FILES, check_counts, read_split,
+    ID_OFFSETS, MAX_SPEAKERS, MELD_CLASSES, SPLIT_FILES, MeldDialogue, check_counts, read_split,
 )
 
-__all__ = ["MELD_COMMIT", "MELD_BASE_URL", "MELD_SHA256", "check", "read"]
+__all__ = ["MELD_COMMIT", "MELD_BASE_URL", "MELD_SHA256", "check", "read", "read_file"]
 
 #: The declare-lab/MELD commit the checksums belong to (shared/data/README.md).
 MELD_COMMIT = "2d2011b409d3ca2d7e94460cd007d434b1d0a102"
@@ -150,3 +151,10 @@ def read(request: PrepareRequest, raw: Path) -> RawCorpus:
         provenance=provenance, warnings=check_counts(parsed),
         next_step="merc-bench run sdt --dataset meld --data-dir {target} --modalities {modalities}",
     )
+
+
+def read_file(path: Path) -> list[MeldDialogue]:
+    """The dialogues of one CSV in MELD's layout (``merc-bench predict --input``), decoded and parsed as
+    :func:`read` parses a split; dialogue ids are the file's own ``Dialogue_ID`` values."""
+    dialogues, _ = read_split(Path(path), "test")
+    return [dataclasses.replace(dialogue, id=str(dialogue.dialogue_id)) for dialogue in dialogues]
