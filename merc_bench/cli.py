@@ -40,6 +40,8 @@ error_console = Console(stderr=True)
 
 data_app = typer.Typer(help="Prepare, convert and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+config_app = typer.Typer(help="Show resolved run configurations.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 KIND_ALIASES = {"text_encoders": "text_encoder", "text-encoder": "text_encoder",
                 "audio_encoders": "audio_encoder", "audio-encoder": "audio_encoder",
@@ -60,7 +62,29 @@ DatasetConfig = Annotated[Optional[Path], typer.Option(
     "--dataset-config", metavar="PATH", help="TOML file of the dataset's options (`merc-bench list dataset NAME` "
     "shows them; relative paths in it are resolved against its folder; --set dataset.* overrides it)")]
 
+#: ``--config`` of every command that trains (merc_bench.run_file).
+RunFileOption = Annotated[Optional[Path], typer.Option(
+    "--config", metavar="PATH", help="run file (TOML, YAML or JSON; a run folder's config.json too): recipe(s), "
+    "dataset, data_dir, seeds, epochs, [set] ...; the command line's flags and --set win")]
+
 _warned = False
+
+
+def _run_file(path: Optional[Path], recipe: Optional[str], command: str, **given: Any) -> tuple:
+    """(recipe, dataset, data_dir, dataset_config, overrides, seeds): the command line's over ``--config``'s."""
+    if path is None:
+        return recipe, given["dataset"], given["data_dir"], given["dataset_config"], given["overrides"] or [], None
+    from merc_bench.run_file import read_run_file
+
+    run_file = read_run_file(path)
+    return (run_file.recipe(recipe, command), *run_file.merged(**given), run_file.seeds)
+
+
+def _need_recipe(recipe: Optional[str], command: str) -> str:
+    if recipe is None:
+        raise UserError(f"`merc-bench {command}` needs a recipe: name one (merc-bench {command} sdt) or give "
+                        "--config FILE that names one.")
+    return recipe
 
 
 def _registry():
@@ -228,7 +252,8 @@ def validate(
 
 @app.command()
 def run(
-    recipe: Annotated[str, typer.Argument(help="recipe name, see `merc-bench list recipe`")],
+    recipe: Annotated[Optional[str], typer.Argument(help="recipe name, see `merc-bench list recipe` (or in --config)")] = None,
+    config: RunFileOption = None,
     dataset: DatasetName = None,
     dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
@@ -248,7 +273,9 @@ def run(
     from merc_bench.report import results_table
 
     _registry()  # plugin warnings first
-    result = api.run(recipe, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_ or [],
+    recipe, dataset, data_dir, dataset_config, set_, _ = _run_file(
+        config, recipe, "run", dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_)
+    result = api.run(_need_recipe(recipe, "run"), dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_ or [],
                      modalities=modalities, seeds=seeds, epochs=epochs, protocol=protocol, device=device, out=out,
                      track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory, console=console)
     summary = result.summary
@@ -294,6 +321,7 @@ def predict(
 def ablate(
     recipe: Annotated[Optional[str], typer.Argument(help="the recipe to ablate (default: the grid's own, e.g. "
                                                          "summer)")] = None,
+    config: RunFileOption = None,
     grid: Annotated[Optional[str], typer.Option(help="a grid a plugin declares (SUMMER: components = Table IV, "
                                                      "modalities = Table I); default: the first for the recipe")] = None,
     dataset: DatasetName = None,
@@ -324,6 +352,8 @@ def ablate(
             raise UserError(f"--modalities-grid and --grid {grid!r} contradict each other; give one.")
         grid = "modalities"
     _registry()
+    recipe, dataset, data_dir, dataset_config, set_, _ = _run_file(
+        config, recipe, "ablate", dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_)
     result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
                         seeds=seeds, epochs=epochs, protocol=protocol, device=device, overrides=set_ or [],
                         grid_options=grid_option or [], out=out, track=not no_track, tracking_uri=tracking_uri,
@@ -339,12 +369,15 @@ def ablate(
 
 @app.command()
 def compare(
-    recipes: Annotated[list[str], typer.Argument(help="recipes to compare, e.g. summer sdt dialoguernn")],
+    recipes: Annotated[Optional[list[str]], typer.Argument(help="recipes to compare, e.g. summer sdt dialoguernn "
+                                                                "(or recipes in --config)")] = None,
+    config: RunFileOption = None,
     dataset: DatasetName = None,
     dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
     modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset for every recipe, e.g. text")] = None,
-    seeds: Annotated[int, typer.Option(help="seeds per recipe (the same seeds for every recipe)", min=1)] = 5,
+    seeds: Annotated[Optional[int], typer.Option(help="seeds per recipe (the same seeds for every recipe; default 5)",
+                                                 min=1)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override every recipe's epochs", min=1)] = None,
     protocol: Annotated[Optional[str], typer.Option(help="clean (select on dev), paper (best test epoch) or holdout (select on the first 10 % of train)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
@@ -367,6 +400,18 @@ def compare(
     from merc_bench import comparison as comparing
 
     _registry()
+    if config is not None:
+        from merc_bench.run_file import read_run_file
+
+        run_file = read_run_file(config)
+        recipes = recipes or run_file.recipes
+        dataset, data_dir, dataset_config, set_ = run_file.merged(dataset=dataset, data_dir=data_dir,
+                                                                  dataset_config=dataset_config, overrides=set_)
+        seeds = seeds or run_file.seeds
+    if not recipes:
+        raise UserError("`merc-bench compare` needs recipes: name them (merc-bench compare sdt mmgcn) or give "
+                        "--config FILE with recipes = [...].")
+    seeds = seeds or 5
     result = api.compare(recipes, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
                          modalities=modalities, seeds=seeds, epochs=epochs, protocol=protocol, device=device,
                          reference=reference, significance=significance, tsne=tsne, with_published=with_published,
@@ -385,6 +430,7 @@ def compare(
 def tune(
     recipe: Annotated[Optional[str], typer.Argument(help="recipe whose components stay fixed (default: search every "
                                                          "registered component, sizes from bigru-concat)")] = None,
+    config: RunFileOption = None,
     dataset: DatasetName = None,
     dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
@@ -419,17 +465,17 @@ def tune(
     max_memory: MaxMemory = None,
 ) -> None:
     """Optuna study over components and hyper-parameters on validation only; resumable, distributable."""
-    from merc_bench import tuning
+    from merc_bench import api, tuning
     from merc_bench.plugins import plugin_manager
     from merc_bench.sizing import set_max_memory
 
     set_max_memory(max_memory)  # in the environment: tune's worker processes inherit it
-
     if report is not None:
         tuning.report_study(report, storage=storage, out=out, console=console, top=top)
         return
-    if device is not None and device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device {device!r} is not known; use auto, cpu or cuda.")
+    api._check("device", device, api.DEVICES)
+    recipe, dataset, data_dir, dataset_config, set_, _ = _run_file(
+        config, recipe, "tune", dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_)
     request = tuning.TuneRequest(
         recipe=recipe, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
         modalities=_modalities(modalities), trials=trials, timeout=timeout, study=study, storage=storage, space=space,
@@ -452,6 +498,41 @@ def ui(
     from merc_bench.tracking import serve_ui
 
     serve_ui(store=store, port=port)
+
+
+@config_app.command("show")
+def config_show(
+    recipe: Annotated[Optional[str], typer.Argument(help="recipe name (or in --config)")] = None,
+    config: RunFileOption = None,
+    dataset: DatasetName = None,
+    dataset_config: DatasetConfig = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder holding the dataset's files")] = None,
+    modalities: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. text,audio")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="number of seeds", min=1)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="override the recipe's epochs", min=1)] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="clean, paper or holdout")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set training.lr=1e-4")] = None,
+    format_: Annotated[str, typer.Option("--format", help="toml or json")] = "toml",
+) -> None:
+    """Print the fully resolved configuration `run` would train (a run file: feed it back with --config)."""
+    import json
+
+    from merc_bench.pipeline import prepare
+    from merc_bench.run_file import to_toml
+
+    if format_ not in ("toml", "json"):
+        raise UserError(f"--format {format_!r} is not known; use toml or json.")
+    registry = _registry()
+    recipe, dataset, data_dir, dataset_config, set_, _ = _run_file(
+        config, recipe, "config show", dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
+        overrides=set_)
+    flags = {"modalities": _modalities(modalities), "seeds": seeds, "training.epochs": epochs, "protocol": protocol,
+             "device": device}
+    resolved = prepare(registry, recipe=_need_recipe(recipe, "config show"), dataset=dataset, overrides=set_,
+                       flags=flags, data_dir=data_dir, dataset_config=dataset_config).config.model_dump(mode="json")
+    text = json.dumps(resolved, indent=2) + "\n" if format_ == "json" else to_toml(resolved)
+    sys.stdout.write(text)
 
 
 @data_app.command("convert")

@@ -8,6 +8,8 @@ naming the file (``where``), the place and what was expected:
 * a regular file (a pipe would block, ``/dev/zero`` never end) of at most :data:`MAX_FILE_BYTES`,
   refused by its size before a byte is read;
 * UTF-8 (a UTF-8 byte-order mark is dropped; UTF-16, Latin-1 and binary files are named as such);
+* YAML (``parse_yaml``) through PyYAML's pure-Python safe loader, refusing aliases (the "billion
+  laughs" expansion needs them), merge keys and duplicate keys;
 * TOML through :mod:`tomllib`, whose time grows with the square of a dotted key's parts — a key of
   more than 8 parts is refused before parsing (40,000 parts took 21 s; the check reads the text, so
   a string value of 9 dotted parts is refused too).
@@ -26,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from merc_bench.errors import UserError
+from merc_bench.errors import UserError, preview
 
-__all__ = ["MAX_FILE_BYTES", "FileKind", "read_text_file", "parse_toml", "clip"]
+__all__ = ["MAX_FILE_BYTES", "FileKind", "read_text_file", "parse_toml", "parse_yaml", "clip"]
 
 #: The largest configuration file read; real ones are a few hundred bytes.
 MAX_FILE_BYTES = 1 << 20
@@ -104,3 +106,55 @@ def parse_toml(text: str, where: str, kind: FileKind) -> dict[str, Any]:
         raise UserError(f"{where}: arrays or tables nested too deeply; {kind.depth}.") from None
     except ValueError as error:  # TOMLDecodeError, or an integer of more digits than Python converts
         raise UserError(f"{where} is not valid TOML: {clip(error)}") from None
+
+
+class _YamlRefused(Exception):
+    """A YAML construct the loader does not accept (aliases, merge keys, duplicate keys)."""
+
+
+def parse_yaml(text: str, where: str, kind: FileKind) -> Any:
+    """``text`` parsed as YAML (None for an empty document); needs PyYAML."""
+    try:
+        import yaml
+    except ImportError:
+        raise UserError(f"{where} is YAML, which needs PyYAML (pip install pyyaml); or write it as TOML.") from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader(yaml, kind))  # noqa: S506 - a SafeLoader subclass, see below
+    except _YamlRefused as error:
+        raise UserError(f"{where}, {error}") from None
+    except RecursionError:
+        raise UserError(f"{where}: lists or mappings nested too deeply; {kind.depth}.") from None
+    except (yaml.YAMLError, ValueError, TypeError) as error:  # ValueError: an integer of too many digits
+        raise UserError(f"{where} is not valid YAML: {clip(error)}") from None
+
+
+def _yaml_loader(yaml: Any, kind: FileKind) -> type:
+    """PyYAML's pure-Python safe loader (the C one recurses on the C stack), refusing aliases — the
+    "billion laughs" expansion needs them and a configuration file does not —, merge keys and duplicate keys."""
+    merge_tag = "tag:yaml.org,2002:merge"
+
+    class RefusingLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{clip(event.anchor, 40)}) "
+                                   f"are not allowed in a {kind.noun}; write the values out.")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == merge_tag:
+                    raise _YamlRefused(f"line {line}: YAML merge keys (<<) are not allowed in a {kind.noun}.")
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    raise _YamlRefused(f"line {line}: a key must be a name, not a {type(key).__name__}.") from None
+                if duplicate:
+                    raise _YamlRefused(f"line {line}: the key {preview(key)} appears twice in one mapping.")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return RefusingLoader

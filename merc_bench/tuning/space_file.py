@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from merc_bench.config_files import MAX_FILE_BYTES, FileKind, clip, parse_toml, read_text_file
+from merc_bench.config_files import MAX_FILE_BYTES, FileKind, clip, parse_toml, parse_yaml, read_text_file
 from merc_bench.errors import UserError, preview
 
 __all__ = ["MAX_SPACE_BYTES", "read_space_file", "preview", "clip", "bounded_name"]
@@ -52,7 +52,7 @@ def read_space_file(path: Path) -> dict[str, Any]:
     where = f"--space {str(path)!r}"
     text = read_text_file(path, where, SPACE_FILE)
     if path.suffix.lower() in (".yaml", ".yml"):
-        values = _parse_yaml(text, where)
+        values = parse_yaml(text, where, SPACE_FILE)
     else:
         values = parse_toml(text, where, SPACE_FILE)
     if values is None:  # an empty YAML document: nothing changed
@@ -62,59 +62,6 @@ def read_space_file(path: Path) -> dict[str, Any]:
                         f"not a {type(values).__name__}.")
     _check_form(values, where)
     return values
-
-
-class _YamlRefused(Exception):
-    """A YAML construct the space loader does not accept (aliases, merge keys, duplicate keys)."""
-
-
-def _parse_yaml(text: str, where: str) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        raise UserError(f"{where} is YAML, which needs PyYAML (pip install pyyaml); or write the space as "
-                        "TOML.") from None
-    try:
-        return yaml.load(text, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader subclass, see below
-    except _YamlRefused as error:
-        raise UserError(f"{where}, {error}") from None
-    except RecursionError:
-        raise UserError(f"{where}: lists or mappings nested too deeply; a space file needs at most {MAX_DEPTH} "
-                        "levels.") from None
-    except (yaml.YAMLError, ValueError, TypeError) as error:  # ValueError: an integer of too many digits
-        raise UserError(f"{where} is not valid YAML: {clip(error)}") from None
-
-
-def _yaml_loader(yaml: Any) -> type:
-    """PyYAML's pure-Python safe loader (the C one recurses on the C stack), refusing aliases — the
-    "billion laughs" expansion needs them and a space file does not —, merge keys and duplicate keys."""
-    merge_tag = "tag:yaml.org,2002:merge"
-
-    class SpaceLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise _YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{clip(event.anchor, 40)}) "
-                                   "are not allowed in a space file; write the values out.")
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                line = key_node.start_mark.line + 1
-                if key_node.tag == merge_tag:
-                    raise _YamlRefused(f"line {line}: YAML merge keys (<<) are not allowed in a space file.")
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                except TypeError:
-                    raise _YamlRefused(f"line {line}: a key must be a name, not a {type(key).__name__}.") from None
-                if duplicate:
-                    raise _YamlRefused(f"line {line}: the key {preview(key)} appears twice in one mapping.")
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return SpaceLoader
 
 
 def _check_form(values: dict[str, Any], where: str) -> None:
