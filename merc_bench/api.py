@@ -311,7 +311,8 @@ def _tsne_choice(tsne: str | Sequence[str] | None, recipes: list[str]) -> list[s
 # -- ablate ---------------------------------------------------------------------------------------
 @dataclass
 class Ablation:
-    """``merc-bench ablate``'s outcome: the grid's table (display strings), its rows' summaries and runs."""
+    """``merc-bench ablate``'s outcome: the grid's table (numeric: means, stds and Δ ×100;
+    :func:`merc_bench.ablation.display_table` renders it), its rows' summaries and runs."""
 
     grid: str
     recipe: str | None
