@@ -5,6 +5,7 @@ with made-up values."""
 from __future__ import annotations
 
 import io
+import warnings
 
 import optuna
 import pytest
@@ -38,12 +39,14 @@ def _study(trials: int, *, vary: tuple[str, ...] = tuple(DISTRIBUTIONS)) -> optu
 
 @pytest.fixture
 def contour_params(monkeypatch):
-    """The parameters each contour plot was asked for."""
+    """The parameters and the objective's label of each contour plot drawn."""
     from optuna.visualization import matplotlib as plots
 
-    asked: list[list[str]] = []
+    asked: list[tuple[list[str], str]] = []
     original = plots.plot_contour
-    monkeypatch.setattr(plots, "plot_contour", lambda study, params=None: asked.append(params) or original(study, params))
+    monkeypatch.setattr(plots, "plot_contour",
+                        lambda study, params=None, **kwargs: asked.append((params, kwargs.get("target_name")))
+                        or original(study, params, **kwargs))
     return asked
 
 
@@ -52,7 +55,7 @@ def test_few_trials_get_no_importances_and_a_contour_of_the_first_two_varying_pa
     paths = report.save_plots(_study(3), tmp_path, console=console)
     assert sorted(p.name for p in paths) == ["contour.pdf", "contour.png", "optimization_history.pdf",
                                              "optimization_history.png", "slice.pdf", "slice.png"]
-    assert contour_params == [["training.lr", "model.head_dropout"]]
+    assert contour_params == [(["training.lr", "model.head_dropout"], "Objective Value")]  # a study without a name
     assert "not plotted param_importances (parameter importances need at least 5 completed trials (this study has 3)" \
         in console.file.getvalue()
     assert report.importances(_study(3))[0] == {}
@@ -60,11 +63,14 @@ def test_few_trials_get_no_importances_and_a_contour_of_the_first_two_varying_pa
 
 def test_enough_trials_get_importances_and_a_contour_of_the_two_most_important(tmp_path, contour_params):
     study = _study(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["dev_weighted_f1"])
     values, reason = report.importances(study)
     assert reason == "" and set(values) == set(DISTRIBUTIONS)
     paths = report.save_plots(study, tmp_path)
     assert {"param_importances.png", "param_importances.pdf", "contour.png"} <= {p.name for p in paths}
-    assert contour_params == [list(values)[:2]]
+    assert contour_params == [(list(values)[:2], "dev_weighted_f1")]  # the objective labelled with the metric
 
 
 def test_no_contour_and_no_importances_when_only_one_parameter_varies(tmp_path, contour_params):

@@ -124,41 +124,43 @@ def write_trials_csv(study: optuna.Study, out_dir: Path) -> Path:
 
 
 def save_plots(study: optuna.Study, out_dir: Path, *, console: Any = None) -> list[Path]:
-    """Optuna's matplotlib plots as PNG and PDF files; a plot the study cannot support yet is
-    skipped, with the reason printed on ``console``."""
+    """Optuna's matplotlib plots as PNG and PDF files, the objective labelled with the study's metric
+    name; a plot the study cannot support yet is skipped, with the reason printed on ``console``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
-    from merc_bench.report import plain_text_figures, save_figure
+    from merc_bench.report import save_figure
 
     values, reason = importances(study)
     ranked = list(values) or varying_parameters(study)
-    wanted: list[tuple[str, Any]] = [("optimization_history", lambda: plots.plot_optimization_history(study))]
+    target = {"target_name": (study.metric_names or ["Objective Value"])[0]}
+    wanted: list[tuple[str, Any]] = [("optimization_history", lambda: plots.plot_optimization_history(study, **target))]
     skipped = []
     if values:
-        wanted.append(("param_importances", lambda: plots.plot_param_importances(study, params=ranked)))
+        wanted.append(("param_importances", lambda: plots.plot_param_importances(study, params=ranked, **target)))
     else:
         skipped.append(f"param_importances ({reason})")
     if ranked:
-        wanted.append(("slice", lambda: plots.plot_slice(study, params=ranked[:6])))
+        wanted.append(("slice", lambda: plots.plot_slice(study, params=ranked[:6], **target)))
     if len(ranked) >= CONTOUR_PARAMS:
-        wanted.append(("contour", lambda: plots.plot_contour(study, params=ranked[:CONTOUR_PARAMS])))
+        wanted.append(("contour", lambda: plots.plot_contour(study, params=ranked[:CONTOUR_PARAMS], **target)))
     else:
         skipped.append("contour (it needs two parameters that vary across the completed trials)")
     paths = []
-    with plain_text_figures():
-        import matplotlib.pyplot as plt
-
-        for name, plot in wanted:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the matplotlib plots are marked experimental
-                try:
-                    axes = plot()
-                except (ValueError, RuntimeError) as error:  # too few trials for this plot
-                    plt.close("all")
-                    skipped.append(f"{name} ({error})")
-                    continue
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-            paths += save_figure(figure, out_dir / f"{name}.png", dpi=110)
+    for name, plot in wanted:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the matplotlib plots are marked experimental
+            try:
+                axes = plot()
+            except (ValueError, RuntimeError) as error:  # too few trials for this plot
+                plt.close("all")
+                skipped.append(f"{name} ({error})")
+                continue
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        paths += save_figure(figure, out_dir / f"{name}.png", dpi=110)
     if skipped and console is not None:
         console.print(f"not plotted {'; '.join(skipped)}", markup=False, highlight=False, soft_wrap=True)
     return paths
