@@ -218,7 +218,9 @@ def test_ablate_names_its_options_in_every_written_table(tmp_path, monkeypatch):
     assert "\\caption{" in latex and "ikd=add" in latex and "\\checkmark" in latex
     csv = (tmp_path / "grid" / "components.csv").read_text().splitlines()
     assert csv[0].endswith(",seeds,row1,ikd") and all(line.endswith(",recipe,add") for line in csv[1:])
-    assert list(result.to_frame().columns[-2:]) == ["row1", "ikd"]
+    frame = result.to_frame()
+    assert list(frame.columns[-2:]) == ["row1", "ikd"] and frame["recipe"][0] == "summer-small[sdt]"
+    assert list(frame.columns[3:6]) == ["recipe", "ACC mean", "ACC std"] and frame["w-F1 mean"].dtype.kind == "f"
 
 
 class _Fake:
