@@ -31,7 +31,7 @@ from merc_bench.registry import Registry, describe_validation_error
 from merc_bench.report import atomic_write_text
 
 __all__ = ["AblationGrid", "Row", "declared_grids", "find_grid", "grid_options", "grid_rows", "describe_options",
-           "run_grid", "grid_table"]
+           "run_grid", "grid_table", "display_table"]
 
 #: (labels shown in the table, run-config values without the dataset)
 Row = tuple[dict[str, str], dict[str, Any]]
@@ -222,7 +222,9 @@ def _file_name(recipe: str) -> str:
 
 
 def grid_table(summaries: list[dict[str, Any]], label_columns: list[str]) -> Any:
-    """A pandas table: labels, ACC and w-F1 (mean ± std ×100) and their difference from row 1."""
+    """A numeric pandas table: the labels, then per metric (ACC, w-F1) its mean and std over seeds
+    (×100) and the difference of the mean from row 1, then the seeds. ``±`` exists only in the
+    rendered tables (:func:`display_table`)."""
     import pandas as pd
 
     reference = summaries[0]["result"]["test"]
@@ -231,12 +233,32 @@ def grid_table(summaries: list[dict[str, Any]], label_columns: list[str]) -> Any
         test = summary["result"]["test"]
         row = {column: summary[column] for column in label_columns}
         for metric, title in (("accuracy", "ACC"), ("weighted_f1", "w-F1")):
-            mean, std = 100 * test[metric]["mean"], 100 * test[metric]["std"]
-            row[title] = f"{mean:.2f} ± {std:.2f}"
-            row[f"Δ{title}"] = f"{mean - 100 * reference[metric]['mean']:+.2f}"
+            row[f"{title} mean"] = 100 * test[metric]["mean"]
+            row[f"{title} std"] = 100 * test[metric]["std"]
+            row[f"Δ{title}"] = 100 * (test[metric]["mean"] - reference[metric]["mean"])
         row["seeds"] = len(summary["result"]["seeds"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def display_table(table: Any) -> Any:
+    """:func:`grid_table` as display strings: each ``<metric> mean``/``<metric> std`` pair becomes one
+    ``<metric>`` column "mean ± std", a Δ column gets its sign, two decimals throughout."""
+    import pandas as pd
+
+    shown: dict[str, list[str]] = {}
+    for column in table.columns:
+        name = str(column)
+        if name.endswith(" std") and f"{name[:-4]} mean" in table.columns:
+            continue
+        if name.endswith(" mean") and f"{name[:-5]} std" in table.columns:
+            stds = table[f"{name[:-5]} std"]
+            shown[name[:-5]] = [f"{m:.2f} ± {d:.2f}" for m, d in zip(table[column], stds)]
+        elif name.startswith("Δ"):
+            shown[name] = [f"{v:+.2f}" for v in table[column]]
+        else:
+            shown[name] = [str(v) for v in table[column]]
+    return pd.DataFrame(shown)
 
 
 def markdown_table(table: Any) -> str:
@@ -248,27 +270,26 @@ def markdown_table(table: Any) -> str:
 
 
 def latex_table(table: Any, note: str) -> str:
-    """A pandas DataFrame as a LaTeX table (booktabs) with ``note`` as its caption."""
-    from merc_bench.comparison import latex_escape
+    """A display table as a LaTeX table (booktabs, through pandas' Styler, everything escaped) with
+    ``note`` as its caption; the component grid's ✓ and ✗ become \\checkmark (amssymb) and $\\times$."""
+    from merc_bench.comparison import latex_float, latex_table as tabular
 
-    header = " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\"
-    marks = {"✓": r"\checkmark", "✗": r"$\times$"}  # the component grid's labels, for pdflatex too
-    body = [" & ".join(marks.get(str(v), latex_escape(str(v))) for v in row) + r" \\"
-            for row in table.itertuples(index=False)]
-    return "\n".join([r"\begin{table}[t]", r"\centering", r"\begin{tabular}{" + "l" * len(table.columns) + "}",
-                      r"\toprule", header, r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
-                      f"\\caption{{{latex_escape(note)}}}", r"\end{table}", ""])
+    texts = table.astype(str)
+    texts.columns = [str(c) for c in table.columns]
+    return latex_float(tabular(texts), note)
 
 
 def write_grid(table: Any, out_dir: Path, stem: str, note: str,
                options: pydantic.BaseModel | None = None) -> list[Path]:
-    """``stem``.md and .tex (the table with ``note`` as its caption) and .csv (the table, then one
-    column per grid option, so the numbers never travel without the settings that made them)."""
+    """``stem``.md and .tex (the table with "mean ± std" cells and ``note`` as its caption) and .csv
+    (numeric: means, stds and Δ in their own columns, then one column per grid option, so the
+    numbers never travel without the settings that made them)."""
     markdown, csv, latex = out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.tex"
-    atomic_write_text(markdown, markdown_table(table) + f"\n\n{note}\n")
-    atomic_write_text(latex, latex_table(table, note))
+    shown = display_table(table)
+    atomic_write_text(markdown, markdown_table(shown) + f"\n\n{note}\n")
+    atomic_write_text(latex, latex_table(shown, note))
     described = table.copy()
     for key, value in (options.model_dump(mode="json") if options is not None else {}).items():
         described[key] = value
-    atomic_write_text(csv, described.to_csv(index=False))
+    atomic_write_text(csv, described.to_csv(index=False, float_format="%.4f"))
     return [markdown, csv, latex]

@@ -312,7 +312,8 @@ def _tsne_choice(tsne: str | Sequence[str] | None, recipes: list[str]) -> list[s
 # -- ablate ---------------------------------------------------------------------------------------
 @dataclass
 class Ablation:
-    """``merc-bench ablate``'s outcome: the grid's table (display strings), its rows' summaries and runs."""
+    """``merc-bench ablate``'s outcome: the grid's table (numeric: means, stds and Δ ×100;
+    :func:`merc_bench.ablation.display_table` renders it), its rows' summaries and runs."""
 
     grid: str
     recipe: str | None
@@ -325,23 +326,13 @@ class Ablation:
     options: dict[str, Any] = field(default_factory=dict)  # the grid options used (defaults spelled out)
 
     def to_frame(self) -> Any:
-        """One row per grid row: the labels, test ACC/w-F1 mean and std ×100, their Δ from row 1, seeds,
-        then one column per grid option."""
-        import pandas as pd
-
-        first = self.summaries[0]["result"]["test"]
-        rows = []
-        for summary in self.summaries:
-            test = summary["result"]["test"]
-            row: dict[str, Any] = {column: summary[column] for column in self.label_columns}
-            row["recipe"] = summary["recipe"]
-            for metric, title in (("accuracy", "ACC"), ("weighted_f1", "w-F1")):
-                row[f"{title} mean"] = 100 * test[metric]["mean"]
-                row[f"{title} std"] = 100 * test[metric]["std"]
-                row[f"Δ{title}"] = 100 * (test[metric]["mean"] - first[metric]["mean"])
-            row["seeds"] = len(summary["result"]["seeds"])
-            rows.append(row | self.options)
-        return pd.DataFrame(rows)
+        """One row per grid row: the labels, the recipe, test ACC/w-F1 mean and std ×100, their Δ from
+        row 1, seeds, then one column per grid option."""
+        frame = self.table.copy()
+        frame.insert(len(self.label_columns), "recipe", [summary["recipe"] for summary in self.summaries])
+        for key, value in self.options.items():
+            frame[key] = value
+        return frame
 
 
 def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str | None = None,

@@ -345,7 +345,7 @@ def ablate(
     """Run an ablation grid a plugin declares: SUMMER's Table IV (SDMoE × HCMF × IKD vs SDT's parts) or Table I."""
     from rich.table import Table
 
-    from merc_bench import api
+    from merc_bench import ablation, api
 
     if modalities_grid:
         if grid not in (None, "modalities"):
@@ -358,10 +358,11 @@ def ablate(
                         seeds=seeds, epochs=epochs, protocol=protocol, device=device, overrides=set_ or [],
                         grid_options=grid_option or [], out=out, track=not no_track, tracking_uri=tracking_uri,
                         max_memory=max_memory, console=console)
+    shown = ablation.display_table(result.table)
     printed = Table(title=result.note, title_justify="left")
-    for column in result.table.columns:
+    for column in shown.columns:
         printed.add_column(str(column), justify="right")
-    for row in result.table.itertuples(index=False):
+    for row in shown.itertuples(index=False):
         printed.add_row(*(str(v) for v in row))
     Console(width=max(console.width, 120)).print(printed)
     console.print(f"written    {', '.join(str(p) for p in result.paths)}")

@@ -277,7 +277,7 @@ def train_seed(trainer: Trainer, seed: int, *, checkpoint_dir: Path | None = Non
 
 # -- writing --------------------------------------------------------------------------------------
 def write(result: RunResult, out_dir: Path, corpus: Corpus) -> list[Path]:
-    """results.json, per_class.csv, confusion_test.png, predictions.npz, config.json (and
+    """results.json, per_class.csv, confusion_test.png and .pdf, predictions.npz, config.json (and
     test_embeddings.npz when kept) into ``out_dir``; the paths written."""
     paths = write_outputs(result.summary, out_dir)
     paths.append(_write_predictions(out_dir / "predictions.npz", corpus, result.seeds))

@@ -1,4 +1,4 @@
-"""Run outputs: ``results.json``, the per-class CSV, the confusion-matrix PNG and the console table.
+"""Run outputs: ``results.json``, the per-class CSV, the confusion matrix (PNG and PDF) and the console table.
 
 Every file is written to a temporary name and renamed into place, so an interrupted run never
 leaves a half-written result behind; :func:`staged_output` does the same for a whole output folder
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["summarise", "write_outputs", "results_table", "atomic_write", "atomic_write_text", "staged_output"]
+__all__ = ["summarise", "write_outputs", "results_table", "atomic_write", "atomic_write_text", "staged_output",
+           "save_figure", "plain_text_figures", "confusion_panel"]
 
 SPLIT_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 
@@ -128,44 +129,73 @@ def _per_class_csv(result: dict[str, Any]) -> str:
     return pd.DataFrame(rows).to_csv(index=False, float_format="%.6f")
 
 
-def _confusion_png(result: dict[str, Any], path: Path) -> None:
+def save_figure(figure: Any, png: Path, *, dpi: int = 120) -> list[Path]:
+    """Write ``figure`` as ``png`` and as a PDF of the same stem beside it (vector, for a paper), each
+    atomically (:func:`atomic_write`); close the figure; return both paths."""
+    import matplotlib.pyplot as plt
+
+    paths = [png, png.with_suffix(".pdf")]
+    try:
+        for path in paths:
+            atomic_write(path, lambda stream, form=path.suffix[1:]: figure.savefig(
+                stream, format=form, dpi=dpi, bbox_inches="tight"))
+    finally:
+        plt.close(figure)
+    return paths
+
+
+def plain_text_figures() -> Any:
+    """Matplotlib settings under which labels are shown as written: a class or recipe name with
+    ``$`` would otherwise be parsed as mathtext (and fail, or lose characters)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return matplotlib.rc_context({"text.parse_math": False})
 
-    classes = result["classes"]
-    confusion = np.asarray(result["test"]["confusion"])
+
+def confusion_panel(axis: Any, confusion: np.ndarray, classes: list[str], *, colorbar: bool,
+                    fontsize: str = "small") -> Any:
+    """Draw a confusion matrix (rows = true class) normalised over the true labels — each row sums
+    to 1, so a rare class reads as clearly as a frequent one — through sklearn's
+    :class:`~sklearn.metrics.ConfusionMatrixDisplay`: class names on both axes, the rate in every
+    cell, the colour scale fixed to [0, 1]. Returns the display (its ``im_`` for a shared colour bar)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    confusion = np.asarray(confusion, dtype=np.float64)
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.7 * len(classes)))
-    image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axes.set_yticks(range(len(classes)), classes)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            axes.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
-                      color="white" if rates[i, j] > 0.5 else "black")
-    seeds = len(result["seeds"])
-    axes.set_title(f"{result['recipe']} on {result['dataset']} — test ({result['protocol']}, {seeds} seed(s) summed)",
-                   fontsize=9)
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
+    display = ConfusionMatrixDisplay(confusion_matrix=rates, display_labels=list(classes))
+    display.plot(ax=axis, cmap="Blues", colorbar=colorbar, values_format=".2f", xticks_rotation=45,
+                 im_kw={"vmin": 0.0, "vmax": 1.0}, text_kw={"fontsize": fontsize})
+    # sklearn picks the text colour from the matrix's own range, which puts white text on pale cells
+    # when no rate is high; the colour scale is fixed to [0, 1], so is the switch.
+    for (i, j), text in np.ndenumerate(display.text_):
+        text.set_color("white" if rates[i, j] > 0.5 else "black")
+    axis.set_xlabel("predicted label")
+    axis.set_ylabel("true label")
+    return display
+
+
+def _confusion_figure(result: dict[str, Any], path: Path) -> list[Path]:
+    with plain_text_figures():
+        import matplotlib.pyplot as plt
+
+        classes = result["classes"]
+        size = 2.0 + 0.8 * len(classes)
+        figure, axis = plt.subplots(figsize=(size + 1.0, size))
+        confusion_panel(axis, np.asarray(result["test"]["confusion"]), classes, colorbar=True)
+        seeds = len(result["seeds"])
+        axis.set_title(f"{result['recipe']} on {result['dataset']}: test confusion ({result['protocol']} protocol)\n"
+                       f"normalised over true labels (rows sum to 1), {seeds} seed(s) summed", fontsize=9)
+        return save_figure(figure, path, dpi=110)
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write results.json, per_class.csv and confusion_test.png into ``out_dir``; return their paths."""
+    """Write results.json, per_class.csv and confusion_test.png (and .pdf) into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "results.json", out_dir / "per_class.csv", out_dir / "confusion_test.png"]
+    paths = [out_dir / "results.json", out_dir / "per_class.csv"]
     atomic_write_text(paths[0], json.dumps(result, indent=2, sort_keys=False) + "\n")
     atomic_write_text(paths[1], _per_class_csv(result))
-    _confusion_png(result, paths[2])
-    return paths
+    return paths + _confusion_figure(result, out_dir / "confusion_test.png")
 
 
 def _cell(values: dict[str, Any]) -> str:

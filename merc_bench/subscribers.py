@@ -13,7 +13,7 @@ _SUMMARY_METRICS = ("accuracy", "weighted_f1", "macro_f1")
 
 
 class TrackingSubscriber(Subscriber):
-    """One tracked run per run (parameters: the flattened configuration) with one nested run per seed:
+    """One tracked run per run (parameters: the configuration, named as in a study) with one nested run per seed:
     every epoch's metrics, the seed's final ones, the run's means and its output files."""
 
     def __init__(self, tracker: Any) -> None:
@@ -25,11 +25,11 @@ class TrackingSubscriber(Subscriber):
         self._device: Any = None
 
     def run_started(self, event: RunStarted) -> None:
-        from merc_bench.tracking import environment_tags, flatten
+        from merc_bench.tracking import environment_tags, run_parameters
 
         config, corpus = event.config, event.corpus
         self._device = event.device
-        self._params = flatten(config.model_dump(mode="json"))
+        self._params = run_parameters(config.model_dump(mode="json"))
         self._tags = environment_tags(event.device) | {"recipe": config.recipe, "dataset": corpus.info.name,
                                                        "protocol": config.protocol,
                                                        "dataset_fingerprint": corpus.fingerprint()}

@@ -19,7 +19,8 @@ from typing import Any
 
 from merc_bench.errors import UserError
 
-__all__ = ["Tracker", "NullTracker", "MLflowTracker", "default_tracking_uri", "flatten", "environment_tags"]
+__all__ = ["Tracker", "NullTracker", "MLflowTracker", "default_tracking_uri", "flatten", "run_parameters",
+           "environment_tags"]
 
 EXPERIMENT = "merc-bench"
 
@@ -46,6 +47,25 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = str(value)[:6000]
+    return flat
+
+
+def run_parameters(config: dict[str, Any]) -> dict[str, str]:
+    """A run configuration (``RunConfig.model_dump(mode="json")``) as MLflow parameters, named the
+    way a study names its Optuna parameters, so a trial and a run that set the same option show it
+    under one name: a component slot is ``<slot>`` = the component's name and its options are
+    ``<slot>.<name>.<option>`` (``mixer`` = ``sdmoe``, ``mixer.sdmoe.experts``); everything else is
+    its path (``training.lr``, ``model.head_dropout``). Naming an option after its component also keeps
+    two components' options of the same name apart in MLflow's run comparison."""
+    from merc_bench.config import COMPONENT_SLOTS
+
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if key in COMPONENT_SLOTS and isinstance(value, dict) and "name" in value:
+            flat[key] = str(value["name"])
+            flat.update(flatten(value.get("config") or {}, f"{key}.{value['name']}."))
+        else:
+            flat.update(flatten({key: value}))
     return flat
 
 

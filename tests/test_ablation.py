@@ -73,9 +73,10 @@ def test_ablate_prints_and_writes_the_grid(tmp_path, capsys, monkeypatch):
               "--set", "dataset.test_dialogues=3", "--set", "model.hidden_size=16"])
     assert stop.value.code == 0
     table = (tmp_path / "grid" / "components.csv").read_text().splitlines()
-    assert table[0].startswith("SDMoE,HCMF,IKD,ACC,ΔACC,w-F1,Δw-F1")
+    assert table[0].startswith("SDMoE,HCMF,IKD,ACC mean,ACC std,ΔACC,w-F1 mean,w-F1 std,Δw-F1,seeds")
     assert len(table) == 9
-    assert table[1].split(",")[4] == "+0.00"  # the reference row's delta
+    assert float(table[1].split(",")[5]) == 0.0  # the reference row's delta, a number
+    assert "±" in (tmp_path / "grid" / "components.md").read_text()
     assert table[0].endswith(",row1,ikd") and table[1].endswith(",sdt,replace")  # the defaults, named
     assert "row1=sdt" in (tmp_path / "grid" / "components.md").read_text()
     assert "teacher (text) trained" in capsys.readouterr().out
@@ -111,7 +112,7 @@ def test_a_plugins_grid_runs_through_ablate(tmp_path, monkeypatch):
                   "--set", "dataset.test_dialogues=2", "--set", "model.hidden_size=8"])
         assert stop.value.code == 0
         table = (tmp_path / "grid" / "learning-rates.csv").read_text().splitlines()
-        assert table[0].startswith("lr,ACC") and [line.split(",")[0] for line in table[1:]] == ["0.001", "0.01"]
+        assert table[0].startswith("lr,ACC mean,ACC std") and [line.split(",")[0] for line in table[1:]] == ["0.001", "0.01"]
         results = sorted((tmp_path / "grid").glob("*/results.json"))
         assert [p.parent.name for p in results] == ["01-bigru-concat-lr-0.001", "02-bigru-concat-lr-0.01"]
     finally:
@@ -217,7 +218,9 @@ def test_ablate_names_its_options_in_every_written_table(tmp_path, monkeypatch):
     assert "\\caption{" in latex and "ikd=add" in latex and "\\checkmark" in latex
     csv = (tmp_path / "grid" / "components.csv").read_text().splitlines()
     assert csv[0].endswith(",seeds,row1,ikd") and all(line.endswith(",recipe,add") for line in csv[1:])
-    assert list(result.to_frame().columns[-2:]) == ["row1", "ikd"]
+    frame = result.to_frame()
+    assert list(frame.columns[-2:]) == ["row1", "ikd"] and frame["recipe"][0] == "summer-small[sdt]"
+    assert list(frame.columns[3:6]) == ["recipe", "ACC mean", "ACC std"] and frame["w-F1 mean"].dtype.kind == "f"
 
 
 class _Fake:

@@ -108,12 +108,13 @@ def test_compare_writes_tables_and_plots_and_resumes(tmp_path, capsys):
     assert "paired bootstrap over test dialogues" in markdown
     assert "\\begin{tabular}" in (out / "comparison.tex").read_text()
     csv = (out / "comparison.csv").read_text().splitlines()
-    assert len(csv) == 3 and "w-F1 mean" in csv[0] and csv[0].endswith(",p,params (M)")
+    assert len(csv) == 3 and "w-F1 mean" in csv[0] and csv[0].endswith(",p,Δw-F1 95% CI low,Δw-F1 95% CI high,"
+                                                                         "params (M)")
     counted = json.loads(next(out.glob("*-early-fusion/results.json")).read_text())["parameters"]["trainable"]
     row = next(line for line in csv if line.startswith("early-fusion,"))
     assert float(row.rsplit(",", 1)[1]) == pytest.approx(counted / 1e6, abs=1e-4)  # the run's own count
-    for name in ("per_class_f1.png", "confusion_matrices.png", "tsne_early-fusion.png"):
-        assert (out / name).stat().st_size > 1000
+    for name in ("per_class_f1", "confusion_matrices", "tsne_early-fusion"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").stat().st_size > 1000
     assert not (out / "tsne_bigru-concat.png").exists()
     # Rerun with one more seed: the two finished seeds of each recipe are reused, only seed 2 trains.
     with pytest.raises(SystemExit) as stop:

@@ -48,7 +48,7 @@ def test_runs_are_nested_with_params_metrics_artifacts_and_tags(tracked_store):
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.info.status == "FINISHED"
     assert parent.data.params["training.lr"] == "5e-06"
-    assert parent.data.params["mixer.name"] == "transformer"
+    assert parent.data.params["mixer"] == "transformer"  # named like a study's parameters (test_tune_views)
     assert "git_commit" in parent.data.tags and "plugin.merc-bench" in parent.data.tags
     assert parent.data.tags["device"] == "cpu"
     assert len(parent.data.tags["dataset_fingerprint"]) == 16

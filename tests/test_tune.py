@@ -87,8 +87,13 @@ def test_study_tracks_trials_reports_and_resumes(monkeypatch, capsys, tmp_path):
     assert first.user_attrs["origin"] == "recipe settings"  # the recipe's published settings come first
     assert first.params["training.lr"] == 1e-3 and first.params["training.batch_size"] == 16
     assert first.user_attrs["config"]["training"]["selection_metric"] == "weighted_f1"
-    for name in ("trials.csv", "optimization_history.png", "param_importances.png", "slice.png", "contour.png"):
+    assert study.metric_names == ["dev_weighted_f1"]  # Optuna Dashboard shows it instead of "Objective 0"
+    for name in ("trials.csv", "optimization_history.png", "optimization_history.pdf", "slice.png", "contour.png",
+                 "contour.pdf"):
         assert (tmp_path / "tunes/bigru-concat-synthetic" / name).is_file(), name
+    assert not (tmp_path / "tunes/bigru-concat-synthetic/param_importances.png").exists()  # 3 trials: too few
+    assert "not plotted param_importances (parameter importances need at least 5 completed trials" in \
+        " ".join(capsys.readouterr().out.split())
 
     import mlflow
 
@@ -102,7 +107,9 @@ def test_study_tracks_trials_reports_and_resumes(monkeypatch, capsys, tmp_path):
     best = study.best_trial
     for child in children:
         assert child.data.tags["state"] == "COMPLETE" and float(child.data.tags["duration_s"]) > 0
-        assert child.data.params["training.lr"] and child.data.params["mixer.name"] == "bigru"
+        assert child.data.params["training.lr"] and child.data.params["mixer"] == "bigru"
+        trial = study.trials[int(child.info.run_name.split("-")[1])]
+        assert {k: child.data.params[k] for k in trial.params} == {k: str(v) for k, v in trial.params.items()}
         assert not [key for key in child.data.metrics if "test" in key]  # validation only
         history = client.get_metric_history(child.info.run_id, "dev_weighted_f1")
         assert [m.step for m in history] == [1, 2]
@@ -114,7 +121,7 @@ def test_study_tracks_trials_reports_and_resumes(monkeypatch, capsys, tmp_path):
 
     assert cli(["tune", "--report", "bigru-concat-synthetic"]) == 0  # reads the storage; trains nothing
     printed = capsys.readouterr().out
-    assert "top 3 trials by dev weighted_f1" in printed and "parameter importances" in printed
+    assert "top 3 trials by dev weighted_f1" in printed and "importances need at least 5 completed trials" in printed
     assert len(_storage_study(url, "bigru-concat-synthetic").trials) == 3
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)  # the final seeds read test, once per seed

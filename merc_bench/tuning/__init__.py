@@ -179,9 +179,9 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     on_stale = studies.StaleTrials()
     storage = studies.open_storage(url, heartbeat_interval=request.heartbeat_interval,
                                    grace_period=request.grace_period, on_stale=on_stale)
-    study = studies.open_study(storage, name, pruner=request.pruner, epochs=base["training"]["epochs"])
-    # A resumed or parallel worker must not repeat earlier random draws: the seed includes the
-    # worker's index and how many trials the study already has.
+    study = studies.open_study(storage, name, pruner=request.pruner, epochs=base["training"]["epochs"],
+                               metric=request.metric)
+    # A resumed or parallel worker must not repeat earlier draws: the seed adds its index and the trials so far.
     study.sampler = studies.make_sampler(request.seed + 1000 * request.worker_index + len(study.trials))
     definition = _definition(study, registry, request, key, base, space)
     # The frozen base decides what is trained; this process's --device decides where (machines may differ).
@@ -288,7 +288,7 @@ def _finish(study: optuna.Study, request: TuneRequest, *, tracker: Any, parent_i
             status: str = "FINISHED") -> None:
     """Tag the best trial, save plots and the trial table, report, and run ``--final-seeds``."""
     best = report.best_trial(study)
-    paths = [report.write_trials_csv(study, study_dir), *report.save_plots(study, study_dir)]
+    paths = [report.write_trials_csv(study, study_dir), *report.save_plots(study, study_dir, console=console)]
     if best is not None:
         previous = study.user_attrs.get("merc_bench_best_run_id")
         run_id = best.user_attrs.get("mlflow_run_id")

@@ -80,12 +80,12 @@ def run_final(registry: Registry, study: optuna.Study, *, label: str, corpus: Co
     note = (f"Test results on {corpus.info.name} (×100, mean ± std over {seeds} seed(s): "
             f"{', '.join(str(s) for s in used)}) of study {study.study_name}'s best configuration, chosen on dev "
             f"only, protocol clean. Δw-F1 and p: against {reference}, paired bootstrap over test dialogues "
-            "(2000 resamples, seeds pooled, two-sided); † marks p < 0.05.")
+            f"(2000 resamples, seeds pooled, two-sided); † marks p < 0.05. {comparing.INTERVAL_NOTE}")
     paths = comparing.write_comparison(table, out_dir, note)
     paths += comparing.plot_comparison(measured, out_dir, tsne=[])
     printed = Table(title=note, title_justify="left")
     columns = comparing._display_columns(table)
-    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p")]
+    shown = [i for i, c in enumerate(columns) if c in ("model", "w-ACC", "w-F1", "macro-F1", "Δw-F1", "p", comparing.INTERVAL)]
     for index in shown:
         printed.add_column(columns[index], justify="left" if columns[index] == "model" else "right")
     for cells in comparing._cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):

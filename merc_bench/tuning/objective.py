@@ -34,7 +34,7 @@ from merc_bench.events import EpochEnded
 from merc_bench.pipeline import resolve, train_seed
 from merc_bench.registry import Registry
 from merc_bench.trainer import Trainer
-from merc_bench.tracking import environment_tags, flatten
+from merc_bench.tracking import environment_tags, run_parameters
 from merc_bench.tuning.budget import FINISHED
 from merc_bench.tuning.space import SLOTS, RecipeTrial, SearchSpace, sample_config
 
@@ -76,7 +76,7 @@ class Objective:
             config, problem = None, error
         params = {name: str(value) for name, value in trial.params.items()}
         if config is not None:
-            params |= flatten(config.model_dump(mode="json"))
+            params |= run_parameters(config.model_dump(mode="json"))  # the same names as trial.params
         outcome: optuna.TrialPruned | None = None
         with self.tracker.inside(self.parent_id), \
                 self.tracker.run(f"trial-{trial.number}", params=params, nested=True,

@@ -2,10 +2,14 @@
 
 Used after every study and by ``merc-bench tune --report STUDY``, which reads the storage only
 (no training). Importances are Optuna's default evaluator (PED-ANOVA in Optuna 5) over the
-parameters every completed trial shares — the slot choices and trainer parameters; a component's
-own parameters exist only in the trials that chose it, so they are left out. Plots
-(``optuna.visualization.matplotlib``): optimisation history, importances, slice (the six most
-important parameters) and contour (the three most important, when there are at least two).
+parameters every completed trial shares and that took more than one value — the slot choices and
+trainer parameters; a component's own parameters exist only in the trials that chose it, so they
+are left out. Below :data:`MIN_TRIALS_FOR_IMPORTANCE` completed trials there are none (the report
+says why): from a handful of trials they rank noise. Plots (``optuna.visualization.matplotlib``,
+each as PNG and PDF): optimisation history, importances, slice (the six most important
+parameters) and contour — restricted to the two most important parameters (one readable panel
+instead of a grid of near-empty ones), or, without importances, the first two shared parameters
+that vary. A plot that cannot be drawn is named with the reason instead of being written empty.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from merc_bench.report import atomic_write_text
 from merc_bench.tuning.space import SLOTS
 
-__all__ = ["importances", "print_report", "save_plots", "write_trials_csv", "best_trial"]
+__all__ = ["importances", "varying_parameters", "print_report", "save_plots", "write_trials_csv", "best_trial",
+           "MIN_TRIALS_FOR_IMPORTANCE"]
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -28,16 +33,37 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(completed, key=lambda t: (t.value, -t.number)) if completed else None
 
 
+#: Completed trials needed before importances are computed and plotted. Optuna's evaluator needs
+#: two; with fewer than five the ranking changes with every new trial, so it is not shown as a finding.
+MIN_TRIALS_FOR_IMPORTANCE = 5
+#: Parameters in the contour plot: one panel for two; three already make a 3 × 3 grid of small panels.
+CONTOUR_PARAMS = 2
+
+
+def varying_parameters(study: optuna.Study) -> list[str]:
+    """The parameters every completed trial has and that took more than one value, in the order
+    they first appear."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        return []
+    shared = [name for name in completed[0].params if all(name in t.params for t in completed)]
+    return [name for name in shared if len({repr(t.params[name]) for t in completed}) > 1]
+
+
 def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     """(parameter → importance, summing to 1) and, when there are none, the reason."""
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(completed) < 2:
-        return {}, f"importances need at least 2 completed trials (this study has {len(completed)})"
+    if len(completed) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials (this study "
+                    f"has {len(completed)}): not computed, no importance plot")
+    varying = varying_parameters(study)
+    if not varying:
+        return {}, "no parameter shared by the completed trials took more than one value: no importances"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return dict(optuna.importance.get_param_importances(study)), ""
-    except (ValueError, RuntimeError) as error:  # e.g. no parameter shared by all completed trials
+            return dict(optuna.importance.get_param_importances(study, params=varying)), ""
+    except (ValueError, RuntimeError) as error:  # e.g. too few distinct values for the evaluator
         return {}, f"no importances: {error}"
 
 
@@ -97,34 +123,44 @@ def write_trials_csv(study: optuna.Study, out_dir: Path) -> Path:
     return path
 
 
-def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
-    """Optuna's matplotlib plots as PNG files; plots that need more trials are skipped."""
+def save_plots(study: optuna.Study, out_dir: Path, *, console: Any = None) -> list[Path]:
+    """Optuna's matplotlib plots as PNG and PDF files, the objective labelled with the study's metric
+    name; a plot the study cannot support yet is skipped, with the reason printed on ``console``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
-    values, _ = importances(study)
-    ranked = list(values)
-    wanted: list[tuple[str, Any]] = [("optimization_history", lambda: plots.plot_optimization_history(study))]
+    from merc_bench.report import save_figure
+
+    values, reason = importances(study)
+    ranked = list(values) or varying_parameters(study)
+    target = {"target_name": (study.metric_names or ["Objective Value"])[0]}
+    wanted: list[tuple[str, Any]] = [("optimization_history", lambda: plots.plot_optimization_history(study, **target))]
+    skipped = []
     if values:
-        wanted.append(("param_importances", lambda: plots.plot_param_importances(study)))
-        wanted.append(("slice", lambda: plots.plot_slice(study, params=ranked[:6])))
-    if len(ranked) >= 2:
-        wanted.append(("contour", lambda: plots.plot_contour(study, params=ranked[:3])))
+        wanted.append(("param_importances", lambda: plots.plot_param_importances(study, params=ranked, **target)))
+    else:
+        skipped.append(f"param_importances ({reason})")
+    if ranked:
+        wanted.append(("slice", lambda: plots.plot_slice(study, params=ranked[:6], **target)))
+    if len(ranked) >= CONTOUR_PARAMS:
+        wanted.append(("contour", lambda: plots.plot_contour(study, params=ranked[:CONTOUR_PARAMS], **target)))
+    else:
+        skipped.append("contour (it needs two parameters that vary across the completed trials)")
     paths = []
     for name, plot in wanted:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the matplotlib plots are marked experimental
             try:
                 axes = plot()
-            except (ValueError, RuntimeError):  # too few trials for this plot
+            except (ValueError, RuntimeError) as error:  # too few trials for this plot
                 plt.close("all")
+                skipped.append(f"{name} ({error})")
                 continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        paths.append(path)
+        paths += save_figure(figure, out_dir / f"{name}.png", dpi=110)
+    if skipped and console is not None:
+        console.print(f"not plotted {'; '.join(skipped)}", markup=False, highlight=False, soft_wrap=True)
     return paths

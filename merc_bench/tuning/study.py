@@ -16,6 +16,10 @@ a dead worker's trial failed by the heartbeat check) is free again. A worker who
 all taken by running trials waits for them: they finish, or their worker turns out dead and the
 retry is run here. So every worker returns once the study has exactly its N finished trials.
 
+The study's objective is named after the validation metric as runs log it (``dev_weighted_f1``,
+:func:`objective_name`), so Optuna Dashboard and ``study.metric_names`` show it instead of
+"Objective 0".
+
 Sampler: TPE, multivariate with conditional groups (component parameters exist only when the
 component is chosen), seeded, with ``constant_liar`` so parallel workers do not all sample next to
 the same running trial. It is seeded with ``--seed`` + 1000 × worker index + the number of trials
@@ -40,7 +44,8 @@ from optuna.trial import TrialState
 from merc_bench.errors import UserError
 from merc_bench.tuning.budget import FINISHED, Bind, Claim, TrialBudget
 
-__all__ = ["default_storage_url", "engine_kwargs", "open_storage", "open_study", "make_sampler", "make_pruner",
+__all__ = ["default_storage_url", "engine_kwargs", "open_storage", "open_study", "objective_name", "make_sampler",
+           "make_pruner",
            "progress", "failures", "run_worker", "StaleTrials", "PRUNERS", "safe_url"]
 
 PRUNERS = ("median", "hyperband", "none")
@@ -119,10 +124,22 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     raise UserError(f"--pruner {name!r} is not known; use {', '.join(PRUNERS)}.")
 
 
-def open_study(storage: optuna.storages.RDBStorage, name: str, *, pruner: str, epochs: int) -> optuna.Study:
-    """Create the study, or load it when it exists (the first worker to arrive creates it)."""
-    return optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                               pruner=make_pruner(pruner, epochs))
+def objective_name(metric: str) -> str:
+    """The study's metric name: the validation metric's name as every run logs it (``dev_weighted_f1``)."""
+    return f"dev_{metric}"
+
+
+def open_study(storage: optuna.storages.RDBStorage, name: str, *, pruner: str, epochs: int,
+               metric: str) -> optuna.Study:
+    """Create the study, or load it when it exists (the first worker to arrive creates it), with its
+    objective named after the metric (Optuna Dashboard shows that name instead of "Objective 0")."""
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                pruner=make_pruner(pruner, epochs))
+    if study.metric_names != [objective_name(metric)]:  # a study from before metric names, or a new one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([objective_name(metric)])
+    return study
 
 
 def progress(study: optuna.Study) -> tuple[int, int]:
