@@ -14,6 +14,7 @@ by :func:`merc_bench.pipeline.execute` like ``merc-bench run``, all under one pa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ def run_grid(
     keep_embeddings: list[bool] | None = None,
     record_divergence: bool = False,
     route_component_options: bool = False,
+    finish: Callable[[list[dict[str, Any]]], list[Path]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every row as an ordinary run under one parent run; return one summary dict per row.
 
@@ -188,6 +190,10 @@ def run_grid(
     With ``route_component_options`` (an ablation, whose rows swap components) a component option
     goes only to the rows whose component has it (:func:`overrides_per_row`); otherwise (a
     comparison of recipes) every override must suit every row.
+
+    The parent run gets one summary metric per finished row (``test_weighted_f1/<row>``,
+    ``test_accuracy/<row>``: the means over seeds) and, with ``finish``, the files it writes from the
+    summaries (the table in its formats, the plots), logged while the parent is still open.
     """
     overrides = list(overrides)
     routed = overrides_per_row(registry, rows, overrides) if route_component_options else [overrides] * len(rows)
@@ -206,14 +212,32 @@ def run_grid(
             except TrainingDiverged as error:
                 if not record_divergence:
                     raise
-                if console is not None:
-                    console.print(escape(f"{config.recipe} failed: {error}"))
-                summaries.append({**labels, "recipe": config.recipe, "result": None, "out_dir": None,
-                                  "failed": str(error), "run": None})
+                summaries.append(_diverged(labels, config.recipe, error, console))
                 continue
             summaries.append({**labels, "recipe": config.recipe, "result": result.summary, "out_dir": row_dir,
                               "run": result})
+        tracker.log_metrics(_row_metrics(summaries))
+        tracker.log_artifacts(finish(summaries) if finish is not None else [], "table")
     return summaries
+
+
+def _diverged(labels: dict[str, Any], recipe: str, error: TrainingDiverged, console: Any) -> dict[str, Any]:
+    """The summary of a row whose training diverged (``record_divergence``)."""
+    if console is not None:
+        console.print(escape(f"{recipe} failed: {error}"))
+    return {**labels, "recipe": recipe, "result": None, "out_dir": None, "failed": str(error), "run": None}
+
+
+def _row_metrics(summaries: list[dict[str, Any]]) -> dict[str, float]:
+    """``test_<metric>/<row>`` per finished row; a row name keeps only the characters MLflow allows."""
+    metrics = {}
+    for summary in summaries:
+        test = (summary["result"] or {}).get("test") or {}
+        label = re.sub(r"[^A-Za-z0-9_\-. :/]", "_", summary["recipe"])
+        for metric in ("weighted_f1", "accuracy"):
+            if metric in test:
+                metrics[f"test_{metric}/{label}"] = float(test[metric]["mean"])
+    return metrics
 
 
 def _file_name(recipe: str) -> str:

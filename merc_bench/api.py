@@ -13,7 +13,8 @@ Every function resolves and validates everything it will train before the first 
 :func:`merc_bench.pipeline.resolve`), raises :class:`~merc_bench.errors.UserError` for a mistake,
 writes its folder whole or not at all, and returns an object holding the figures, the paths
 written and ``to_frame()``. Nothing is printed unless a rich ``console`` is given. ``track``
-(default True, like the command line) logs to MLflow (``tracking_uri``, default ``./mlruns``).
+(default True, like the command line) logs to MLflow (``tracking_uri``, default ``./mlruns``);
+``log_checkpoints`` logs the checkpoints as artifacts too.
 The ``merc-bench`` commands are thin layers over these functions.
 """
 
@@ -55,10 +56,10 @@ def _session(max_memory: str | None) -> Iterator[Any]:
         restore_max_memory()
 
 
-def _tracker(track: bool, tracking_uri: str | None) -> Any:
+def _tracker(track: bool, tracking_uri: str | None, log_checkpoints: bool = False) -> Any:
     from merc_bench.tracking import MLflowTracker, NullTracker
 
-    return MLflowTracker(tracking_uri) if track else NullTracker()
+    return MLflowTracker(tracking_uri, log_checkpoints=log_checkpoints) if track else NullTracker()
 
 
 @contextlib.contextmanager
@@ -100,6 +101,7 @@ def run(recipe: str, *, dataset: str | None = None, data_dir: Path | None = None
         dataset_config: str | Path | None = None, modalities: str | Sequence[str] | None = None, seeds: int | None = None, epochs: int | None = None,
         protocol: str | None = None, device: str | None = None, out: Path | None = None, track: bool = True,
         tracking_uri: str | None = None, max_memory: str | None = None, subscribers: Iterable[Any] = (),
+        log_checkpoints: bool = False,
         console: Any = None) -> Any:
     """Train and evaluate one recipe (``merc-bench run``); a :class:`~merc_bench.pipeline.RunResult`.
 
@@ -121,7 +123,7 @@ def run(recipe: str, *, dataset: str | None = None, data_dir: Path | None = None
                            data_dir=data_dir, dataset_config=_path(dataset_config))
         out_dir = Path(out) if out is not None else default_out_dir(prepared.config)
         check_writable(out_dir)
-        tracker = _tracker(track, tracking_uri)
+        tracker = _tracker(track, tracking_uri, log_checkpoints)
         if console is not None:
             _announce(console, prepared.config, prepared.corpus, f"tracking   {tracker.location} · output {out_dir}")
         with _progress(console) as progress:
@@ -183,7 +185,8 @@ def compare(recipes: Sequence[str], *, dataset: str | None = None, data_dir: Pat
             protocol: str | None = None, device: str | None = None, reference: str | None = None,
             significance: str = "bootstrap", tsne: str | Sequence[str] | None = None, with_published: bool = False,
             reuse: bool = True, overrides: Iterable[str] = (), out: Path | None = None, track: bool = True,
-            tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None) -> Comparison:
+            tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None,
+            log_checkpoints: bool = False) -> Comparison:
     """Several recipes on identical data and seeds, in the SUMMER paper's table format (``merc-bench compare``).
 
     Every recipe is resolved and validated before the first trains. A recipe whose training
@@ -217,7 +220,7 @@ def compare(recipes: Sequence[str], *, dataset: str | None = None, data_dir: Pat
                  "modalities": _modalities(modalities)}
         plan = _ComparePlan(recipes, reference, significance, tsne_recipes, published, seeds)
         return _run_comparison(registry, plan, corpus=corpus, dataset=choice, overrides=rest, flags=flags,
-                               out_dir=out_dir, tracker=_tracker(track, tracking_uri), reuse=reuse, console=console)
+                               out_dir=out_dir, tracker=_tracker(track, tracking_uri, log_checkpoints), reuse=reuse, console=console)
 
 
 def _check_compare_arguments(recipes: list[str], protocol: str | None, device: str | None, significance: str) -> None:
@@ -257,14 +260,20 @@ def _run_comparison(registry: Any, plan: _ComparePlan, *, corpus: Any, dataset: 
     # Written into a staging folder that becomes out_dir only when the table is written: a
     # comparison that stops leaves no partial folder (its finished seeds stay in the seed cache).
     with staged_output(out_dir) as staging:
+        made: list[Comparison] = []
+
+        def finish(summaries: list[dict[str, Any]]) -> list[Path]:  # inside the parent run: its artifacts
+            made.append(_comparison_table(plan, summaries, corpus.info, staging))
+            return made[0].paths
+
         with _progress(console) as progress:
-            summaries = ablation.run_grid(
+            ablation.run_grid(
                 registry, rows, corpus=corpus, dataset=dataset, overrides=overrides, flags=flags, out_dir=staging,
                 tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
                 subscribers=lambda: _subscribers(tracker, console, progress, ()),
                 cache=SeedCache() if reuse else None, keep_embeddings=[r in plan.tsne for r in plan.recipes],
-                record_divergence=True)
-        comparison = _comparison_table(plan, summaries, corpus.info, staging)
+                record_divergence=True, finish=finish)
+        comparison = made[0]
     for item in comparison.runs.values():  # the rows' folders now live in out_dir
         item.out_dir = out_dir / item.out_dir.relative_to(staging)
         item.paths = [out_dir / p.relative_to(staging) for p in item.paths]
@@ -339,7 +348,8 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str |
            data_dir: Path | None = None, dataset_config: str | Path | None = None, seeds: int | None = None, epochs: int | None = None,
            protocol: str | None = None, device: str | None = None, overrides: Iterable[str] = (),
            grid_options: dict[str, Any] | Iterable[str] | None = None, out: Path | None = None, track: bool = True,
-           tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None) -> Ablation:
+           tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None,
+           log_checkpoints: bool = False) -> Ablation:
     """Run an ablation grid a plugin declares (``merc-bench ablate``): ``grid`` by name, or the first
     grid that applies to ``recipe`` (the SUMMER plugin declares ``components``, Table IV, and
     ``modalities``, Table I). Every row is validated before the first trains.
@@ -367,20 +377,26 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str |
         name = f"{chosen.name}-{recipe or 'grid'}-{corpus.info.name}"
         out_dir = Path(out) if out is not None else Path("runs") / f"ablate-{name}-{_stamp()}"
         check_writable(out_dir)
-        tracker = _tracker(track, tracking_uri)
+        tracker = _tracker(track, tracking_uri, log_checkpoints)
         flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device}
         with staged_output(out_dir) as staging:  # a grid that stops leaves no partial folder
+            made: dict[str, Any] = {}
+
+            def finish(summaries: list[dict[str, Any]]) -> list[Path]:  # inside the parent run: its artifacts
+                made["table"] = ablation.grid_table(summaries, list(chosen.label_columns))
+                made["note"] = " ".join(filter(None, [
+                    f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol "
+                    f"{summaries[0]['result']['protocol']}; Δ against the first row. Grid {chosen.name}: "
+                    f"{chosen.description}.", ablation.describe_options(chosen, options)]))
+                made["written"] = ablation.write_grid(made["table"], staging, chosen.name, made["note"], options)
+                return made["written"]
+
             with _progress(console) as progress:
                 summaries = ablation.run_grid(
                     registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
                     tracker=tracker, name=name, console=console, route_component_options=True,
-                    subscribers=lambda: _subscribers(tracker, console, progress, ()))
-            table = ablation.grid_table(summaries, list(chosen.label_columns))
-            note = " ".join(filter(None, [
-                f"Test ACC and w-F1 (×100, mean ± std over seeds) on {corpus.info.name}, protocol "
-                f"{summaries[0]['result']['protocol']}; Δ against the first row. Grid {chosen.name}: "
-                f"{chosen.description}.", ablation.describe_options(chosen, options)]))
-            written = ablation.write_grid(table, staging, chosen.name, note, options)
+                    subscribers=lambda: _subscribers(tracker, console, progress, ()), finish=finish)
+            table, note, written = made["table"], made["note"], made["written"]
     return Ablation(grid=chosen.name, recipe=recipe, table=table, note=note, summaries=summaries, out_dir=out_dir,
                     paths=[out_dir / p.relative_to(staging) for p in written], label_columns=chosen.label_columns,
                     options=options.model_dump(mode="json") if options is not None else {})

@@ -266,6 +266,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/<recipe>-<dataset>-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default ./mlruns sqlite)")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    log_checkpoints: Annotated[bool, typer.Option("--log-checkpoints", help="log the checkpoints to MLflow as artifacts too")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
     """Train and evaluate a recipe; write results.json, per-class CSV and a confusion matrix."""
@@ -277,7 +278,8 @@ def run(
         config, recipe, "run", dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_)
     result = api.run(_need_recipe(recipe, "run"), dataset=dataset, data_dir=data_dir, dataset_config=dataset_config, overrides=set_ or [],
                      modalities=modalities, seeds=seeds, epochs=epochs, protocol=protocol, device=device, out=out,
-                     track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory, console=console)
+                     track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory, console=console,
+                     log_checkpoints=log_checkpoints)
     summary = result.summary
     # Wide enough for one row per metric even when the output is piped (rich then assumes 80 columns).
     Console(width=max(console.width, 150)).print(results_table(summary))
@@ -340,6 +342,7 @@ def ablate(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/ablate-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    log_checkpoints: Annotated[bool, typer.Option("--log-checkpoints", help="log the checkpoints to MLflow as artifacts too")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
     """Run an ablation grid a plugin declares: SUMMER's Table IV (SDMoE × HCMF × IKD vs SDT's parts) or Table I."""
@@ -357,7 +360,7 @@ def ablate(
     result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
                         seeds=seeds, epochs=epochs, protocol=protocol, device=device, overrides=set_ or [],
                         grid_options=grid_option or [], out=out, track=not no_track, tracking_uri=tracking_uri,
-                        max_memory=max_memory, console=console)
+                        max_memory=max_memory, console=console, log_checkpoints=log_checkpoints)
     shown = ablation.display_table(result.table)
     printed = Table(title=result.note, title_justify="left")
     for column in shown.columns:
@@ -394,6 +397,7 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/compare-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    log_checkpoints: Annotated[bool, typer.Option("--log-checkpoints", help="log the checkpoints to MLflow as artifacts too")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
     """Run recipes on identical data and seeds; write the paper-format table (Markdown, CSV, LaTeX) and plots."""
@@ -418,7 +422,7 @@ def compare(
                          reference=reference, significance=significance, tsne=tsne, with_published=with_published,
                          reuse=reuse,
                          overrides=set_ or [], out=out, track=not no_track, tracking_uri=tracking_uri,
-                         max_memory=max_memory, console=console)
+                         max_memory=max_memory, console=console, log_checkpoints=log_checkpoints)
     console.print(comparing.render_terminal(result.table, result.note))
     console.print(f"written    {', '.join(str(p) for p in result.paths)}")
     if result.failed:
@@ -494,11 +498,12 @@ def tune(
 def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
     store: Annotated[Path, typer.Option(help="folder of the local MLflow store")] = Path("mlruns"),
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="open the runs table in the browser")] = True,
 ) -> None:
-    """Serve the MLflow UI for the local store on 127.0.0.1 (Ctrl-C stops it)."""
+    """Serve the MLflow UI for the local store on 127.0.0.1 and open its runs table (Ctrl-C stops it)."""
     from merc_bench.tracking import serve_ui
 
-    serve_ui(store=store, port=port)
+    serve_ui(store=store, port=port, open_browser=open_browser)
 
 
 @config_app.command("show")
@@ -717,6 +722,7 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to the process arguments."""
+    os.environ["MERC_BENCH_COMMAND"] = " ".join(["merc-bench", *(sys.argv[1:] if argv is None else argv)])[:500]
     try:
         _add_plugin_commands()
         app(args=argv, standalone_mode=True)

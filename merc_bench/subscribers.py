@@ -33,8 +33,14 @@ class TrackingSubscriber(Subscriber):
         self._tags = environment_tags(event.device) | {"recipe": config.recipe, "dataset": corpus.info.name,
                                                        "protocol": config.protocol,
                                                        "dataset_fingerprint": corpus.fingerprint()}
+        note = (f"merc-bench {config.recipe} on {corpus.info.name} ({corpus.summary()}): {config.protocol} protocol, "
+                f"{config.seeds} seed(s); the nested runs are the seeds.")
         self._runs.enter_context(self.tracker.run(f"{config.recipe}-{corpus.info.name}-{config.protocol}",
-                                                  params=self._params, tags=self._tags))
+                                                  params=self._params, tags=self._tags | {"mlflow.note.content": note}))
+        provenance = corpus.provenance
+        source = next((str(provenance[k]) for k in ("feature_store", "source", "generator") if provenance.get(k)),
+                      corpus.info.name)
+        self.tracker.log_dataset(name=corpus.info.name, digest=self._tags["dataset_fingerprint"], source=source)
 
     def seed_started(self, event: SeedStarted) -> None:
         self._seed = contextlib.ExitStack()
@@ -78,6 +84,8 @@ class TrackingSubscriber(Subscriber):
                                           for metric in _SUMMARY_METRICS})
                 self.tracker.set_tags({"teacher_below_student": str(bool(teacher.get("warning")))})
             self.tracker.log_artifacts(event.paths)
+            if self.tracker.log_checkpoints and event.paths:
+                self.tracker.log_artifacts(sorted(event.paths[0].parent.glob("checkpoint-seed*.pt")), "checkpoints")
         _close(self._runs, event.error)
 
     def _close_seed(self, error: BaseException | None) -> None:

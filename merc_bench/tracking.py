@@ -8,11 +8,15 @@ Per-epoch metrics are buffered and written with one ``log_batch`` call per seed,
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,13 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def environment_tags(device: Any) -> dict[str, str]:
     """git commit, plugin versions, device name; on CUDA the GPU's name, memory, capability, count, CUDA version."""
     import torch
@@ -87,6 +98,11 @@ def environment_tags(device: Any) -> dict[str, str]:
     from merc_bench.plugins import plugin_distributions
 
     tags = {
+        # MLflow's own tags (what its UI shows as user and source), which the client API does not set itself.
+        "mlflow.user": _user(),
+        # The command (set by merc_bench.cli.main; tune's worker processes inherit it), else the script.
+        "mlflow.source.name": os.environ.get("MERC_BENCH_COMMAND") or " ".join(sys.argv)[:500] or "python",
+        "mlflow.source.type": "LOCAL",
         "git_commit": _git_commit(),
         "device": str(device),
         "python": platform.python_version(),
@@ -121,11 +137,17 @@ class Tracker:
     def flush(self) -> None:
         pass
 
-    def log_artifacts(self, paths: list[Path]) -> None:
+    #: ``--log-checkpoints``: the runs' checkpoint files are logged as artifacts too.
+    log_checkpoints = False
+
+    def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
         pass
 
     def set_tags(self, tags: dict[str, str]) -> None:
         pass
+
+    def log_dataset(self, *, name: str, digest: str, source: str, context: str = "training") -> None:
+        """The run's dataset as an MLflow input (name, content fingerprint, where it came from)."""
 
     @property
     def location(self) -> str:
@@ -139,8 +161,9 @@ class NullTracker(Tracker):
 class MLflowTracker(Tracker):
     """MLflow-backed tracker; ``uri`` None means the local sqlite store."""
 
-    def __init__(self, uri: str | None = None, *, experiment: str = EXPERIMENT) -> None:
+    def __init__(self, uri: str | None = None, *, experiment: str = EXPERIMENT, log_checkpoints: bool = False) -> None:
         disable_telemetry()
+        self.log_checkpoints = log_checkpoints
         import logging
 
         try:
@@ -223,17 +246,24 @@ class MLflowTracker(Tracker):
 
         self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def log_artifacts(self, paths: list[Path]) -> None:
+    def log_artifacts(self, paths: list[Path], folder: str | None = None) -> None:
         for path in paths:
             if path.is_file():
-                self._client.log_artifact(self.run_id, str(path))
+                self._client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def log_dataset(self, *, name: str, digest: str, source: str, context: str = "training") -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"uri": source}))
+        self._client.log_inputs(self.run_id, datasets=[
+            DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
 
     @property
     def location(self) -> str:
         return self.uri
 
 
-def serve_ui(*, store: Path, port: int, host: str = "127.0.0.1") -> None:
+def serve_ui(*, store: Path, port: int, host: str = "127.0.0.1", open_browser: bool = True) -> None:
     """Run ``mlflow server`` for the local store in the foreground until interrupted.
 
     One worker and no job execution: on 2 cores that starts in seconds instead of ~20 s.
@@ -253,6 +283,37 @@ def serve_ui(*, store: Path, port: int, host: str = "127.0.0.1") -> None:
     ]
     environment = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     disable_telemetry()
-    print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    url = runs_view_url(database, host=host, port=port)
+    print(f"MLflow UI on http://{host}:{port}; the runs table: {url} (Ctrl-C stops it)", flush=True)
     with suppress(KeyboardInterrupt):
-        subprocess.run(command, env=environment, check=False)
+        server = subprocess.Popen(command, env=environment)
+        if open_browser:
+            _open_when_up(url, host, port, server)
+        server.wait()
+
+
+def runs_view_url(database: Path, *, host: str, port: int) -> str:
+    """The URL of the merc-bench experiment's runs table in MLflow 3's classic ("machine learning") view,
+    not the GenAI/Traces view MLflow opens on by default."""
+    experiment = None
+    with suppress(Exception):  # an unreadable store: the URL without the experiment still opens the UI
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(f"file:{database.resolve()}?mode=ro", uri=True)) as connection:
+            row = connection.execute("SELECT experiment_id FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+            experiment = row[0] if row else None
+    page = f"experiments/{experiment}" if experiment is not None else "experiments"
+    return f"http://{host}:{port}/#/{page}?workflowType=machine_learning"
+
+
+def _open_when_up(url: str, host: str, port: int, server: subprocess.Popen) -> None:
+    """Open ``url`` in the default browser once the server answers (give up after 60 s or if it exited)."""
+    import socket
+    import webbrowser
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        with suppress(OSError), socket.create_connection((host, port), timeout=1):
+            webbrowser.open(url)
+            return
+        time.sleep(0.5)

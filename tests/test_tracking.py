@@ -61,6 +61,35 @@ def test_runs_are_nested_with_params_metrics_artifacts_and_tags(tracked_store):
         assert "final_test_weighted_f1" in child.data.metrics
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"results.json", "per_class.csv", "confusion_test.png", "config.json"} <= artifacts
+    # MLflow's own user/source/note tags, and the dataset as the run's input (name, fingerprint, source).
+    assert parent.data.tags["mlflow.user"] and parent.data.tags["mlflow.source.name"].startswith("merc-bench run sdt")
+    assert "sdt on synthetic" in parent.data.tags["mlflow.note.content"]
+    inputs = client.get_run(parent.info.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("synthetic", result["dataset_fingerprint"])]
+    assert inputs[0].tags[0].value == "training"
+
+
+def test_a_compare_parent_run_carries_the_table_plots_metrics_and_checkpoints(tmp_path):
+    import mlflow
+
+    import merc_bench
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    table = merc_bench.compare(["bigru-concat", "early-fusion"], seeds=1, epochs=1, tsne="none", tracking_uri=uri,
+                               out=tmp_path / "cmp", overrides=[o for o in TINY if o != "--set"][:4],
+                               log_checkpoints=True)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("merc-bench").experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "compare-synthetic")
+    frame = table.to_frame().set_index("model")
+    for recipe in ("bigru-concat", "early-fusion"):
+        assert parent.data.metrics[f"test_weighted_f1/{recipe}"] == pytest.approx(frame.loc[recipe, "w-F1 mean"] / 100)
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "table")}
+    assert {"table/comparison.md", "table/comparison.csv", "table/comparison.tex"} <= files
+    assert any(f.endswith(".png") for f in files) and any(f.endswith(".pdf") for f in files)
+    row = next(r for r in runs if r.info.run_name.startswith("bigru-concat"))
+    assert {a.path for a in client.list_artifacts(row.info.run_id, "checkpoints")} == {
+        "checkpoints/checkpoint-seed0.pt"}
 
 
 def _free_port() -> int:
@@ -73,7 +102,7 @@ def test_ui_serves_the_local_store(tracked_store):
     port = _free_port()
     script = os.path.join(os.path.dirname(sys.executable), "merc-bench")
     server = subprocess.Popen(
-        [script, "ui", "--port", str(port), "--store", str(tracked_store / "mlruns")],
+        [script, "ui", "--port", str(port), "--store", str(tracked_store / "mlruns"), "--no-open"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -111,6 +140,8 @@ def test_ui_serves_the_local_store(tracked_store):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     assert server.returncode is not None
+    # The printed address opens MLflow's classic runs table of the merc-bench experiment, not the GenAI view.
+    assert f"#/experiments/{experiment_id}?workflowType=machine_learning" in server.stdout.read().decode()
 
 
 def test_ui_without_a_store_is_a_user_error(tmp_path, capsys):

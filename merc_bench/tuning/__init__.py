@@ -293,6 +293,8 @@ def _finish(study: optuna.Study, request: TuneRequest, *, tracker: Any, parent_i
         previous = study.user_attrs.get("merc_bench_best_run_id")
         run_id = best.user_attrs.get("mlflow_run_id")
         tracker.tag_best(parent_id, run_id, previous, {"best_trial": best.number, "best_value": f"{best.value:.6f}"})
+        tracker.log_parent_metrics(parent_id, {f"best_dev_{request.metric}": best.value,
+                                               "finished_trials": studies.progress(study)[0]})
         study.set_user_attr("merc_bench_best_run_id", run_id)
     tracker.log_parent_artifacts(parent_id, paths)
     report.print_report(study, console, metric=request.metric, top=5)

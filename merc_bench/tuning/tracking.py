@@ -17,6 +17,7 @@ trial is found stale. The best child and the parent carry ``best_trial`` tags.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -81,6 +82,12 @@ class StudyTracker(MLflowTracker):
             if path.is_file():
                 self._client.log_artifact(parent_id, str(path))
 
+    def log_parent_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        self._client.log_batch(parent_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
     @contextmanager
     def system_metrics(self, run_id: str | None, device: Any) -> Iterator[None]:
         """MLflow's CPU/GPU system metrics for one trial on a GPU, when nvidia-ml-py is installed."""
@@ -117,6 +124,9 @@ class NoStudyTracker(NullTracker):
         pass
 
     def log_parent_artifacts(self, parent_id: Any, paths: list[Any]) -> None:
+        pass
+
+    def log_parent_metrics(self, parent_id: Any, metrics: dict[str, float]) -> None:
         pass
 
     @contextmanager
