@@ -9,6 +9,9 @@ noise from other tenants of the machine hits both alike:
   over the padded batch, attention as explicit softmax(QKᵀ/√d) with a −1e10 fill, the identity gate
   as a matrix product, and Adam's per-tensor loop. Same parameters, same math, same batches.
 
+* ``bf16`` (with ``--bf16``, on a CPU with native bf16): ``merc-bench`` under bf16 autocast, fp32
+  weights and Adam state — what ``training.precision=bf16`` trains.
+
 The ratio padded / merc-bench is the speed-up measured here; the reference implementation's own
 figures on this machine (about 120 s per MELD epoch, batch 8; 52 s per IEMOCAP epoch, batch 16)
 come from the issue that set the target. Reports seconds per epoch, utterances per second and peak
@@ -87,10 +90,10 @@ def make_padded(model) -> None:
     model.fuser.forward = types.MethodType(padded_fuser_forward, model.fuser)
 
 
-def time_interleaved(trainer: Trainer, batches) -> dict[str, tuple[float, int]]:
-    """Train both variants on the same batches, alternating step by step so machine noise hits both."""
+def time_interleaved(trainer: Trainer, batches, names=("merc-bench", "padded")) -> dict[str, tuple[float, int]]:
+    """Train the variants on the same batches, alternating step by step so machine noise hits all alike."""
     variants = {}
-    for name in ("merc-bench", "padded"):
+    for name in names:
         seed_everything(0)
         model, distiller = trainer.build()
         if name == "padded":
@@ -102,11 +105,13 @@ def time_interleaved(trainer: Trainer, batches) -> dict[str, tuple[float, int]]:
         model.train()
         variants[name] = [model, distiller, optimizer, 0.0, 0]
     for batch in batches:
-        for state in variants.values():
+        for name, state in variants.items():
             model, distiller, optimizer = state[:3]
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            total, _, _ = trainer.loss(model, distiller, batch)
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16")
+            with autocast:  # the trainer's own autocast for training.precision=bf16
+                total, _, _ = trainer.loss(model, distiller, batch)
             total.backward()
             optimizer.step()
             state[3] += time.perf_counter() - started
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="meld,iemocap")
     parser.add_argument("--batches", type=int, default=0, help="time only the first N batches (0: whole epoch)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--bf16", action="store_true", help="also time merc-bench under bf16 autocast")
     parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     shapes = args.shapes.split(",")
@@ -126,20 +132,21 @@ def main() -> None:
         # One process per shape, so each peak RSS belongs to that shape alone.
         lines = []
         for shape in shapes:
-            command = [sys.executable, __file__, "--shapes", shape, "--batches", str(args.batches), "--row-only"]
+            command = [sys.executable, __file__, "--shapes", shape, "--batches", str(args.batches), "--row-only",
+                       *(["--bf16"] if args.bf16 else [])]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             print(done.stdout.rsplit("ROW ", 1)[0], end="", flush=True)
             lines.append(done.stdout.rsplit("ROW ", 1)[1].strip())
     else:
-        lines = [measure(shapes[0], args.batches)]
+        lines = [measure(shapes[0], args.batches, args.bf16)]
     if args.row_only:
         print("ROW " + lines[0])
         return
     record(lines, args)
 
 
-def measure(shape: str, batch_limit: int) -> str:
-    """Time one shape's epoch in both variants; return its Markdown table row."""
+def measure(shape: str, batch_limit: int, bf16: bool = False) -> str:
+    """Time one shape's epoch in every variant; return its Markdown table row."""
     registry = get_registry()
     facts = SHAPES[shape]
     prepared = prepare(registry, recipe="sdt", dataset="synthetic",
@@ -154,14 +161,17 @@ def measure(shape: str, batch_limit: int) -> str:
         batches = batches[:batch_limit]
     scale = full / len(batches)
     results = {}
-    for variant, (seconds, utterances) in time_interleaved(trainer, batches).items():
+    names = ("merc-bench", "padded", "bf16") if bf16 else ("merc-bench", "padded")
+    for variant, (seconds, utterances) in time_interleaved(trainer, batches, names).items():
         results[variant] = (seconds * scale, utterances / seconds)
         print(f"{shape:8} {variant:11} {seconds * scale:7.1f} s/epoch  {utterances / seconds:7.1f} utt/s", flush=True)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ours, padded = results["merc-bench"], results["padded"]
+    half = results.get("bf16")
+    bf16_cells = f" {half[0]:.1f} | {padded[0] / half[0]:.2f}× |" if half else " – | – |"
     return (
         f"| {shape} | {facts['train_dialogues']} dialogues, batch {facts['batch']} | "
-        f"{ours[0]:.1f} | {ours[1]:.0f} | {padded[0]:.1f} | {padded[0] / ours[0]:.2f}× | "
+        f"{ours[0]:.1f} | {ours[1]:.0f} | {padded[0]:.1f} | {padded[0] / ours[0]:.2f}× |{bf16_cells} "
         f"{facts['reference_seconds']:.0f} | {facts['reference_seconds'] / ours[0]:.2f}× | {peak_rss:.0f} |"
     )
 
@@ -175,8 +185,9 @@ def record(lines: list[str], args: argparse.Namespace) -> None:
             + (f" (first {args.batches} batches, scaled to an epoch)" if args.batches else ""),
             "",
             "| shape | data | merc-bench s/epoch | utt/s | padded (reference pattern) s/epoch | speed-up, same run |"
+            " merc-bench bf16 s/epoch | bf16 speed-up vs padded, same run |"
             " reference code s/epoch (issue) | speed-up vs reference | peak RSS MiB |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *lines,
         ]
     )

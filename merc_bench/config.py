@@ -77,7 +77,8 @@ class TrainingConfig(_Strict):
     )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="first seed; --seeds N uses seed, seed+1, ...")
     selection_metric: Literal["weighted_f1", "accuracy", "macro_f1"] = "weighted_f1"
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (CUDA only)")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast with fp32 weights (CUDA, or a CPU "
+                                               "with native bf16: avx512_bf16/amx_bf16)")
     compile: bool = Field(
         False,
         description="torch.compile the model for training steps (dynamic shapes): fewer, fused kernels for "

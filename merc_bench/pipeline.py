@@ -42,7 +42,7 @@ from merc_bench.report import atomic_write_text, staged_output, summarise, write
 from merc_bench.seed_cache import SeedCache, seed_key
 from merc_bench.sizing import check_training_memory
 from merc_bench.teachers import needs_teacher, prepare_teacher, teacher_config
-from merc_bench.trainer import SeedResult, Trainer, resolve_device
+from merc_bench.trainer import SeedResult, Trainer, bf16_problem, resolve_device
 
 __all__ = ["Prepared", "RunResult", "summary_frame", "load_dataset", "resolve", "prepare", "train", "train_seed", "write", "execute",
            "check_writable", "default_out_dir", "load_predictions", "teacher_warning", "SLOTS"]
@@ -118,8 +118,8 @@ def resolve(registry: Registry, recipe: str | dict[str, Any], corpus: Corpus, *,
     if needs_teacher(config, registry):  # the teacher's recipe and options too, before anything trains
         teacher_config(config, corpus.info, registry)
     device = resolve_device(config.device)  # a missing GPU is reported before any output is created
-    if config.training.precision == "bf16" and device.type != "cuda":
-        raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
+    if config.training.precision == "bf16" and (problem := bf16_problem(device)):
+        raise UserError(problem)
     if check_memory:  # sizes are checked before anything big is allocated
         check_training_memory(config, corpus, registry, device)
     return config

@@ -248,7 +248,7 @@ def _measure_activations(config: RunConfig, corpus: Corpus, registry: Registry, 
             model, _ = build_model(config, corpus.info, registry, check_size=False)
             model.to(device).train()
             batch = collate([longest], modalities=modalities, num_speakers=corpus.info.num_speakers).to(device)
-            autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.training.precision == "bf16"
+            autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.training.precision == "bf16"
                         else torch.autocast(device.type, enabled=False))
             with torch.autograd.graph.saved_tensors_hooks(pack, unpack), autocast:
                 output = model(batch)

@@ -39,7 +39,7 @@ from merc_bench.metrics import classification_metrics
 from merc_bench.model import MERCModel, build_context, build_model
 from merc_bench.registry import Registry
 
-__all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything"]
+__all__ = ["SeedResult", "Trainer", "resolve_device", "seed_everything", "bf16_problem"]
 
 
 @dataclass
@@ -65,6 +65,35 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
     return torch.device(name)
+
+
+#: CPU flags of native bf16 arithmetic (Intel AVX512-BF16 on Cooper Lake and later, AMX on Sapphire Rapids;
+#: AMD Zen 4 reports avx512_bf16 too). Without them bf16 autocast on the CPU is emulated, slower than fp32.
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return {flag for line in info if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:  # not Linux: trust torch's own check below
+        return set()
+
+
+def bf16_problem(device: torch.device) -> str | None:
+    """Why ``training.precision=bf16`` cannot run on ``device`` (None: it can)."""
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported():
+            return "training.precision=bf16: this GPU has no native bf16 (it needs compute capability 8.0, Ampere, " \
+                   "or later); use fp32."
+        return None
+    flags = _cpu_flags()
+    if flags and not flags.intersection(_CPU_BF16_FLAGS):
+        return ("training.precision=bf16 on the CPU needs native bf16 instructions (the CPU flag avx512_bf16 or "
+                "amx_bf16), which this CPU lacks: bf16 would be emulated, slower than fp32. Use fp32 (the default).")
+    if not flags and not getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)():
+        return "training.precision=bf16: torch finds no native bf16 support on this CPU; use fp32."
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -148,8 +177,8 @@ class Trainer:
         self.on_epoch = on_epoch
         self.role = "teacher" if label else "model"
         self.run = run or {}  # described in every event: recipe, dataset, protocol
-        if config.training.precision == "bf16" and self.device.type != "cuda":
-            raise UserError("training.precision=bf16 needs a CUDA device; on the CPU use fp32.")
+        if config.training.precision == "bf16" and (problem := bf16_problem(self.device)):
+            raise UserError(problem)
         self.class_weights = class_weight_tensor(config, corpus, self.device)
         # Train on the same (possibly standardised) features that dev and test are evaluated on.
         if config.protocol == "paper":
@@ -179,8 +208,8 @@ class Trainer:
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.training.precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.config.training.precision == "bf16":  # fp32 weights and optimiser state; losses cast to fp32
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def loss(self, model: MERCModel, distiller: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, Any]:

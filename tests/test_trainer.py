@@ -70,9 +70,23 @@ def test_precedence_recipe_then_set_then_flags():
     assert prepared.config.training.epochs == 2
 
 
-def test_bf16_needs_cuda():
-    with pytest.raises(UserError, match="bf16 needs a CUDA device"):
+def test_bf16_on_a_cpu_without_native_bf16_is_refused_naming_the_flags(monkeypatch):
+    monkeypatch.setattr("merc_bench.trainer._cpu_flags", lambda: {"avx2", "avx512f"})
+    with pytest.raises(UserError, match="needs native bf16 instructions \\(the CPU flag avx512_bf16 or amx_bf16\\)"):
         make_trainer("training.precision=bf16")
+
+
+def test_bf16_autocast_on_the_cpu_keeps_fp32_weights_and_losses(monkeypatch):
+    monkeypatch.setattr("merc_bench.trainer._cpu_flags", lambda: {"avx512_bf16"})
+    trainer = make_trainer("training.precision=bf16")
+    model, distiller = trainer.build()
+    batch = trainer._batches(trainer.train_split[:2], None)[0]
+    total, terms, output = trainer.loss(model, distiller, batch)
+    assert output.logits.dtype == torch.bfloat16  # the forward ran under autocast
+    assert total.dtype == torch.float32 and all(t.dtype == torch.float32 for t in terms.values())
+    result = trainer.fit(0)
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert np.isfinite(result.history[-1]["train_loss"]) and 0 <= result.test["weighted_f1"] <= 1
 
 
 def test_standardized_features_use_train_statistics_only():
