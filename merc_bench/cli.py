@@ -100,8 +100,18 @@ def _registry():
     return registry
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from merc_bench import __version__
+
+        console.print(f"merc-bench {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print merc-bench's version and exit")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="log every plugin hook call (name, arguments, "
                                                         "results) to stderr")] = False,
     strict_plugins: Annotated[bool, typer.Option("--strict-plugins", help="stop when a plugin fails to load "
