@@ -40,7 +40,7 @@ def interactive(console: Any) -> bool:
 def progress_bars(console: Any) -> Iterator[Any]:
     """Rich progress bars (label, bar, k/N, elapsed, ETA) on an interactive ``console``; None otherwise,
     and then the console subscriber prints one plain line per epoch."""
-    if console is None or not interactive(console):
+    if console is None or getattr(console, "quiet", False) or not interactive(console):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
