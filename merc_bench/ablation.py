@@ -76,7 +76,7 @@ def grid_options(grid: AblationGrid, given: dict[str, Any] | Iterable[str] | Non
     try:
         return grid.options.model_validate(values)
     except pydantic.ValidationError as error:
-        raise UserError(describe_validation_error(error, f"ablation grid {grid.name!r}")) from None
+        raise UserError(describe_validation_error(error, f"ablation grid {grid.name!r}", grid.options)) from None
 
 
 def grid_rows(grid: AblationGrid, registry: Registry, recipe: str | None, info: DatasetInfo,

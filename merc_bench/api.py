@@ -62,15 +62,11 @@ def _tracker(track: bool, tracking_uri: str | None, log_checkpoints: bool = Fals
     return MLflowTracker(tracking_uri, log_checkpoints=log_checkpoints) if track else NullTracker()
 
 
-@contextlib.contextmanager
-def _progress(console: Any) -> Iterator[Any]:
-    if console is None:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress(console: Any) -> Any:
+    """Progress bars on a terminal; None for a pipe or file (one line per epoch) or without a console."""
+    from merc_bench.terminal import progress_bars
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:
-        yield progress
+    return progress_bars(console)
 
 
 def _subscribers(tracker: Any, console: Any, progress: Any, extra: Iterable[Any]) -> list[Any]:

@@ -18,10 +18,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from merc_bench.errors import UserError
+from merc_bench.terminal import make_console
 
 app = typer.Typer(
     name="merc-bench",
@@ -35,8 +35,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-error_console = Console(stderr=True)
+# The terminal's width on a terminal; a pipe or file gets terminal.PIPE_WIDTH columns (tables stay whole).
+console = make_console()
+error_console = make_console(stderr=True)
 
 data_app = typer.Typer(help="Prepare, convert and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -100,8 +101,18 @@ def _registry():
     return registry
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from merc_bench import __version__
+
+        console.print(f"merc-bench {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="print merc-bench's version and exit")] = False,
     trace: Annotated[bool, typer.Option("--trace", help="log every plugin hook call (name, arguments, "
                                                         "results) to stderr")] = False,
     strict_plugins: Annotated[bool, typer.Option("--strict-plugins", help="stop when a plugin fails to load "
@@ -186,8 +197,7 @@ def _print_options(entry) -> None:
         table.add_column(column, overflow="fold")
     for option in config_options(entry.config):
         table.add_row(*(escape(text) for text in (option.name, option.type, option.default, option.description)))
-    # Wide enough that names and defaults stay on one line when the output is piped (rich assumes 80).
-    Console(width=max(console.width, 150)).print(table)
+    console.print(table)
 
 
 @app.command()
@@ -281,8 +291,7 @@ def run(
                      track=not no_track, tracking_uri=tracking_uri, max_memory=max_memory, console=console,
                      log_checkpoints=log_checkpoints)
     summary = result.summary
-    # Wide enough for one row per metric even when the output is piped (rich then assumes 80 columns).
-    Console(width=max(console.width, 150)).print(results_table(summary))
+    console.print(results_table(summary))
     console.print(f"parameters {summary['parameters']['total']:,} (trainable {summary['parameters']['trainable']:,})")
     console.print(f"results    {result.out_dir / 'results.json'}")
 
@@ -367,7 +376,7 @@ def ablate(
         printed.add_column(str(column), justify="right")
     for row in shown.itertuples(index=False):
         printed.add_row(*(str(v) for v in row))
-    Console(width=max(console.width, 120)).print(printed)
+    console.print(printed)
     console.print(f"written    {', '.join(str(p) for p in result.paths)}")
 
 

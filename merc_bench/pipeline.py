@@ -109,7 +109,8 @@ def resolve(registry: Registry, recipe: str | dict[str, Any], corpus: Corpus, *,
     try:
         config = RunConfig.model_validate(values)
     except pydantic.ValidationError as error:
-        raise UserError(describe_validation_error(error, label or f"recipe {values.get('recipe', recipe)!r}")) from None
+        raise UserError(describe_validation_error(error, label or f"recipe {values.get('recipe', recipe)!r}",
+                                                  RunConfig)) from None
     for kind in SLOTS:  # a typo in any component's options fails now, not after training started
         choice = getattr(config, kind)
         # One of several configurations (a grid row, a trial) is named in the error; a single run needs no name.

@@ -205,7 +205,8 @@ class Entry:
         try:
             return self.config.model_validate(values or {})
         except pydantic.ValidationError as error:
-            raise UserError(describe_validation_error(error, f"{where or self.kind} {self.name!r}")) from None
+            raise UserError(describe_validation_error(error, f"{where or self.kind} {self.name!r}",
+                                                      self.config)) from None
 
     def context_parameters(self) -> list[str]:
         """The build-context names this entry's constructor asks for (its keyword-only parameters)."""
@@ -270,17 +271,46 @@ def _distribution_label(distribution: str) -> str:
         return f"distribution {distribution}"
 
 
-def describe_validation_error(error: pydantic.ValidationError, owner: str) -> str:
-    """One paragraph naming every bad field, its value and what was expected."""
+def describe_validation_error(error: pydantic.ValidationError, owner: str,
+                              model: type[pydantic.BaseModel] | None = None) -> str:
+    """One paragraph naming every bad field, its value and what was expected; with the ``model`` that
+    was validated, an unknown option also gets the closest valid ones (``training.lrr`` → ``training.lr``)."""
     problems = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(config)"
         if item["type"] == "extra_forbidden":
-            problems.append(f"{preview(location)} is not an option")
+            problems.append(f"{preview(location)} is not an option{_closest_options(model, item['loc'])}")
         else:
             problems.append(f"{preview(location)} = {preview(item.get('input'))}: {item['msg']}")
     return f"invalid configuration for {owner}: " + "; ".join(problems[:_MAX_PROBLEMS]) + (
         f"; and {len(problems) - _MAX_PROBLEMS} more problems." if len(problems) > _MAX_PROBLEMS else ".")
+
+
+def _closest_options(model: type[pydantic.BaseModel] | None, location: tuple[Any, ...]) -> str:
+    """" (did you mean 'training.lr'?)", or the valid options beside it; empty when they are not known."""
+    import difflib
+
+    group = model
+    for part in location[:-1]:  # down the nested models to the one holding the unknown key
+        field = group.model_fields.get(part) if isinstance(part, str) and group is not None else None
+        group = _nested_model(field.annotation) if field is not None else None
+    if group is None or not group.model_fields:
+        return ""
+    prefix = "".join(f"{part}." for part in location[:-1])
+    known = list(group.model_fields)
+    typed = str(location[-1])
+    close = difflib.get_close_matches(typed, known, n=3, cutoff=0.6) if len(typed) <= 100 else []
+    if close:
+        return f" (did you mean {' or '.join(repr(prefix + name) for name in close)}?)"
+    return f" ({'the options of ' + prefix.rstrip('.') if prefix else 'its options'}: {', '.join(known)})"
+
+
+def _nested_model(annotation: Any) -> type[pydantic.BaseModel] | None:
+    """The pydantic model a field holds, directly or as the one model of an Optional/Union."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    models = [arg for arg in typing.get_args(annotation) if isinstance(arg, type) and issubclass(arg, pydantic.BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 #: Enough problems to fix at once; a config with hundreds of bad keys would otherwise print them all.

@@ -199,7 +199,7 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def _cell(values: dict[str, Any]) -> str:
-    return f"{100 * values['mean']:.2f}±{100 * values['std']:.2f}"
+    return f"{100 * values['mean']:.2f} ±{100 * values['std']:.2f}"  # a narrow terminal wraps it at the space
 
 
 def results_table(result: dict[str, Any]):
@@ -215,9 +215,9 @@ def results_table(result: dict[str, Any]):
     table.add_column("split", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     for name in result["classes"]:
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("w-avg", justify="right", no_wrap=True)
-    table.add_column("macro-F1", justify="right", no_wrap=True)
+        table.add_column(name, justify="right")
+    table.add_column("w-avg", justify="right")
+    table.add_column("macro-F1", justify="right")
     rows = [(split, result.get(split)) for split in ("dev", "test")]
     if result.get("teacher"):  # the teacher is always selected on dev (merc_bench.teachers)
         rows += [("teacher dev", result["teacher"]["dev"]), ("teacher test", result["teacher"]["test"])]

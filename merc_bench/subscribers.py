@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from rich.markup import escape
+
 from merc_bench.events import EpochEnded, RunEnded, RunStarted, SeedEnded, SeedStarted, Subscriber
+from merc_bench.terminal import duration
 
 __all__ = ["TrackingSubscriber", "HookSubscriber", "ConsoleSubscriber"]
 
@@ -132,32 +135,49 @@ class HookSubscriber(Subscriber):
 
 
 class ConsoleSubscriber(Subscriber):
-    """What a person watching sees: a progress bar per seed (and per teacher), why a cached seed was
-    not reused, and one line per finished seed."""
+    """What a person watching sees: a progress bar per seed (and per teacher) labelled with the recipe,
+    why a cached seed was not reused, and one line per finished seed. Without ``progress`` (output to
+    a pipe or a file, see :mod:`merc_bench.terminal`) one plain line per epoch takes the bar's place:
+    recipe, seed, epoch k/N, train loss, the selection split's w-F1, elapsed time and ETA."""
 
     def __init__(self, console: Any, progress: Any = None) -> None:
         self.console = console
         self.progress = progress
         self._tasks: dict[tuple[str, int], Any] = {}
+        self._recipe = ""
+        self._started: dict[tuple[str, int], float] = {}  # when each (role, seed)'s first epoch began
+        self._last = 0.0  # when the previous epoch ended: the next role's epochs start there
+
+    def run_started(self, event: RunStarted) -> None:
+        self._recipe = event.config.recipe
 
     def seed_started(self, event: SeedStarted) -> None:
-        from rich.markup import escape
+        import time
 
+        self._last = time.monotonic()
         if event.why_not_reused:
             self.console.print(escape(f"seed {event.seed}: not reused from the seed cache, {event.why_not_reused}"))
 
     def epoch_ended(self, event: EpochEnded) -> None:
-        if self.progress is None:
-            return
+        import time
+
         key = (event.role, event.seed)
-        name = f"seed {event.seed}" if event.role == "model" else f"{event.role} seed {event.seed}"
+        recipe = self._recipe or event.run.get("recipe", "")
+        name = f"{recipe} seed {event.seed}" if event.role == "model" else f"{recipe} {event.role} seed {event.seed}"
+        started, now = self._started.setdefault(key, self._last), time.monotonic()
+        self._last = now
+        scores = (f"loss {event.metrics['train_loss']:.3f} {event.split} w-F1 "
+                  f"{event.metrics[f'{event.split}_weighted_f1']:.3f} (best {event.best_score:.3f} @ {event.best_epoch})")
+        if self.progress is None:
+            elapsed = now - started
+            left = elapsed / event.epoch * (event.epochs - event.epoch)
+            self.console.print(f"{name} epoch {event.epoch}/{event.epochs}: {scores}, {duration(elapsed)} elapsed, "
+                               f"ETA {duration(left)}", markup=False, highlight=False, soft_wrap=True)
+            return
         if key not in self._tasks:
-            self._tasks[key] = self.progress.add_task(name, total=event.epochs)
-        self.progress.update(
-            self._tasks[key], advance=1,
-            description=f"{name} epoch {event.epoch}/{event.epochs} loss {event.metrics['train_loss']:.3f} "
-            f"{event.split} w-F1 {event.metrics[f'{event.split}_weighted_f1']:.3f} (best {event.best_score:.3f} "
-            f"@ {event.best_epoch})")
+            self._tasks[key] = self.progress.add_task(escape(name), total=event.epochs)
+        self.progress.update(self._tasks[key], advance=1, description=escape(f"{name} epoch {event.epoch}/"
+                                                                             f"{event.epochs} {scores}"))
 
     def seed_ended(self, event: SeedEnded) -> None:
         result = event.result

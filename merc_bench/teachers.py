@@ -102,7 +102,8 @@ def teacher_config(config: RunConfig, info: Any, registry: Registry) -> RunConfi
     try:
         teacher = RunConfig.model_validate(values)
     except pydantic.ValidationError as error:
-        raise UserError(describe_validation_error(error, f"the teacher of distiller {config.distiller.name!r}")) from None
+        raise UserError(describe_validation_error(error, f"the teacher of distiller {config.distiller.name!r}",
+                                                  RunConfig)) from None
     values = teacher.model_dump(mode="json")
     for kind in ("encoder", "mixer", "fuser", "distiller"):  # canonical options: defaults spelled out
         slot = values[kind]

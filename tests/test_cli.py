@@ -97,6 +97,21 @@ def test_user_mistakes_exit_2_with_one_paragraph(argv, fragment, capsys, monkeyp
     assert "Traceback" not in stderr + stdout
 
 
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("training.lrr=0.1", "'training.lrr' is not an option (did you mean 'training.lr'?)"),
+        ("model.hiden_size=8", "'model.hiden_size' is not an option (did you mean 'model.hidden_size'?)"),
+        ("mixer.haeds=4", "'haeds' is not an option (did you mean 'heads'?)"),  # a component's own options
+        ("training.xyzzy=1", "(the options of training: lr, weight_decay, batch_size,"),  # nothing close: all of them
+    ],
+)
+def test_unknown_option_keys_suggest_the_closest_valid_key(override, suggestion, capsys):
+    code, _, stderr = run_cli(["validate", "sdt", "--set", override], capsys)
+    assert code == 2
+    assert suggestion in " ".join(stderr.split())
+
+
 def test_unwritable_out_directory(tmp_path, capsys):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

@@ -197,7 +197,7 @@ def run_study(request: TuneRequest, *, registry: Registry, console: Any, hook: A
     max_failures = request.max_failures or request.trials
     objective = Objective(registry=registry, corpus=corpus, space=space, base=base, metric=request.metric,
                           max_failures=max_failures, tracker=tracker, parent_id=parent_id, device=device, label=name,
-                          recipe_params=recipe_params, console=console)
+                          recipe_params=recipe_params, console=console, trials=request.trials)
     if request.worker_index == 0:
         _announce(console, request, study, name=name, url=url, space=space, definition=definition,
                   tracker=tracker, study_dir=study_dir)
@@ -260,9 +260,7 @@ def _run_workers(request: TuneRequest, study: optuna.Study, objective: Objective
         workers = spawn_workers(argv, request.workers - 1, study_dir=study_dir, device=request.device)
     status = "FAILED"
     try:
-        studies.run_worker(study, objective, storage=storage, budget=budget, timeout=request.timeout,
-                           poll_seconds=min(request.heartbeat_interval, 5), max_failures=max_failures,
-                           callbacks=[objective.announce, objective.say_when_stopping])
+        _work(request, study, objective, storage=storage, budget=budget, max_failures=max_failures, console=console)
         failed = wait_for_workers(workers, console)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -273,6 +271,26 @@ def _run_workers(request: TuneRequest, study: optuna.Study, objective: Objective
         if request.worker_index == 0 and status != "FINISHED":
             tracker.close_parent(parent_id, status)
     return bool(failed)
+
+
+def _work(request: TuneRequest, study: optuna.Study, objective: Objective, *, storage: Any, budget: TrialBudget,
+          max_failures: int, console: Any) -> None:
+    """This process's trials, with progress bars (trials k/N, best so far; the trial's epochs) on a terminal."""
+    from merc_bench.terminal import progress_bars
+    from merc_bench.tuning.progress import StudyProgress
+
+    with progress_bars(console) as bars:
+        callbacks = [objective.announce, objective.say_when_stopping]
+        if bars is not None:
+            objective.display = StudyProgress(bars, trials=request.trials, metric=request.metric,
+                                              finished=studies.progress(study)[0])
+            callbacks.append(objective.display.trial_finished)
+        try:
+            studies.run_worker(study, objective, storage=storage, budget=budget, timeout=request.timeout,
+                               poll_seconds=min(request.heartbeat_interval, 5), max_failures=max_failures,
+                               callbacks=callbacks)
+        finally:
+            objective.display = None
 
 
 def _every_trial_failed(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

@@ -58,16 +58,15 @@ def run_final(registry: Registry, study: optuna.Study, *, label: str, corpus: Co
               seeds: int, device: str | None, out_dir: Path, tracker: Any, parent_id: str | None,
               console: Any, hook: Any = None) -> list[Path]:
     """Train the rows, write compare's table (Markdown, CSV, LaTeX) and plots; the written paths."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
+
+    from merc_bench.terminal import progress_bars
 
     rows = final_rows(study, label)
     if not rows:
         console.print("--final-seeds: no completed trial to retrain.")
         return []
-    with tracker.inside(parent_id), Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                             console=console) as progress:
+    with tracker.inside(parent_id), progress_bars(console) as progress:
         summaries = ablation.run_grid(
             registry, rows, corpus=corpus, dataset=dataset, overrides=[], flags={"seeds": seeds, "device": device},
             out_dir=out_dir, tracker=tracker, name=f"final-{study.study_name}", console=console, cache=SeedCache(),
@@ -90,5 +89,5 @@ def run_final(registry: Registry, study: optuna.Study, *, label: str, corpus: Co
         printed.add_column(columns[index], justify="left" if columns[index] == "model" else "right")
     for cells in comparing._cells(table, lambda t: f"[bold]{escape(t)}[/bold]", " †"):
         printed.add_row(*(cells[i] if cells[i].startswith("[bold]") else escape(cells[i]) for i in shown))
-    Console(width=max(console.width, 120)).print(printed)
+    console.print(printed)
     return paths

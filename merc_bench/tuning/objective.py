@@ -50,7 +50,7 @@ class Objective:
     def __init__(self, *, registry: Registry, corpus: Corpus, space: SearchSpace, base: dict[str, Any],
                  metric: str, max_failures: int, tracker: Any, parent_id: str | None,
                  device: torch.device, label: str, recipe_params: dict[str, Any] | None = None,
-                 console: Any = None) -> None:
+                 console: Any = None, trials: int | None = None) -> None:
         self.registry = registry
         self.corpus = corpus
         self.space = space
@@ -63,6 +63,8 @@ class Objective:
         self.device = device
         self.label = label
         self.console = console
+        self.trials = trials  # the study's budget, for "k/N finished" in each trial's line
+        self.display: Any = None  # a tuning.progress.StudyProgress while bars are shown (a terminal)
         self.tags = environment_tags(device)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -125,6 +127,8 @@ class Objective:
             if event.role != "model":
                 return
             epoch, metrics = event.epoch, event.metrics
+            if self.display is not None:
+                self.display.epoch_ended(trial.number, event)
             child.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
             child.flush()  # one write per epoch: a killed trial keeps its curve
             trial.report(metrics[key], epoch)
@@ -162,8 +166,17 @@ class Objective:
             what = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
         else:
             what = f"failed: {trial.user_attrs.get('error') or trial.user_attrs.get('skipped', 'see the log')}"
-        self.console.print(f"trial {trial.number:3d} {trial.state.name:8} {what} · {chosen} · {seconds:.1f} s",
-                           markup=False, highlight=False, soft_wrap=True)
+        self.console.print(f"trial {trial.number:3d} {trial.state.name:8} {what} · {chosen} · {seconds:.1f} s · "
+                           f"{self._standing(study)}", markup=False, highlight=False, soft_wrap=True)
+
+    def _standing(self, study: optuna.Study) -> str:
+        """``4/20 finished, best 0.4567 (trial 2)``: the study's progress over every worker."""
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(1 for t in trials if t.state in FINISHED)
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = max(completed, key=lambda t: (t.value, -t.number)) if completed else None
+        return (f"{finished}/{self.trials or '?'} finished, "
+                + (f"best {best.value:.4f} (trial {best.number})" if best else "none complete yet"))
 
     def say_when_stopping(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Say that this failure reached ``--max-failures`` (the worker loop then starts no trial)."""

@@ -75,10 +75,8 @@ def _state_counts(study: optuna.Study) -> str:
 
 def print_report(study: optuna.Study, console: Any, *, metric: str, top: int = 10) -> None:
     """The top trials by validation score and the parameter importances, as console tables."""
-    from rich.console import Console
     from rich.table import Table
 
-    wide = Console(file=console.file, width=max(console.width, 160))  # piped output would get 80 columns
     console.print(f"study {study.study_name}: {_state_counts(study)}", markup=False, highlight=False)
     completed = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                        key=lambda t: (-t.value, t.number))
@@ -93,7 +91,7 @@ def print_report(study: optuna.Study, console: Any, *, metric: str, top: int = 1
         seconds = trial.duration.total_seconds() if trial.duration else float("nan")
         table.add_row(str(rank), str(trial.number), f"{trial.value:.4f}", str(trial.user_attrs.get("selected_epoch", "")),
                       f"{seconds:.1f}", *slots, others)
-    wide.print(table)
+    console.print(table)
     values, reason = importances(study)
     if not values:
         console.print(reason, markup=False)
@@ -103,7 +101,7 @@ def print_report(study: optuna.Study, console: Any, *, metric: str, top: int = 1
         printed.add_column(column)
     for name, value in values.items():
         printed.add_row(name, f"{value:.3f}", "█" * max(1, round(30 * value)))
-    wide.print(printed)
+    console.print(printed)
 
 
 def _short(value: Any) -> str:
