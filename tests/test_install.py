@@ -37,10 +37,15 @@ def _built_in_plugins() -> list[str]:
 def _copy_sources(target: Path) -> None:
     """What the sdist is built from: the project's metadata, the core and the plugins."""
     target.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, target / name)
     for folder in ("merc_bench", "plugins"):
         shutil.copytree(ROOT / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def archive_text(wheel: Path, name: str) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(name).decode("utf-8")
 
 
 def _check(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -70,7 +75,7 @@ def test_sdist_and_wheel_install_and_run_outside_the_repository(tmp_path):
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     missing = [f"plugins/{p}/__init__.py" for p in plugins if f"plugins/{p}/__init__.py" not in names]
     assert not missing, f"the sdist lacks {missing}"
-    assert {PACKAGE_DATA, "merc_bench/__init__.py", "pyproject.toml", "README.md"} <= names
+    assert {PACKAGE_DATA, "merc_bench/__init__.py", "pyproject.toml", "README.md", "LICENSE"} <= names
 
     # The wheel from the sdist, not from the tree: what pip does for anyone without a wheel.
     _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
@@ -81,6 +86,9 @@ def test_sdist_and_wheel_install_and_run_outside_the_repository(tmp_path):
     assert not [p for p in plugins if f"{p}/__init__.py" not in names]
     assert PACKAGE_DATA in names
     assert f"merc_bench-{merc_bench.__version__}.dist-info/METADATA" in names  # the version from one place
+    assert f"merc_bench-{merc_bench.__version__}.dist-info/licenses/LICENSE" in names  # the licence text travels
+    metadata = archive_text(wheel, f"merc_bench-{merc_bench.__version__}.dist-info/METADATA")
+    assert "License-Expression: Apache-2.0" in metadata
 
     # A clean venv; the dependencies come from this environment through a .pth file, because the test
     # must run offline and torch alone is gigabytes. The .pth adds only this environment's

@@ -291,7 +291,7 @@ def test_a_yaml_space_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml raises ImportError
     path = tmp_path / "space.yaml"
     path.write_text("training:\n  epochs: 2\n")
-    with pytest.raises(UserError, match="needs PyYAML .pip install pyyaml.; or write the space as TOML"):
+    with pytest.raises(UserError, match="needs PyYAML .pip install pyyaml.; or write it as TOML"):
         read_space_file(path)
 
 
