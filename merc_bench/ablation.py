@@ -14,11 +14,13 @@ by :func:`merc_bench.pipeline.execute` like ``merc-bench run``, all under one pa
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pydantic
 from rich.markup import escape
@@ -177,6 +179,7 @@ def run_grid(
     record_divergence: bool = False,
     route_component_options: bool = False,
     finish: Callable[[list[dict[str, Any]]], list[Path]] | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Train every row as an ordinary run under one parent run; return one summary dict per row.
 
@@ -194,12 +197,45 @@ def run_grid(
     The parent run gets one summary metric per finished row (``test_weighted_f1/<row>``,
     ``test_accuracy/<row>``: the means over seeds) and, with ``finish``, the files it writes from the
     summaries (the table in its formats, the plots), logged while the parent is still open.
+
+    With ``jobs`` > 1 every (row, seed) pair is first trained in that many worker processes into the
+    seed cache (:mod:`merc_bench.parallel`; without a ``cache``, a temporary one for this call), which
+    the rows then read.
     """
     overrides = list(overrides)
     routed = overrides_per_row(registry, rows, overrides) if route_component_options else [overrides] * len(rows)
     configs = [(labels, resolve(registry, values, corpus, dataset=dataset, overrides=row_overrides,
                                 flags=flags, label=name))
                for (labels, values), row_overrides in zip(rows, routed)]
+    keep = [bool(keep_embeddings and keep_embeddings[i]) for i in range(len(configs))]
+    with _job_cache(cache, jobs) as cache:
+        if jobs > 1:
+            from merc_bench.parallel import train_pairs
+
+            train_pairs([config for _, config in configs], corpus, registry=registry, cache_root=cache.root,
+                        jobs=jobs, tsne=keep, console=console)
+        return _train_rows(configs, registry=registry, corpus=corpus, out_dir=out_dir, tracker=tracker, name=name,
+                           subscribers=subscribers, console=console, cache=cache, keep=keep,
+                           record_divergence=record_divergence, finish=finish)
+
+
+@contextlib.contextmanager
+def _job_cache(cache: Any, jobs: int) -> Iterator[Any]:
+    """``cache``, or for ``jobs`` > 1 without one (``--no-reuse``) a temporary seed cache removed afterwards."""
+    if cache is not None or jobs <= 1:
+        yield cache
+        return
+    from merc_bench.seed_cache import SeedCache
+
+    with tempfile.TemporaryDirectory(prefix="merc-bench-jobs-") as folder:
+        yield SeedCache(Path(folder))
+
+
+def _train_rows(configs: list[tuple[dict[str, Any], Any]], *, registry: Registry, corpus: Corpus, out_dir: Path,
+                tracker: Any, name: str, subscribers: Callable[[], list[Subscriber]], console: Any, cache: Any,
+                keep: list[bool], record_divergence: bool,
+                finish: Callable[[list[dict[str, Any]]], list[Path]] | None) -> list[dict[str, Any]]:
+    """:func:`run_grid`'s rows, one after the other under the grid's parent run."""
     summaries = []
     with tracker.run(name, tags={"grid": name}):
         for index, (labels, config) in enumerate(configs, start=1):
@@ -208,7 +244,7 @@ def run_grid(
             row_dir = out_dir / f"{index:02d}-{_file_name(config.recipe)}"
             try:
                 result = execute(config, corpus, registry=registry, out_dir=row_dir, subscribers=subscribers(),
-                                 cache=cache, keep_embeddings=bool(keep_embeddings and keep_embeddings[index - 1]))
+                                 cache=cache, keep_embeddings=keep[index - 1])
             except TrainingDiverged as error:
                 if not record_divergence:
                     raise

@@ -84,6 +84,12 @@ def _modalities(value: str | Sequence[str] | None) -> list[str] | None:
     return [part.strip() for part in parts if part.strip()]
 
 
+def _jobs(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+        raise UserError(f"--jobs {value!r} must be a whole number from 1 to 256 (worker processes).")
+    return value
+
+
 def _path(value: str | Path | None) -> Path | None:
     return Path(value) if value is not None else None
 
@@ -182,14 +188,15 @@ def compare(recipes: Sequence[str], *, dataset: str | None = None, data_dir: Pat
             significance: str = "bootstrap", tsne: str | Sequence[str] | None = None, with_published: bool = False,
             reuse: bool = True, overrides: Iterable[str] = (), out: Path | None = None, track: bool = True,
             tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None,
-            log_checkpoints: bool = False) -> Comparison:
+            log_checkpoints: bool = False, jobs: int = 1) -> Comparison:
     """Several recipes on identical data and seeds, in the SUMMER paper's table format (``merc-bench compare``).
 
     Every recipe is resolved and validated before the first trains. A recipe whose training
     diverges is left out of the table and named in :attr:`Comparison.failed` (the command line then
     exits 2); if the reference fails there is no table and a :class:`UserError` is raised.
     ``tsne``: recipes whose fused test representations get a t-SNE plot (names, "all" or "none";
-    default the first two). ``dataset``, ``dataset_config``: as for :func:`run`.
+    default the first two). ``dataset``, ``dataset_config``: as for :func:`run`. ``jobs`` > 1 trains
+    the (recipe, seed) pairs in that many worker processes first (:mod:`merc_bench.parallel`).
     """
     from merc_bench.model import select_modalities
     from merc_bench.pipeline import check_writable, load_dataset
@@ -214,7 +221,7 @@ def compare(recipes: Sequence[str], *, dataset: str | None = None, data_dir: Pat
         check_writable(out_dir)
         flags = {"seeds": seeds, "training.epochs": epochs, "protocol": protocol, "device": device,
                  "modalities": _modalities(modalities)}
-        plan = _ComparePlan(recipes, reference, significance, tsne_recipes, published, seeds)
+        plan = _ComparePlan(recipes, reference, significance, tsne_recipes, published, seeds, _jobs(jobs))
         return _run_comparison(registry, plan, corpus=corpus, dataset=choice, overrides=rest, flags=flags,
                                out_dir=out_dir, tracker=_tracker(track, tracking_uri, log_checkpoints), reuse=reuse, console=console)
 
@@ -242,6 +249,7 @@ class _ComparePlan:
     tsne: list[str]
     published: Any
     seeds: int
+    jobs: int = 1
 
 
 def _run_comparison(registry: Any, plan: _ComparePlan, *, corpus: Any, dataset: dict[str, Any],
@@ -268,7 +276,7 @@ def _run_comparison(registry: Any, plan: _ComparePlan, *, corpus: Any, dataset: 
                 tracker=tracker, name=f"compare-{corpus.info.name}", console=console,
                 subscribers=lambda: _subscribers(tracker, console, progress, ()),
                 cache=SeedCache() if reuse else None, keep_embeddings=[r in plan.tsne for r in plan.recipes],
-                record_divergence=True, finish=finish)
+                record_divergence=True, finish=finish, jobs=plan.jobs)
         comparison = made[0]
     for item in comparison.runs.values():  # the rows' folders now live in out_dir
         item.out_dir = out_dir / item.out_dir.relative_to(staging)
@@ -345,7 +353,7 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str |
            protocol: str | None = None, device: str | None = None, overrides: Iterable[str] = (),
            grid_options: dict[str, Any] | Iterable[str] | None = None, out: Path | None = None, track: bool = True,
            tracking_uri: str | None = None, max_memory: str | None = None, console: Any = None,
-           log_checkpoints: bool = False) -> Ablation:
+           log_checkpoints: bool = False, jobs: int = 1) -> Ablation:
     """Run an ablation grid a plugin declares (``merc-bench ablate``): ``grid`` by name, or the first
     grid that applies to ``recipe`` (the SUMMER plugin declares ``components``, Table IV, and
     ``modalities``, Table I). Every row is validated before the first trains.
@@ -391,7 +399,8 @@ def ablate(recipe: str | None = None, *, grid: str | None = None, dataset: str |
                 summaries = ablation.run_grid(
                     registry, rows, corpus=corpus, dataset=choice, overrides=rest, flags=flags, out_dir=staging,
                     tracker=tracker, name=name, console=console, route_component_options=True,
-                    subscribers=lambda: _subscribers(tracker, console, progress, ()), finish=finish)
+                    subscribers=lambda: _subscribers(tracker, console, progress, ()), finish=finish,
+                    jobs=_jobs(jobs))
             table, note, written = made["table"], made["note"], made["written"]
     return Ablation(grid=chosen.name, recipe=recipe, table=table, note=note, summaries=summaries, out_dir=out_dir,
                     paths=[out_dir / p.relative_to(staging) for p in written], label_columns=chosen.label_columns,

@@ -351,6 +351,8 @@ def ablate(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/ablate-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    jobs: Annotated[int, typer.Option(help="worker processes training the (recipe, seed) pairs, cores shared "
+                                           "evenly (merc_bench.parallel)", min=1, max=256)] = 1,
     log_checkpoints: Annotated[bool, typer.Option("--log-checkpoints", help="log the checkpoints to MLflow as artifacts too")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
@@ -369,7 +371,7 @@ def ablate(
     result = api.ablate(recipe, grid=grid, dataset=dataset, data_dir=data_dir, dataset_config=dataset_config,
                         seeds=seeds, epochs=epochs, protocol=protocol, device=device, overrides=set_ or [],
                         grid_options=grid_option or [], out=out, track=not no_track, tracking_uri=tracking_uri,
-                        max_memory=max_memory, console=console, log_checkpoints=log_checkpoints)
+                        max_memory=max_memory, console=console, log_checkpoints=log_checkpoints, jobs=jobs)
     shown = ablation.display_table(result.table)
     printed = Table(title=result.note, title_justify="left")
     for column in shown.columns:
@@ -406,6 +408,8 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default runs/compare-...)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    jobs: Annotated[int, typer.Option(help="worker processes training the (recipe, seed) pairs, cores shared "
+                                           "evenly (merc_bench.parallel)", min=1, max=256)] = 1,
     log_checkpoints: Annotated[bool, typer.Option("--log-checkpoints", help="log the checkpoints to MLflow as artifacts too")] = False,
     max_memory: MaxMemory = None,
 ) -> None:
@@ -431,7 +435,7 @@ def compare(
                          reference=reference, significance=significance, tsne=tsne, with_published=with_published,
                          reuse=reuse,
                          overrides=set_ or [], out=out, track=not no_track, tracking_uri=tracking_uri,
-                         max_memory=max_memory, console=console, log_checkpoints=log_checkpoints)
+                         max_memory=max_memory, console=console, log_checkpoints=log_checkpoints, jobs=jobs)
     console.print(comparing.render_terminal(result.table, result.note))
     console.print(f"written    {', '.join(str(p) for p in result.paths)}")
     if result.failed:
