@@ -735,7 +735,9 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``argv`` defaults to the process arguments."""
-    os.environ["MERC_BENCH_COMMAND"] = " ".join(["merc-bench", *(sys.argv[1:] if argv is None else argv)])[:500]
+    command = " ".join(["merc-bench", *(sys.argv[1:] if argv is None else argv)])[:500]
+    # MLflow's source tag (merc_bench.tracking); the environment refuses NUL, so control characters are replaced.
+    os.environ["MERC_BENCH_COMMAND"] = "".join(c if c.isprintable() else "\ufffd" for c in command)
     try:
         _add_plugin_commands()
         app(args=argv, standalone_mode=True)
