@@ -55,8 +55,10 @@ class FinetuneConfig(BaseModel):
     """Options of ``data prepare --finetune`` (CLI ``--finetune-<name>``, dashes for underscores).
 
     The defaults are the usual settings for fine-tuning small BERT-style encoders on utterance
-    classification; they are provisional until the dev sweep of ``benchmarks/finetune_text.py``
-    (which selects on dev only) has been run on MELD.
+    classification. ``context_turns`` was chosen on MELD's dev split (benchmarks/RESULTS.md, 2026-12-03):
+    two turns of context raise the fine-tuned head's own dev w-F1 (57.37 vs 56.65) but not SDT's on the
+    resulting features (59.07 vs 59.29, inside the seed spread), and cost 3× per epoch, so none is the
+    default. lr and epochs have not been swept.
     """
 
     model_config = ConfigDict(extra="forbid")
