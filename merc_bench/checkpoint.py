@@ -23,7 +23,6 @@ weights still fit, and :func:`code_changes` says what differs.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,8 +274,6 @@ def _scales(payload: dict[str, Any], header: _Header, where: str) -> dict[str, t
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint header")

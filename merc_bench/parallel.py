@@ -79,12 +79,15 @@ def train_pairs(configs: list[RunConfig], corpus: Corpus, *, registry: Any, cach
 
 
 def _cost(config: RunConfig, corpus: Corpus, registry: Any) -> float:
-    from merc_bench.sizing import estimate_training_memory
-    from merc_bench.teachers import needs_teacher
-
+    """Trainable parameters × epochs (× 2 with a teacher), counted on the meta device: no weights allocated."""
     import torch
 
-    trainable = estimate_training_memory(config, corpus, registry, torch.device("cpu")).trainable
+    from merc_bench.model import build_model
+    from merc_bench.teachers import needs_teacher
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model, distiller = build_model(config, corpus.info, registry, check_size=False)
+    trainable = sum(p.numel() for module in (model, distiller) for p in module.parameters() if p.requires_grad)
     return float(trainable) * config.training.epochs * (2 if needs_teacher(config, registry) else 1)
 
 

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-import contextlib
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -297,11 +296,10 @@ def runs_view_url(database: Path, *, host: str, port: int) -> str:
     not the GenAI/Traces view MLflow opens on by default."""
     experiment = None
     with suppress(Exception):  # an unreadable store: the URL without the experiment still opens the UI
-        import sqlite3
+        import mlflow
 
-        with contextlib.closing(sqlite3.connect(f"file:{database.resolve()}?mode=ro", uri=True)) as connection:
-            row = connection.execute("SELECT experiment_id FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
-            experiment = row[0] if row else None
+        found = mlflow.MlflowClient(tracking_uri=f"sqlite:///{database.resolve()}").get_experiment_by_name(EXPERIMENT)
+        experiment = found.experiment_id if found is not None else None
     page = f"experiments/{experiment}" if experiment is not None else "experiments"
     return f"http://{host}:{port}/#/{page}?workflowType=machine_learning"
 

@@ -7,7 +7,6 @@ the text path (MELD prepared with a fast hash text encoder, so the text is embed
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,4 +206,3 @@ def test_csv_labels_must_be_the_models_classes(meld_text_run, tmp_path):
     plain.write_text("dialogue,speaker,text,label\n1,a,hi,happy\n")
     with pytest.raises(UserError, match="label 'happy' is not one of the model's classes"):
         merc_bench.predict(run, plain)
-    assert Path(run / "checkpoint-seed0.pt").is_file()
